@@ -1,0 +1,354 @@
+//! The bundle manifest: what a bundle contains and for whom. Pure.
+//!
+//! The manifest is JSON. Its exact bytes are what the signatures cover, so
+//! parsing never needs a canonical form. Format 1 readers refuse unknown
+//! fields and unknown entries in `features`: a newer bundle that needs a
+//! capability this agent lacks is refused instead of half understood.
+
+use serde::{Deserialize, Serialize};
+
+use crate::slot::SlotClass;
+
+/// The manifest format this agent writes and reads.
+pub const FORMAT: u32 = 1;
+/// Features this agent understands (none yet; see docs/bundle-format.md).
+pub const KNOWN_FEATURES: &[&str] = &[];
+pub const MAX_IMAGES: usize = 32;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    #[error("manifest is not valid JSON for format {FORMAT}: {0}")]
+    Syntax(String),
+    #[error("manifest format {0} is not supported by this agent (supports {FORMAT})")]
+    UnsupportedFormat(u32),
+    #[error("manifest requires feature {0:?}, which this agent does not support")]
+    UnknownFeature(String),
+    #[error("manifest has an empty or over-long compatible string")]
+    Compatible,
+    #[error("manifest lists no images")]
+    NoImages,
+    #[error("manifest lists {0} images; at most {MAX_IMAGES} are allowed")]
+    TooManyImages(usize),
+    #[error("manifest lists slot class {0:?} twice (images {1} and {2})")]
+    DuplicateClass(SlotClass, usize, usize),
+    #[error("image {index}: sha256 must be 64 lowercase hex digits")]
+    BadHash { index: usize },
+    #[error("image {index}: size must be greater than zero")]
+    ZeroSize { index: usize },
+    #[error("image {index}: payload_size {payload} must equal size {size} when uncompressed")]
+    PayloadSize {
+        index: usize,
+        payload: u64,
+        size: u64,
+    },
+    #[error("image {index}: bad verity data: {what}")]
+    Verity { index: usize, what: &'static str },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: u32,
+    pub version: semver::Version,
+    pub compatible: String,
+    pub security_epoch: u64,
+    pub created: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+    pub images: Vec<Image>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Zstd,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    pub slot_class: SlotClass,
+    /// Bytes written to the slot.
+    pub size: u64,
+    /// SHA-256 of the bytes written to the slot, lowercase hex.
+    pub sha256: String,
+    pub compression: Compression,
+    /// Bytes of the payload member in the bundle.
+    pub payload_size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verity: Option<Verity>,
+}
+
+/// dm-verity parameters, as `veritysetup format` prints them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verity {
+    pub root_hash: String,
+    pub salt: String,
+    /// Byte offset of the hash tree inside the image.
+    pub hash_offset: u64,
+    pub data_block_size: u32,
+    pub hash_block_size: u32,
+    pub hash_algorithm: String,
+}
+
+impl Manifest {
+    /// Parses and validates manifest bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        // Read the format first so a newer manifest gets a precise error.
+        #[derive(Deserialize)]
+        struct Probe {
+            format: u32,
+        }
+        match serde_json::from_slice::<Probe>(bytes) {
+            Ok(p) if p.format != FORMAT => return Err(ManifestError::UnsupportedFormat(p.format)),
+            _ => {}
+        }
+        let m: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| ManifestError::Syntax(e.to_string()))?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        v.push(b'\n');
+        v
+    }
+
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        if self.format != FORMAT {
+            return Err(ManifestError::UnsupportedFormat(self.format));
+        }
+        if let Some(f) = self
+            .features
+            .iter()
+            .find(|f| !KNOWN_FEATURES.contains(&f.as_str()))
+        {
+            return Err(ManifestError::UnknownFeature(f.clone()));
+        }
+        if self.compatible.is_empty() || self.compatible.len() > 256 {
+            return Err(ManifestError::Compatible);
+        }
+        if self.images.is_empty() {
+            return Err(ManifestError::NoImages);
+        }
+        if self.images.len() > MAX_IMAGES {
+            return Err(ManifestError::TooManyImages(self.images.len()));
+        }
+        for (index, img) in self.images.iter().enumerate() {
+            if let Some(first) = self.images[..index]
+                .iter()
+                .position(|o| o.slot_class == img.slot_class)
+            {
+                return Err(ManifestError::DuplicateClass(
+                    img.slot_class.clone(),
+                    first,
+                    index,
+                ));
+            }
+            img.validate(index)?;
+        }
+        Ok(())
+    }
+
+    /// The tar member name that carries image `index`.
+    pub fn member_name(&self, index: usize) -> String {
+        member_name(index, &self.images[index])
+    }
+}
+
+pub fn member_name(index: usize, img: &Image) -> String {
+    let ext = match img.compression {
+        Compression::None => "img",
+        Compression::Zstd => "img.zst",
+    };
+    format!("images/{index:02}-{}.{ext}", img.slot_class)
+}
+
+fn is_hex(s: &str, len: Option<usize>) -> bool {
+    len.is_none_or(|l| s.len() == l)
+        && s.len().is_multiple_of(2)
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Image {
+    fn validate(&self, index: usize) -> Result<(), ManifestError> {
+        if !is_hex(&self.sha256, Some(64)) {
+            return Err(ManifestError::BadHash { index });
+        }
+        if self.size == 0 {
+            return Err(ManifestError::ZeroSize { index });
+        }
+        if self.compression == Compression::None && self.payload_size != self.size {
+            return Err(ManifestError::PayloadSize {
+                index,
+                payload: self.payload_size,
+                size: self.size,
+            });
+        }
+        if let Some(v) = &self.verity {
+            let what = if !is_hex(&v.root_hash, None) || v.root_hash.len() < 64 {
+                Some("root_hash must be hex, at least 32 bytes")
+            } else if !is_hex(&v.salt, None) || v.salt.len() > 512 {
+                Some("salt must be hex, at most 256 bytes")
+            } else if v.hash_offset > self.size {
+                Some("hash_offset lies beyond the image")
+            } else if !valid_block(v.data_block_size) || !valid_block(v.hash_block_size) {
+                Some("block sizes must be powers of two from 512 to 1 MiB")
+            } else if v.hash_algorithm != "sha256" {
+                Some("only sha256 is supported")
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                return Err(ManifestError::Verity { index, what });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn valid_block(n: u32) -> bool {
+    n.is_power_of_two() && (512..=1 << 20).contains(&n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            format: FORMAT,
+            version: "1.2.3".parse().unwrap(),
+            compatible: "tandem-demo".into(),
+            security_epoch: 0,
+            created: "2026-11-26T00:00:00Z".into(),
+            description: None,
+            features: vec![],
+            images: vec![Image {
+                slot_class: SlotClass::new("rootfs").unwrap(),
+                size: 4096,
+                sha256: "ab".repeat(32),
+                compression: Compression::None,
+                payload_size: 4096,
+                verity: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        assert_eq!(Manifest::parse(&m.to_bytes()).unwrap(), m);
+        assert_eq!(m.member_name(0), "images/00-rootfs.img");
+    }
+
+    #[test]
+    fn validation_table() {
+        type Mutate = fn(&mut Manifest);
+        type Expect = fn(&ManifestError) -> bool;
+        let cases: &[(&str, Mutate, Expect)] = &[
+            (
+                "format",
+                |m| m.format = 2,
+                |e| matches!(e, ManifestError::UnsupportedFormat(2)),
+            ),
+            (
+                "feature",
+                |m| m.features.push("chunks".into()),
+                |e| matches!(e, ManifestError::UnknownFeature(_)),
+            ),
+            (
+                "compatible",
+                |m| m.compatible.clear(),
+                |e| *e == ManifestError::Compatible,
+            ),
+            (
+                "no images",
+                |m| m.images.clear(),
+                |e| *e == ManifestError::NoImages,
+            ),
+            (
+                "dup",
+                |m| {
+                    let i = m.images[0].clone();
+                    m.images.push(i)
+                },
+                |e| matches!(e, ManifestError::DuplicateClass(_, 0, 1)),
+            ),
+            (
+                "hash",
+                |m| m.images[0].sha256 = "AB".repeat(32),
+                |e| matches!(e, ManifestError::BadHash { index: 0 }),
+            ),
+            (
+                "zero",
+                |m| {
+                    m.images[0].size = 0;
+                    m.images[0].payload_size = 0
+                },
+                |e| matches!(e, ManifestError::ZeroSize { .. }),
+            ),
+            (
+                "payload",
+                |m| m.images[0].payload_size = 1,
+                |e| matches!(e, ManifestError::PayloadSize { .. }),
+            ),
+            (
+                "too many",
+                |m| {
+                    let i = m.images[0].clone();
+                    m.images = (0..33)
+                        .map(|n| Image {
+                            slot_class: SlotClass::new(&format!("c{n}")).unwrap(),
+                            ..i.clone()
+                        })
+                        .collect();
+                },
+                |e| matches!(e, ManifestError::TooManyImages(33)),
+            ),
+            (
+                "verity",
+                |m| {
+                    m.images[0].verity = Some(Verity {
+                        root_hash: "00".repeat(32),
+                        salt: "00".into(),
+                        hash_offset: 1 << 20,
+                        data_block_size: 4096,
+                        hash_block_size: 4096,
+                        hash_algorithm: "sha256".into(),
+                    })
+                },
+                |e| matches!(e, ManifestError::Verity { .. }),
+            ),
+        ];
+        for (name, mutate, check) in cases {
+            let mut m = sample();
+            mutate(&mut m);
+            let err = Manifest::parse(&m.to_bytes()).unwrap_err();
+            assert!(check(&err), "{name}: got {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_field_refused() {
+        let s = String::from_utf8(sample().to_bytes())
+            .unwrap()
+            .replacen('{', "{\"extra\": 1,", 1);
+        assert!(
+            matches!(Manifest::parse(s.as_bytes()), Err(ManifestError::Syntax(e)) if e.contains("extra"))
+        );
+    }
+
+    #[test]
+    fn garbage_refused() {
+        for g in [&b""[..], b"\x00\x01", b"[]", b"{}", b"null"] {
+            assert!(Manifest::parse(g).is_err());
+        }
+    }
+}

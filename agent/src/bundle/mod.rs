@@ -1,0 +1,34 @@
+//! The update bundle: manifest, signatures, keys, and the streaming reader
+//! and writer. See docs/bundle-format.md.
+
+pub mod keys;
+pub mod manifest;
+pub mod reader;
+pub mod signature;
+pub mod tar;
+pub mod writer;
+
+pub use keys::{KeyId, Keyring};
+pub use manifest::{Compression, Image, Manifest};
+pub use reader::{BundleError, UnverifiedBundle, VerifiedBundle};
+
+use std::io::{self, Read};
+
+/// Largest zstd window accepted (2^23 = 8 MiB), which bounds the decoder's
+/// memory. `bundle create` stays within it.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+
+/// Wraps a payload stream in the decoder its manifest entry names.
+pub fn decode<'a, R: Read + 'a>(
+    payload: R,
+    compression: Compression,
+) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match compression {
+        Compression::None => Box::new(payload),
+        Compression::Zstd => {
+            let mut d = zstd::stream::read::Decoder::new(payload)?;
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+            Box::new(d)
+        }
+    })
+}

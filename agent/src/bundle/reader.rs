@@ -1,0 +1,367 @@
+//! Reads a bundle front to back from any byte stream.
+//!
+//! The reader is a type-state: [`UnverifiedBundle`] exposes the manifest for
+//! inspection only; payloads can be read only from a [`VerifiedBundle`],
+//! which exists only after the signatures passed the keyring's threshold.
+
+use std::io::{self, Read};
+
+use super::keys::{KeyId, Keyring};
+use super::manifest::{Image, Manifest, ManifestError};
+use super::signature::{SignatureError, SignatureList};
+use super::tar::{self, Block, TarError, BLOCK};
+
+pub const MANIFEST_NAME: &str = "manifest.json";
+pub const SIGNATURES_NAME: &str = "signatures.json";
+/// Largest manifest accepted; a bigger one is refused before it is read.
+pub const MAX_MANIFEST: u64 = 1 << 20;
+pub const MAX_SIGNATURES: u64 = 64 << 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("bundle is empty")]
+    Empty,
+    #[error("bundle is truncated at byte offset {offset} (while reading {what})")]
+    Truncated { offset: u64, what: String },
+    #[error("bad tar header at byte offset {offset}: {source}")]
+    Tar { offset: u64, source: TarError },
+    #[error("expected member {expected:?} at byte offset {offset}, found {found:?}")]
+    UnexpectedMember {
+        offset: u64,
+        expected: String,
+        found: String,
+    },
+    #[error("image {index} ({name}) is missing: the archive ends at byte offset {offset}")]
+    MissingImage {
+        index: usize,
+        name: String,
+        offset: u64,
+    },
+    #[error("{what} member is {size} bytes; at most {limit} are accepted")]
+    TooLarge {
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
+    #[error("invalid manifest: {0}")]
+    Manifest(#[from] ManifestError),
+    #[error("signature check failed: {0}")]
+    Signature(#[from] SignatureError),
+    #[error(
+        "image {index} ({name}): payload member is {found} bytes, the manifest says {expected}"
+    )]
+    PayloadSize {
+        index: usize,
+        name: String,
+        found: u64,
+        expected: u64,
+    },
+    #[error("unexpected member {name:?} at byte offset {offset} after the last image")]
+    Trailing { offset: u64, name: String },
+    #[error("read error at byte offset {offset}: {source}")]
+    Io { offset: u64, source: io::Error },
+}
+
+/// An `io::Error` payload that marks a stream ending early.
+#[derive(Debug, thiserror::Error)]
+#[error("bundle is truncated at byte offset {0}")]
+pub struct TruncatedAt(pub u64);
+
+/// Counts bytes consumed from the underlying stream.
+struct Counted<R> {
+    inner: R,
+    pos: u64,
+}
+
+impl<R: Read> Counted<R> {
+    /// Fills `buf` completely; returns how many bytes were read before EOF.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<usize, BundleError> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.inner.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => {
+                    n += k;
+                    self.pos += k as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(BundleError::Io {
+                        offset: self.pos,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn exact(&mut self, buf: &mut [u8], what: &str) -> Result<(), BundleError> {
+        if self.fill(buf)? < buf.len() {
+            return Err(BundleError::Truncated {
+                offset: self.pos,
+                what: what.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, mut n: u64, what: &str) -> Result<(), BundleError> {
+        let mut scratch = [0u8; BLOCK];
+        while n > 0 {
+            let k = n.min(BLOCK as u64) as usize;
+            self.exact(&mut scratch[..k], what)?;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads the next header block. `None` at an end marker or clean EOF.
+    fn header(&mut self) -> Result<Option<tar::Header>, BundleError> {
+        let start = self.pos;
+        let mut b = [0u8; BLOCK];
+        let n = self.fill(&mut b)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n < BLOCK {
+            return Err(BundleError::Truncated {
+                offset: self.pos,
+                what: "a tar header".into(),
+            });
+        }
+        match tar::parse_header(&b).map_err(|source| BundleError::Tar {
+            offset: start,
+            source,
+        })? {
+            Block::End => Ok(None),
+            Block::Member(h) => Ok(Some(h)),
+        }
+    }
+
+    fn small_member(&mut self, name: &str, limit: u64) -> Result<Vec<u8>, BundleError> {
+        let offset = self.pos;
+        let h = match self.header()? {
+            Some(h) => h,
+            None if offset == 0 => return Err(BundleError::Empty),
+            None => {
+                return Err(BundleError::Truncated {
+                    offset,
+                    what: format!("member {name}"),
+                });
+            }
+        };
+        if h.name != name {
+            return Err(BundleError::UnexpectedMember {
+                offset,
+                expected: name.into(),
+                found: h.name,
+            });
+        }
+        if h.size > limit {
+            return Err(BundleError::TooLarge {
+                what: if name == MANIFEST_NAME {
+                    "manifest"
+                } else {
+                    "signature list"
+                },
+                size: h.size,
+                limit,
+            });
+        }
+        let mut data = vec![0u8; h.size as usize];
+        self.exact(&mut data, name)?;
+        self.skip(tar::padding(h.size), name)?;
+        Ok(data)
+    }
+}
+
+/// A bundle whose manifest has been read but not yet trusted.
+pub struct UnverifiedBundle<R> {
+    src: Counted<R>,
+    manifest_bytes: Vec<u8>,
+    manifest: Manifest,
+    signatures: SignatureList,
+}
+
+impl<R: Read> UnverifiedBundle<R> {
+    /// Reads the manifest and signature members from the front of a stream.
+    pub fn open(inner: R) -> Result<Self, BundleError> {
+        let mut src = Counted { inner, pos: 0 };
+        let manifest_bytes = src.small_member(MANIFEST_NAME, MAX_MANIFEST)?;
+        let manifest = Manifest::parse(&manifest_bytes)?;
+        let sig_bytes = src.small_member(SIGNATURES_NAME, MAX_SIGNATURES)?;
+        let signatures = SignatureList::parse(&sig_bytes)?;
+        Ok(UnverifiedBundle {
+            src,
+            manifest_bytes,
+            manifest,
+            signatures,
+        })
+    }
+
+    /// The manifest, not yet authenticated: for display only.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn manifest_bytes(&self) -> &[u8] {
+        &self.manifest_bytes
+    }
+
+    pub fn signatures(&self) -> &SignatureList {
+        &self.signatures
+    }
+
+    /// Bytes consumed so far (the start of the first payload member).
+    pub fn offset(&self) -> u64 {
+        self.src.pos
+    }
+
+    /// Gives back the stream, positioned at the first payload header.
+    pub fn into_inner(self) -> R {
+        self.src.inner
+    }
+
+    /// Checks the signatures against the keyring and threshold.
+    pub fn verify(
+        self,
+        keyring: &Keyring,
+        threshold: usize,
+    ) -> Result<VerifiedBundle<R>, BundleError> {
+        let signers = self
+            .signatures
+            .verify(&self.manifest_bytes, keyring, threshold)?;
+        Ok(VerifiedBundle {
+            src: self.src,
+            manifest: self.manifest,
+            signers,
+            next: 0,
+            remaining: 0,
+            padding: 0,
+        })
+    }
+}
+
+/// A bundle whose manifest is authenticated; payloads stream from it in order.
+pub struct VerifiedBundle<R> {
+    src: Counted<R>,
+    manifest: Manifest,
+    signers: Vec<KeyId>,
+    next: usize,
+    remaining: u64,
+    padding: u64,
+}
+
+impl<R: Read> VerifiedBundle<R> {
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn signers(&self) -> &[KeyId] {
+        &self.signers
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.src.pos
+    }
+
+    fn finish_member(&mut self) -> Result<(), BundleError> {
+        let n = self.remaining + self.padding;
+        self.remaining = 0;
+        self.padding = 0;
+        self.src.skip(n, "payload")
+    }
+
+    /// Advances to the next image's payload; `None` after the last one
+    /// (having checked that nothing follows it).
+    pub fn next_image(
+        &mut self,
+    ) -> Result<Option<(usize, Image, PayloadReader<'_, R>)>, BundleError> {
+        self.finish_member()?;
+        let index = self.next;
+        let offset = self.src.pos;
+        let header = self.src.header()?;
+        let Some(img) = self.manifest.images.get(index).cloned() else {
+            return match header {
+                None => Ok(None),
+                Some(h) => Err(BundleError::Trailing {
+                    offset,
+                    name: h.name,
+                }),
+            };
+        };
+        let expected = self.manifest.member_name(index);
+        let Some(h) = header else {
+            return Err(BundleError::MissingImage {
+                index,
+                name: expected,
+                offset,
+            });
+        };
+        if h.name != expected {
+            return Err(BundleError::UnexpectedMember {
+                offset,
+                expected,
+                found: h.name,
+            });
+        }
+        if h.size != img.payload_size {
+            return Err(BundleError::PayloadSize {
+                index,
+                name: expected,
+                found: h.size,
+                expected: img.payload_size,
+            });
+        }
+        self.next += 1;
+        self.remaining = h.size;
+        self.padding = tar::padding(h.size);
+        Ok(Some((
+            index,
+            img,
+            PayloadReader {
+                src: &mut self.src,
+                remaining: &mut self.remaining,
+            },
+        )))
+    }
+}
+
+/// The raw bytes of one payload member. Ending early is an `io::Error`
+/// whose inner error is [`TruncatedAt`].
+pub struct PayloadReader<'a, R> {
+    src: &'a mut Counted<R>,
+    remaining: &'a mut u64,
+}
+
+impl<R: Read> Read for PayloadReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if *self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(*self.remaining).unwrap_or(usize::MAX));
+        let n = loop {
+            match self.src.inner.read(&mut buf[..want]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                TruncatedAt(self.src.pos),
+            ));
+        }
+        self.src.pos += n as u64;
+        *self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// The truncation offset inside an `io::Error`, if that is what it is.
+pub fn truncated_at(e: &io::Error) -> Option<u64> {
+    e.get_ref()?.downcast_ref::<TruncatedAt>().map(|t| t.0)
+}

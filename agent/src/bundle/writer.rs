@@ -1,0 +1,275 @@
+//! Writes bundles: the archive layout, `create` and `sign`.
+//!
+//! Creating streams each image once: it is hashed while read and, when
+//! compressed, compressed into a scratch file beside the output (the manifest
+//! must precede the payloads and needs their sizes). Nothing is held in memory
+//! but fixed-size buffers.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use sha2::{Digest, Sha256};
+
+use super::manifest::{member_name, Compression, Image, Manifest, Verity, FORMAT};
+use super::reader::{BundleError, UnverifiedBundle, MANIFEST_NAME, SIGNATURES_NAME};
+use super::signature::SignatureList;
+use super::tar::{self, Header, BLOCK};
+use crate::slot::SlotClass;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("invalid bundle metadata: {0}")]
+    Manifest(#[from] super::manifest::ManifestError),
+    #[error("cannot read the input bundle: {0}")]
+    Input(#[from] BundleError),
+    #[error("tar: {0}")]
+    Tar(#[from] tar::TarError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes tar members in order.
+pub struct ArchiveWriter<W: Write> {
+    w: W,
+    mtime: u64,
+}
+
+impl<W: Write> ArchiveWriter<W> {
+    pub fn new(w: W, mtime: u64) -> Self {
+        ArchiveWriter { w, mtime }
+    }
+
+    pub fn bytes(&mut self, name: &str, data: &[u8]) -> Result<(), WriteError> {
+        self.stream(name, data.len() as u64, &mut &data[..])
+    }
+
+    /// Copies exactly `size` bytes from `r` as member `name`.
+    pub fn stream(&mut self, name: &str, size: u64, r: &mut dyn Read) -> Result<(), WriteError> {
+        let h = tar::build_header(&Header {
+            name: name.to_string(),
+            size,
+            mtime: self.mtime,
+        })?;
+        let p = Path::new(name);
+        self.w.write_all(&h).map_err(io_err(p))?;
+        let n = io::copy(&mut r.take(size), &mut self.w).map_err(io_err(p))?;
+        if n != size {
+            return Err(WriteError::Io {
+                path: p.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("expected {size} bytes, got {n}"),
+                ),
+            });
+        }
+        let pad = [0u8; BLOCK];
+        self.w
+            .write_all(&pad[..tar::padding(size) as usize])
+            .map_err(io_err(p))
+    }
+
+    /// Writes the end-of-archive marker and returns the writer.
+    pub fn finish(mut self) -> Result<W, WriteError> {
+        self.w
+            .write_all(&[0u8; 2 * BLOCK])
+            .map_err(io_err(Path::new("<end>")))?;
+        Ok(self.w)
+    }
+}
+
+/// One image to put into a new bundle.
+#[derive(Debug, Clone)]
+pub struct ImageInput {
+    pub slot_class: SlotClass,
+    pub path: PathBuf,
+    pub compression: Compression,
+    pub verity: Option<Verity>,
+}
+
+/// Bundle-wide metadata for a new bundle.
+#[derive(Debug, Clone)]
+pub struct BundleMeta {
+    pub version: semver::Version,
+    pub compatible: String,
+    pub security_epoch: u64,
+    pub created_unix: u64,
+    pub description: Option<String>,
+}
+
+/// zstd level used for new bundles; the window stays within what the
+/// installer accepts (see `install::pipeline::ZSTD_WINDOW_LOG_MAX`).
+pub const ZSTD_LEVEL: i32 = 3;
+
+struct Prepared {
+    image: Image,
+    payload: PathBuf,
+    scratch: bool,
+}
+
+/// Hashes (and, if asked, compresses) one image; returns its manifest entry.
+fn prepare(input: &ImageInput, scratch: &Path) -> Result<Prepared, WriteError> {
+    let f = File::open(&input.path).map_err(io_err(&input.path))?;
+    let mut hasher = HashingReader {
+        inner: BufReader::with_capacity(1 << 20, f),
+        hash: Sha256::new(),
+        n: 0,
+    };
+    let (payload, payload_size, is_scratch) = match input.compression {
+        Compression::None => {
+            io::copy(&mut hasher, &mut io::sink()).map_err(io_err(&input.path))?;
+            (input.path.clone(), hasher.n, false)
+        }
+        Compression::Zstd => {
+            let out = File::create(scratch).map_err(io_err(scratch))?;
+            let mut enc = zstd::stream::write::Encoder::new(BufWriter::new(out), ZSTD_LEVEL)
+                .map_err(io_err(scratch))?;
+            enc.include_checksum(true).map_err(io_err(scratch))?;
+            enc.window_log(crate::install::ZSTD_WINDOW_LOG_MAX)
+                .map_err(io_err(scratch))?;
+            io::copy(&mut hasher, &mut enc).map_err(io_err(&input.path))?;
+            let mut w = enc.finish().map_err(io_err(scratch))?;
+            w.flush().map_err(io_err(scratch))?;
+            let len = w
+                .get_mut()
+                .seek(SeekFrom::End(0))
+                .map_err(io_err(scratch))?;
+            (scratch.to_path_buf(), len, true)
+        }
+    };
+    Ok(Prepared {
+        image: Image {
+            slot_class: input.slot_class.clone(),
+            size: hasher.n,
+            sha256: hex::encode(hasher.hash.finalize()),
+            compression: input.compression,
+            payload_size,
+            verity: input.verity.clone(),
+        },
+        payload,
+        scratch: is_scratch,
+    })
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hash: Sha256,
+    n: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.hash.update(&buf[..k]);
+        self.n += k as u64;
+        Ok(k)
+    }
+}
+
+fn temp_beside(out: &Path, suffix: &str) -> PathBuf {
+    let mut s = out.as_os_str().to_owned();
+    s.push(format!(".{}.{suffix}", std::process::id()));
+    PathBuf::from(s)
+}
+
+/// Creates a bundle at `out` (via a temporary file and rename) and signs it
+/// with every key given. Returns the manifest written.
+pub fn create(
+    out: &Path,
+    meta: &BundleMeta,
+    inputs: &[ImageInput],
+    keys: &[SigningKey],
+) -> Result<Manifest, WriteError> {
+    let mut prepared = Vec::new();
+    let result = (|| {
+        for (i, input) in inputs.iter().enumerate() {
+            prepared.push(prepare(input, &temp_beside(out, &format!("img{i}")))?);
+        }
+        let manifest = Manifest {
+            format: FORMAT,
+            version: meta.version.clone(),
+            compatible: meta.compatible.clone(),
+            security_epoch: meta.security_epoch,
+            created: crate::timefmt::rfc3339(meta.created_unix),
+            description: meta.description.clone(),
+            features: vec![],
+            images: prepared.iter().map(|p| p.image.clone()).collect(),
+        };
+        manifest.validate()?;
+        let mbytes = manifest.to_bytes();
+        let mut sigs = SignatureList::default();
+        for k in keys {
+            sigs.sign(&mbytes, k);
+        }
+        let tmp = temp_beside(out, "tmp");
+        let r = (|| {
+            let f = File::create(&tmp).map_err(io_err(&tmp))?;
+            let mut a = ArchiveWriter::new(BufWriter::with_capacity(1 << 20, f), meta.created_unix);
+            a.bytes(MANIFEST_NAME, &mbytes)?;
+            a.bytes(SIGNATURES_NAME, &sigs.to_bytes())?;
+            for (i, p) in prepared.iter().enumerate() {
+                let mut f = File::open(&p.payload).map_err(io_err(&p.payload))?;
+                a.stream(&member_name(i, &p.image), p.image.payload_size, &mut f)?;
+            }
+            let w = a.finish()?;
+            let f = w.into_inner().map_err(|e| WriteError::Io {
+                path: tmp.clone(),
+                source: e.into_error(),
+            })?;
+            f.sync_all().map_err(io_err(&tmp))?;
+            std::fs::rename(&tmp, out).map_err(io_err(out))
+        })();
+        if r.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        r.map(|()| manifest)
+    })();
+    for p in prepared.iter().filter(|p| p.scratch) {
+        let _ = std::fs::remove_file(&p.payload);
+    }
+    result
+}
+
+/// Adds signatures to an existing bundle, copying payloads byte for byte.
+/// `output` may equal `input` (the file is replaced atomically).
+pub fn sign(input: &Path, output: &Path, keys: &[SigningKey]) -> Result<SignatureList, WriteError> {
+    let f = File::open(input).map_err(io_err(input))?;
+    let bundle = UnverifiedBundle::open(BufReader::new(f))?;
+    let mbytes = bundle.manifest_bytes().to_vec();
+    let mut sigs = bundle.signatures().clone();
+    for k in keys {
+        sigs.sign(&mbytes, k);
+    }
+    let mtime = crate::timefmt::parse_rfc3339(&bundle.manifest().created).unwrap_or(0);
+    let offset = bundle.offset();
+    drop(bundle);
+    let mut rest = File::open(input).map_err(io_err(input))?;
+    rest.seek(SeekFrom::Start(offset)).map_err(io_err(input))?;
+    let tmp = temp_beside(output, "tmp");
+    let r = (|| {
+        let f = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut a = ArchiveWriter::new(BufWriter::new(f), mtime);
+        a.bytes(MANIFEST_NAME, &mbytes)?;
+        a.bytes(SIGNATURES_NAME, &sigs.to_bytes())?;
+        let mut w = a.w;
+        io::copy(&mut rest, &mut w).map_err(io_err(input))?;
+        let f = w.into_inner().map_err(|e| WriteError::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, output).map_err(io_err(output))
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r.map(|()| sigs)
+}

@@ -1,0 +1,530 @@
+//! Configuration: TOML files merged from drop-in directories, validated once
+//! into [`Settings`]. See docs/config.md.
+//!
+//! Order (later wins, key by key; tables merge, other values replace):
+//! 1. the main file (`/etc/tandem/tandem.toml`),
+//! 2. `/usr/lib/tandem/conf.d/*.toml`,
+//! 3. `/run/tandem/conf.d/*.toml`,
+//! 4. `/etc/tandem/conf.d/*.toml`,
+//!
+//! each directory's files in byte order of their names. A file that fails to
+//! parse or has an unknown key is an error naming the file and the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::slot::{SlotClass, SlotGroup};
+
+pub const MAIN_FILE: &str = "etc/tandem/tandem.toml";
+pub const DROPIN_DIRS: [&str; 3] = [
+    "usr/lib/tandem/conf.d",
+    "run/tandem/conf.d",
+    "etc/tandem/conf.d",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no configuration found: {0} does not exist and no drop-ins were found")]
+    Missing(PathBuf),
+    #[error("config: {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    compatible: Option<String>,
+    keyring: Option<RawKeyring>,
+    state: Option<RawState>,
+    boot: Option<RawBoot>,
+    image: Option<RawImage>,
+    http: Option<RawHttp>,
+    slots: Option<BTreeMap<String, BTreeMap<String, RawSlot>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeyring {
+    directory: Option<PathBuf>,
+    threshold: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    directory: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoot {
+    backend: Option<BootBackend>,
+    cmdline: Option<PathBuf>,
+    slot_parameter: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImage {
+    version: Option<semver::Version>,
+    security_epoch: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    connect_timeout_secs: Option<u64>,
+    stall_timeout_secs: Option<u64>,
+    retries: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlot {
+    device: PathBuf,
+    size: Option<SizeSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum SizeSpec {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Parses `4096`, `512K`, `64M`, `2G`, `1T` (binary units; optional `iB`).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let s = s
+        .strip_suffix("iB")
+        .or_else(|| s.strip_suffix('B'))
+        .unwrap_or(s);
+    let (num, shift) = match s.chars().last()? {
+        'K' | 'k' => (&s[..s.len() - 1], 10),
+        'M' | 'm' => (&s[..s.len() - 1], 20),
+        'G' | 'g' => (&s[..s.len() - 1], 30),
+        'T' | 't' => (&s[..s.len() - 1], 40),
+        _ => (s, 0),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
+/// Which bootloader integration stores the A/B decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootBackend {
+    /// No bootloader integration: installs are recorded in the state store
+    /// only; the booted slot stays primary. For tests and image pipelines.
+    None,
+}
+
+/// One slot's device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotDevice {
+    pub device: PathBuf,
+    /// Configured size; for block devices the device's own size is used
+    /// when absent.
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    pub connect_timeout_secs: u64,
+    pub stall_timeout_secs: u64,
+    pub retries: u32,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub compatible: String,
+    pub keyring_dir: PathBuf,
+    pub threshold: usize,
+    pub state_dir: PathBuf,
+    pub boot_backend: BootBackend,
+    pub cmdline_path: PathBuf,
+    pub slot_parameter: String,
+    pub image_version: Option<semver::Version>,
+    pub image_security_epoch: u64,
+    pub http: HttpSettings,
+    pub slots: BTreeMap<SlotGroup, BTreeMap<SlotClass, SlotDevice>>,
+    /// Files read, in merge order.
+    pub sources: Vec<PathBuf>,
+}
+
+impl Settings {
+    pub fn slot(&self, group: SlotGroup, class: &SlotClass) -> Option<&SlotDevice> {
+        self.slots.get(&group)?.get(class)
+    }
+
+    pub fn classes(&self) -> impl Iterator<Item = &SlotClass> {
+        self.slots[&SlotGroup::A].keys()
+    }
+}
+
+/// One configuration file's text and where it came from.
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// Merges and validates configuration texts given in merge order. Pure.
+pub fn parse(sources: &[Source]) -> Result<Settings, ConfigError> {
+    let mut merged = toml::Table::new();
+    for s in sources {
+        let perr = |message: String| ConfigError::Parse {
+            path: s.path.clone(),
+            message,
+        };
+        // First against the schema, so an unknown key names this file.
+        toml::from_str::<RawConfig>(&s.text).map_err(|e| perr(one_line(&e.to_string())))?;
+        let table: toml::Table = toml::from_str(&s.text).map_err(|e| perr(e.to_string()))?;
+        merge(&mut merged, table);
+    }
+    let raw: RawConfig = toml::Value::Table(merged)
+        .try_into()
+        .map_err(|e: toml::de::Error| invalid("(merged)", e.to_string()))?;
+    validate(raw, sources.iter().map(|s| s.path.clone()).collect())
+}
+
+fn one_line(s: &str) -> String {
+    // toml's messages span several lines with a source excerpt; keep them
+    // but make the first line self-contained.
+    s.trim_end().replace('\n', "\n    ")
+}
+
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigError> {
+    let compatible = raw
+        .compatible
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| invalid("compatible", "must be set to this device's product string"))?;
+    let keyring = raw.keyring.unwrap_or_default();
+    let threshold = keyring.threshold.unwrap_or(1);
+    if threshold == 0 {
+        return Err(invalid("keyring.threshold", "must be at least 1"));
+    }
+    let boot = raw.boot.unwrap_or_default();
+    let slot_parameter = boot.slot_parameter.unwrap_or_else(|| "tandem.slot".into());
+    if slot_parameter.is_empty() || slot_parameter.contains(['=', ' ']) {
+        return Err(invalid(
+            "boot.slot_parameter",
+            "must be a bare parameter name",
+        ));
+    }
+    let image = raw.image.unwrap_or_default();
+    let http = raw.http.unwrap_or_default();
+    let http = HttpSettings {
+        connect_timeout_secs: http.connect_timeout_secs.unwrap_or(15),
+        stall_timeout_secs: http.stall_timeout_secs.unwrap_or(30),
+        retries: http.retries.unwrap_or(5),
+    };
+    if http.stall_timeout_secs == 0 || http.connect_timeout_secs == 0 {
+        return Err(invalid("http", "timeouts must be at least 1 second"));
+    }
+    let mut slots = BTreeMap::new();
+    for (gname, classes) in raw.slots.unwrap_or_default() {
+        let group: SlotGroup = gname
+            .parse()
+            .map_err(|_| invalid(format!("slots.{gname}"), "slot groups are named a and b"))?;
+        let mut out = BTreeMap::new();
+        for (cname, s) in classes {
+            let key = format!("slots.{gname}.{cname}");
+            let class = SlotClass::new(&cname).map_err(|e| invalid(&key, e.to_string()))?;
+            let size = match s.size {
+                None => None,
+                Some(SizeSpec::Bytes(0)) => {
+                    return Err(invalid(format!("{key}.size"), "must be > 0"))
+                }
+                Some(SizeSpec::Bytes(n)) => Some(n),
+                Some(SizeSpec::Text(t)) => {
+                    Some(parse_size(&t).filter(|&n| n > 0).ok_or_else(|| {
+                        invalid(format!("{key}.size"), format!("cannot parse size {t:?}"))
+                    })?)
+                }
+            };
+            out.insert(
+                class,
+                SlotDevice {
+                    device: s.device,
+                    size,
+                },
+            );
+        }
+        slots.insert(group, out);
+    }
+    let (Some(a), Some(b)) = (slots.get(&SlotGroup::A), slots.get(&SlotGroup::B)) else {
+        return Err(invalid(
+            "slots",
+            "both slot groups, slots.a and slots.b, must be configured",
+        ));
+    };
+    if a.is_empty() {
+        return Err(invalid("slots.a", "declares no slot class"));
+    }
+    if !a.keys().eq(b.keys()) {
+        return Err(invalid(
+            "slots",
+            "slots.a and slots.b must declare the same slot classes",
+        ));
+    }
+    for class in a.keys() {
+        if a[class].device == b[class].device {
+            return Err(invalid(
+                format!("slots.b.{class}.device"),
+                "is the same device as slot a's; the A/B pair must be two devices",
+            ));
+        }
+    }
+    Ok(Settings {
+        compatible,
+        keyring_dir: keyring
+            .directory
+            .unwrap_or_else(|| "/etc/tandem/keys".into()),
+        threshold,
+        state_dir: raw
+            .state
+            .and_then(|s| s.directory)
+            .unwrap_or_else(|| "/var/lib/tandem".into()),
+        boot_backend: boot.backend.unwrap_or(BootBackend::None),
+        cmdline_path: boot.cmdline.unwrap_or_else(|| "/proc/cmdline".into()),
+        slot_parameter,
+        image_version: image.version,
+        image_security_epoch: image.security_epoch.unwrap_or(0),
+        http,
+        slots,
+        sources,
+    })
+}
+
+/// Lists the files to read under `root`, in merge order: the main file at
+/// `main` (absolute paths are used as is), then the drop-in directories.
+pub fn discover(root: &Path, main: Option<&Path>) -> Result<Vec<PathBuf>, ConfigError> {
+    let main_path = match main {
+        Some(p) => p.to_path_buf(),
+        None => root.join(MAIN_FILE),
+    };
+    let mut files = Vec::new();
+    if main_path.exists() {
+        files.push(main_path.clone());
+    } else if main.is_some() {
+        return Err(ConfigError::Missing(main_path));
+    }
+    for dir in DROPIN_DIRS {
+        let dir = root.join(dir);
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(ConfigError::Io { path: dir, source }),
+        };
+        let mut names: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        names.sort();
+        files.extend(names);
+    }
+    if files.is_empty() {
+        return Err(ConfigError::Missing(main_path));
+    }
+    Ok(files)
+}
+
+/// Reads and validates the configuration found under `root`.
+pub fn load(root: &Path, main: Option<&Path>) -> Result<Settings, ConfigError> {
+    let sources = discover(root, main)?
+        .into_iter()
+        .map(|path| {
+            std::fs::read_to_string(&path)
+                .map(|text| Source {
+                    path: path.clone(),
+                    text,
+                })
+                .map_err(|source| ConfigError::Io { path, source })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    parse(&sources)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+compatible = "demo"
+[slots.a.rootfs]
+device = "/dev/a"
+size = "64M"
+[slots.b.rootfs]
+device = "/dev/b"
+size = 67108864
+"#;
+
+    fn src(name: &str, text: &str) -> Source {
+        Source {
+            path: PathBuf::from(name),
+            text: text.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let s = parse(&[src("main.toml", BASE)]).unwrap();
+        assert_eq!(s.compatible, "demo");
+        assert_eq!(s.threshold, 1);
+        assert_eq!(s.state_dir, PathBuf::from("/var/lib/tandem"));
+        assert_eq!(s.slot_parameter, "tandem.slot");
+        let c = SlotClass::new("rootfs").unwrap();
+        assert_eq!(s.slot(SlotGroup::A, &c).unwrap().size, Some(64 << 20));
+        assert_eq!(s.slot(SlotGroup::B, &c).unwrap().size, Some(64 << 20));
+    }
+
+    #[test]
+    fn later_file_wins_key_by_key() {
+        let s = parse(&[
+            src("main.toml", BASE),
+            src(
+                "10.toml",
+                "[keyring]\nthreshold = 2\n[slots.b.rootfs]\ndevice = \"/dev/c\"\n",
+            ),
+            src("20.toml", "compatible = \"other\"\n"),
+        ])
+        .unwrap();
+        assert_eq!(s.compatible, "other");
+        assert_eq!(s.threshold, 2);
+        let b = s
+            .slot(SlotGroup::B, &SlotClass::new("rootfs").unwrap())
+            .unwrap();
+        assert_eq!(b.device, PathBuf::from("/dev/c"));
+        assert_eq!(b.size, Some(64 << 20), "size kept from the earlier file");
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[
+                    ("main.toml", BASE),
+                    (
+                        "/etc/tandem/conf.d/50-x.toml",
+                        "[keyring]\nthreshhold = 2\n",
+                    ),
+                ],
+                "50-x.toml",
+            ),
+            (&[("main.toml", BASE), ("x.toml", "bogus = 1\n")], "bogus"),
+            (&[("main.toml", "compatible = \n")], "main.toml"),
+            (
+                &[("main.toml", &BASE.replace("compatible = \"demo\"", ""))],
+                "compatible",
+            ),
+            (
+                &[("main.toml", &format!("{BASE}\n[keyring]\nthreshold = 0\n"))],
+                "keyring.threshold",
+            ),
+            (
+                &[("main.toml", &BASE.replace("64M", "lots"))],
+                "slots.a.rootfs.size",
+            ),
+            (
+                &[("main.toml", &BASE.replace("/dev/b", "/dev/a"))],
+                "slots.b.rootfs.device",
+            ),
+            (
+                &[("main.toml", &BASE.replace("slots.b.rootfs", "slots.b.boot"))],
+                "same slot classes",
+            ),
+            (
+                &[(
+                    "main.toml",
+                    &BASE.replace("slots.b.rootfs", "slots.c.rootfs"),
+                )],
+                "slots.c",
+            ),
+            (
+                &[(
+                    "main.toml",
+                    &format!("{BASE}\n[boot]\nbackend = \"lilo\"\n"),
+                )],
+                "lilo",
+            ),
+        ];
+        for (files, needle) in cases {
+            let sources: Vec<Source> = files.iter().map(|(n, t)| src(n, t)).collect();
+            let e = parse(&sources).unwrap_err().to_string();
+            assert!(e.contains(needle), "want {needle:?} in {e:?}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        for (s, want) in [
+            ("4096", Some(4096)),
+            ("512K", Some(512 << 10)),
+            ("64M", Some(64 << 20)),
+            ("2G", Some(2 << 30)),
+            ("2GiB", Some(2 << 30)),
+            ("1T", Some(1 << 40)),
+            ("x", None),
+            ("", None),
+            ("99999999999T", None),
+        ] {
+            assert_eq!(parse_size(s), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn discover_order() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for d in DROPIN_DIRS {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        std::fs::create_dir_all(r.join("etc/tandem")).unwrap();
+        std::fs::write(r.join(MAIN_FILE), BASE).unwrap();
+        std::fs::write(r.join("etc/tandem/conf.d/10-b.toml"), "").unwrap();
+        std::fs::write(r.join("etc/tandem/conf.d/05-a.toml"), "").unwrap();
+        std::fs::write(r.join("etc/tandem/conf.d/README"), "").unwrap();
+        std::fs::write(r.join("usr/lib/tandem/conf.d/99-z.toml"), "").unwrap();
+        let got: Vec<String> = discover(r, None)
+            .unwrap()
+            .iter()
+            .map(|p| p.strip_prefix(r).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "etc/tandem/tandem.toml",
+                "usr/lib/tandem/conf.d/99-z.toml",
+                "etc/tandem/conf.d/05-a.toml",
+                "etc/tandem/conf.d/10-b.toml"
+            ]
+        );
+    }
+}

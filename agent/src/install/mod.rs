@@ -1,0 +1,378 @@
+//! The install job: verify, then stream every image into the inactive group.
+//!
+//! Order of effects (docs/state.md explains what a power cut leaves):
+//! 1. take the operation lock; read state; work out the booted slot;
+//! 2. read the manifest and check signatures, compatible, version, epoch,
+//!    slot classes and sizes — nothing has been written yet;
+//! 3. persist: target group `invalid`, operation `in-progress`;
+//! 4. per image: zero its first chunk, stream, hash, fsync, compare;
+//! 5. persist: target group `installed` with version and hashes.
+
+pub mod pipeline;
+pub mod policy;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use crate::bundle::keys::{KeyError, Keyring};
+use crate::bundle::reader::truncated_at;
+use crate::bundle::{BundleError, UnverifiedBundle};
+use crate::config::Settings;
+use crate::fsm::Event;
+use crate::slot::{booted_from_cmdline, SlotClass, SlotError, SlotGroup};
+use crate::state::{
+    ImageRecord, Operation, OperationKind, OperationResult, State, StateError, Store,
+};
+use crate::sys::{SlotWriter, SysError};
+use pipeline::PipelineError;
+use policy::{DeviceFacts, PolicyError};
+
+pub use crate::bundle::ZSTD_WINDOW_LOG_MAX;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot load the keyring: {0}")]
+    Keyring(#[from] KeyError),
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    #[error("bundle refused: {0}")]
+    Bundle(#[from] BundleError),
+    #[error("bundle refused: {0}")]
+    Policy(#[from] PolicyError),
+    #[error("cannot read the kernel command line {path}: {source}")]
+    Cmdline {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Slot(#[from] SlotError),
+    #[error(
+        "cannot tell which slot is running: the kernel command line has no {param}=a|b; refusing to write any slot"
+    )]
+    BootedUnknown { param: String },
+    #[error("slot {group}.{class}: {source}")]
+    Device {
+        group: SlotGroup,
+        class: SlotClass,
+        source: SysError,
+    },
+    #[error("image {index} ({class}): bundle is truncated at byte offset {offset}")]
+    Truncated {
+        index: usize,
+        class: SlotClass,
+        offset: u64,
+    },
+    #[error("image {index} ({class}): {source}")]
+    Payload {
+        index: usize,
+        class: SlotClass,
+        source: PipelineError,
+    },
+    #[error(
+        "image {index} ({class}): hash mismatch: the manifest says {expected}, the written data hashes to {actual}; slot {group} left invalid"
+    )]
+    HashMismatch {
+        index: usize,
+        class: SlotClass,
+        group: SlotGroup,
+        expected: String,
+        actual: String,
+    },
+    #[error("{0}; additionally, recording the failure failed: {1}")]
+    Record(Box<InstallError>, StateError),
+}
+
+impl InstallError {
+    /// True when the bundle itself was refused (as opposed to an I/O fault).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            InstallError::Bundle(BundleError::Io { .. }) => false,
+            InstallError::Bundle(_)
+            | InstallError::Policy(_)
+            | InstallError::Truncated { .. }
+            | InstallError::HashMismatch { .. } => true,
+            InstallError::Payload { source, .. } => !matches!(source, PipelineError::Device(_)),
+            InstallError::Record(inner, _) => inner.is_refusal(),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub allow_downgrade: bool,
+}
+
+/// What the caller supplies from the outside world.
+pub struct Context<'a> {
+    pub settings: &'a Settings,
+    pub cmdline: String,
+    pub now: u64,
+}
+
+/// Progress of the running job, for display.
+#[derive(Debug, Clone)]
+pub enum Progress<'a> {
+    Verified {
+        version: &'a semver::Version,
+        target: SlotGroup,
+        signers: usize,
+    },
+    Writing {
+        index: usize,
+        class: &'a SlotClass,
+        done: u64,
+        total: u64,
+    },
+    ImageDone {
+        index: usize,
+        class: &'a SlotClass,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub target: SlotGroup,
+    pub version: semver::Version,
+    pub bytes: u64,
+    pub images: usize,
+}
+
+/// Works out the booted slot group from the command line.
+pub fn booted_group(ctx: &Context<'_>) -> Result<SlotGroup, InstallError> {
+    booted_from_cmdline(&ctx.cmdline, &ctx.settings.slot_parameter)?.ok_or_else(|| {
+        InstallError::BootedUnknown {
+            param: ctx.settings.slot_parameter.clone(),
+        }
+    })
+}
+
+/// Runs an install from `source` (described by `source_name` for the record).
+pub fn install(
+    ctx: &Context<'_>,
+    source_name: &str,
+    open: impl FnOnce() -> Result<Box<dyn Read + Send>, crate::fetch::FetchError>,
+    opts: &Options,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Report, InstallError> {
+    let store = Store::new(&ctx.settings.state_dir);
+    let _lock = store.lock()?;
+    let mut state = store.load()?;
+    let mut op = Operation {
+        kind: OperationKind::Install,
+        source: source_name.to_string(),
+        target: None,
+        version: None,
+        started_at: crate::timefmt::rfc3339(ctx.now),
+        finished_at: None,
+        result: OperationResult::InProgress,
+        error: None,
+    };
+    let mut job = Job {
+        ctx,
+        store: &store,
+        state: &mut state,
+        op: &mut op,
+        touched: false,
+    };
+    let result = job.run(open, opts, progress);
+    match result {
+        Ok(r) => Ok(r),
+        Err(e) => Err(job.record_failure(e)),
+    }
+}
+
+struct Job<'a, 'b> {
+    ctx: &'a Context<'b>,
+    store: &'a Store,
+    state: &'a mut State,
+    op: &'a mut Operation,
+    /// Whether the target slot was marked invalid (writing may have begun).
+    touched: bool,
+}
+
+impl Job<'_, '_> {
+    fn run(
+        &mut self,
+        open: impl FnOnce() -> Result<Box<dyn Read + Send>, crate::fetch::FetchError>,
+        opts: &Options,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<Report, InstallError> {
+        let settings = self.ctx.settings;
+        let booted = booted_group(self.ctx)?;
+        let target = booted.other();
+        self.op.target = Some(target);
+        let keyring = Keyring::load_dir(&settings.keyring_dir)?;
+        let reader = open()?;
+        let bundle = UnverifiedBundle::open(reader)?.verify(&keyring, settings.threshold)?;
+        let manifest = bundle.manifest().clone();
+        self.op.version = Some(manifest.version.clone());
+
+        // Learn the target slots' capacities without touching them.
+        let mut capacities = BTreeMap::new();
+        for class in settings.classes() {
+            let dev = settings.slot(target, class).expect("validated config");
+            let (cap, _) = SlotWriter::probe(&dev.device, dev.size)
+                .map_err(|source| device_error(target, class, source))?;
+            capacities.insert(class.clone(), cap);
+        }
+        let booted_rec = self.state.slot(booted);
+        let facts = DeviceFacts {
+            compatible: settings.compatible.clone(),
+            booted_version: booted_rec
+                .version
+                .clone()
+                .or_else(|| settings.image_version.clone()),
+            epoch_floor: self.state.security_epoch_floor.max(
+                booted_rec
+                    .security_epoch
+                    .unwrap_or(settings.image_security_epoch),
+            ),
+            capacities,
+        };
+        policy::check(&manifest, &facts, opts.allow_downgrade)?;
+        progress(Progress::Verified {
+            version: &manifest.version,
+            target,
+            signers: bundle.signers().len(),
+        });
+        tracing::info!(version = %manifest.version, %target, "bundle verified; writing");
+
+        // Point of no return for the target group: mark it invalid first.
+        self.state.security_epoch_floor = facts.epoch_floor;
+        self.state.apply(target, Event::InstallStarted)?;
+        let rec = self.state.slots.get_mut(&target).expect("both groups");
+        rec.version = None;
+        rec.security_epoch = None;
+        rec.installed_at = None;
+        rec.images.clear();
+        self.state.last_operation = Some(self.op.clone());
+        self.store.save(self.state)?;
+        self.touched = true;
+
+        let mut writers = BTreeMap::new();
+        for class in settings.classes() {
+            let dev = settings.slot(target, class).expect("validated config");
+            let w = SlotWriter::open(&dev.device, dev.size)
+                .map_err(|source| device_error(target, class, source))?;
+            writers.insert(class.clone(), w);
+        }
+
+        let mut bundle = bundle;
+        let mut bytes = 0;
+        let mut images = Vec::new();
+        while let Some((index, img, payload)) = bundle.next_image()? {
+            let class = img.slot_class.clone();
+            let writer = writers.get_mut(&class).expect("policy checked classes");
+            let mut src = crate::bundle::decode(payload, img.compression).map_err(|e| {
+                payload_error(
+                    index,
+                    &class,
+                    PipelineError::Read {
+                        offset: 0,
+                        source: e,
+                    },
+                )
+            })?;
+            let mut report = |done| {
+                progress(Progress::Writing {
+                    index,
+                    class: &class,
+                    done,
+                    total: img.size,
+                })
+            };
+            let written = pipeline::stream_image(&mut src, writer, img.size, &mut report)
+                .map_err(|e| payload_error(index, &class, e))?;
+            drop(src);
+            let actual = hex::encode(written.sha256);
+            if actual != img.sha256 {
+                return Err(InstallError::HashMismatch {
+                    index,
+                    class,
+                    group: target,
+                    expected: img.sha256.clone(),
+                    actual,
+                });
+            }
+            bytes += written.bytes;
+            progress(Progress::ImageDone {
+                index,
+                class: &class,
+            });
+            images.push(ImageRecord {
+                slot_class: class,
+                size: img.size,
+                sha256: img.sha256.clone(),
+            });
+        }
+
+        // Everything written, synced and verified: only now record it.
+        self.state.apply(target, Event::InstallCompleted)?;
+        let rec = self.state.slots.get_mut(&target).expect("both groups");
+        rec.version = Some(manifest.version.clone());
+        rec.security_epoch = Some(manifest.security_epoch);
+        rec.installed_at = Some(crate::timefmt::rfc3339(crate::sys::now_unix()));
+        rec.images = images.clone();
+        self.op.result = OperationResult::Succeeded;
+        self.op.finished_at = rec.installed_at.clone();
+        self.state.last_operation = Some(self.op.clone());
+        self.store.save(self.state)?;
+        tracing::info!(version = %manifest.version, %target, bytes, "installed");
+        Ok(Report {
+            target,
+            version: manifest.version,
+            bytes,
+            images: images.len(),
+        })
+    }
+
+    /// Records a failed job; the target stays invalid if writing had begun.
+    fn record_failure(&mut self, e: InstallError) -> InstallError {
+        if matches!(e, InstallError::State(_)) {
+            return e; // the store itself is the problem (busy, corrupt, unwritable)
+        }
+        if self.touched {
+            if let Some(t) = self.op.target {
+                if let Err(se) = self.state.apply(t, Event::InstallFailed) {
+                    return InstallError::Record(Box::new(e), se);
+                }
+            }
+        }
+        self.op.result = OperationResult::Failed;
+        self.op.finished_at = Some(crate::timefmt::rfc3339(crate::sys::now_unix()));
+        self.op.error = Some(e.to_string());
+        self.state.last_operation = Some(self.op.clone());
+        match self.store.save(self.state) {
+            Ok(()) => e,
+            Err(se) => InstallError::Record(Box::new(e), se),
+        }
+    }
+}
+
+fn device_error(group: SlotGroup, class: &SlotClass, source: SysError) -> InstallError {
+    InstallError::Device {
+        group,
+        class: class.clone(),
+        source,
+    }
+}
+
+fn payload_error(index: usize, class: &SlotClass, e: PipelineError) -> InstallError {
+    if let PipelineError::Read { source, .. } = &e {
+        if let Some(offset) = truncated_at(source) {
+            return InstallError::Truncated {
+                index,
+                class: class.clone(),
+                offset,
+            };
+        }
+    }
+    InstallError::Payload {
+        index,
+        class: class.clone(),
+        source: e,
+    }
+}

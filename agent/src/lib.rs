@@ -1,0 +1,16 @@
+//! Tandem: an update agent for image-based, read-only Linux hosts.
+//!
+//! A signed bundle is verified, then streamed into the inactive slot of an
+//! A/B pair; the booted slot is never written. See README.md and docs/.
+
+pub mod bundle;
+pub mod cli;
+pub mod config;
+pub mod fetch;
+pub mod fsm;
+pub mod install;
+pub mod slot;
+pub mod state;
+pub mod status;
+pub mod sys;
+pub mod timefmt;

@@ -1,0 +1,184 @@
+//! `tandem status`: a report built from settings and state. Pure.
+//!
+//! The JSON shape is versioned by `status_version` and documented in
+//! docs/status.md; it only ever gains fields within a version.
+
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::fsm::SlotState;
+use crate::slot::SlotGroup;
+use crate::state::{Operation, OperationResult, State};
+
+pub const STATUS_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub status_version: u32,
+    pub compatible: String,
+    pub booted: Option<SlotGroup>,
+    pub primary: Option<SlotGroup>,
+    pub boot_backend: crate::config::BootBackend,
+    pub security_epoch_floor: u64,
+    pub slots: Vec<SlotStatus>,
+    pub last_operation: Option<OperationStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotStatus {
+    pub group: SlotGroup,
+    pub booted: bool,
+    pub state: SlotState,
+    pub version: Option<String>,
+    pub security_epoch: Option<u64>,
+    pub installed_at: Option<String>,
+    pub images: Vec<SlotImageStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotImageStatus {
+    pub class: String,
+    pub device: String,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OperationStatus {
+    pub kind: crate::state::OperationKind,
+    pub source: String,
+    pub target: Option<SlotGroup>,
+    pub version: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// `in-progress`, `interrupted`, `succeeded` or `failed`.
+    pub result: &'static str,
+    pub error: Option<String>,
+}
+
+/// Builds the report. `lock_held`: whether an operation runs right now (an
+/// in-progress operation without it was cut off).
+pub fn build(
+    settings: &Settings,
+    state: &State,
+    booted: Option<SlotGroup>,
+    lock_held: bool,
+) -> Status {
+    let slots = SlotGroup::ALL
+        .iter()
+        .map(|&g| {
+            let rec = state.slot(g);
+            SlotStatus {
+                group: g,
+                booted: booted == Some(g),
+                state: rec.state,
+                version: rec
+                    .version
+                    .as_ref()
+                    .or(if booted == Some(g) && rec.version.is_none() {
+                        settings.image_version.as_ref()
+                    } else {
+                        None
+                    })
+                    .map(|v| v.to_string()),
+                security_epoch: rec.security_epoch,
+                installed_at: rec.installed_at.clone(),
+                images: settings.slots[&g]
+                    .iter()
+                    .map(|(class, dev)| {
+                        let img = rec.images.iter().find(|i| &i.slot_class == class);
+                        SlotImageStatus {
+                            class: class.to_string(),
+                            device: dev.device.display().to_string(),
+                            size: img.map(|i| i.size),
+                            sha256: img.map(|i| i.sha256.clone()),
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    Status {
+        status_version: STATUS_VERSION,
+        compatible: settings.compatible.clone(),
+        booted,
+        // With no bootloader integration the running slot stays primary.
+        primary: booted,
+        boot_backend: settings.boot_backend,
+        security_epoch_floor: state.security_epoch_floor,
+        slots,
+        last_operation: state
+            .last_operation
+            .as_ref()
+            .map(|o| operation(o, lock_held)),
+    }
+}
+
+fn operation(o: &Operation, lock_held: bool) -> OperationStatus {
+    let result = match (o.result, lock_held) {
+        (OperationResult::InProgress, true) => "in-progress",
+        (OperationResult::InProgress, false) => "interrupted",
+        (OperationResult::Succeeded, _) => "succeeded",
+        (OperationResult::Failed, _) => "failed",
+    };
+    OperationStatus {
+        kind: o.kind,
+        source: o.source.clone(),
+        target: o.target,
+        version: o.version.as_ref().map(|v| v.to_string()),
+        started_at: o.started_at.clone(),
+        finished_at: o.finished_at.clone(),
+        result,
+        error: o.error.clone(),
+    }
+}
+
+impl Status {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("status serializes");
+        s.push('\n');
+        s
+    }
+
+    /// Human-readable form.
+    pub fn to_text(&self) -> String {
+        let g = |x: Option<SlotGroup>| x.map_or("unknown".to_string(), |g| g.to_string());
+        let mut out = format!(
+            "compatible: {}\nbooted:     {}\nprimary:    {}\n",
+            self.compatible,
+            g(self.booted),
+            g(self.primary)
+        );
+        for s in &self.slots {
+            out += &format!(
+                "slot {}{}: {}  version {}  installed {}\n",
+                s.group,
+                if s.booted { " (booted)" } else { "" },
+                s.state.as_str(),
+                s.version.as_deref().unwrap_or("-"),
+                s.installed_at.as_deref().unwrap_or("-"),
+            );
+            for i in &s.images {
+                out += &format!("  {:<8} {}\n", i.class, i.device);
+            }
+        }
+        match &self.last_operation {
+            None => out += "last operation: none\n",
+            Some(o) => {
+                out += &format!(
+                    "last operation: {:?} {} of {} into slot {}: {}\n",
+                    o.kind,
+                    o.version.as_deref().unwrap_or("?"),
+                    o.source,
+                    g(o.target),
+                    o.result
+                )
+                .replace("Install", "install");
+                if let Some(e) = &o.error {
+                    out += &format!("  error: {e}\n");
+                }
+            }
+        }
+        out
+    }
+}

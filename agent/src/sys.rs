@@ -1,0 +1,298 @@
+//! The edge: opening slot devices, aligned writes, fsync, atomic files.
+//!
+//! Everything here touches the outside world; the rest of the agent takes
+//! what it needs as arguments.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Alignment for direct I/O buffers and offsets.
+pub const ALIGN: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SysError {
+    #[error("slot device {device}: {what}: {source}")]
+    Io {
+        device: PathBuf,
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("slot device {device} is a {kind}; expected a block device or a regular file")]
+    Kind { device: PathBuf, kind: &'static str },
+    #[error("slot file {0} does not exist and its size is not configured")]
+    NoSize(PathBuf),
+    #[error("slot device {device} holds {actual} bytes, less than the configured {configured}")]
+    Smaller {
+        device: PathBuf,
+        actual: u64,
+        configured: u64,
+    },
+}
+
+/// Writes `data` to `path` so that a crash leaves either the old or the new
+/// contents: temp file, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
+/// A buffer whose usable window starts at an `ALIGN` boundary, as O_DIRECT
+/// needs. Safe code: the window is found with `align_offset`.
+pub struct AlignedBuf {
+    raw: Vec<u8>,
+    off: usize,
+    cap: usize,
+}
+
+impl AlignedBuf {
+    pub fn new(cap: usize) -> AlignedBuf {
+        let raw = vec![0u8; cap + ALIGN];
+        let off = raw.as_ptr().align_offset(ALIGN);
+        AlignedBuf { raw, off, cap }
+    }
+
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.raw[self.off..self.off + self.cap]
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.raw[self.off..self.off + self.cap]
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+}
+
+/// An open slot, ready for positioned writes.
+pub struct SlotWriter {
+    device: PathBuf,
+    /// Opened with O_DIRECT when the filesystem or device supports it.
+    direct: Option<File>,
+    buffered: File,
+    capacity: u64,
+    pub is_block: bool,
+}
+
+impl SlotWriter {
+    /// Learns a slot's capacity without changing anything: the configured
+    /// size, checked against a block device's real size; a missing regular
+    /// file is fine when its size is configured.
+    pub fn probe(device: &Path, configured: Option<u64>) -> Result<(u64, bool), SysError> {
+        let err = |what, source| SysError::Io {
+            device: device.to_path_buf(),
+            what,
+            source,
+        };
+        let (is_block, actual) = match std::fs::metadata(device) {
+            Ok(m) if m.file_type().is_block_device() => {
+                let mut f = File::open(device).map_err(|e| err("open", e))?;
+                (
+                    true,
+                    Some(f.seek(SeekFrom::End(0)).map_err(|e| err("size", e))?),
+                )
+            }
+            Ok(m) if m.is_file() => (false, Some(m.len())),
+            Ok(m) => {
+                let kind = if m.is_dir() {
+                    "directory"
+                } else {
+                    "special file"
+                };
+                return Err(SysError::Kind {
+                    device: device.to_path_buf(),
+                    kind,
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (false, None),
+            Err(e) => return Err(err("stat", e)),
+        };
+        let capacity = match (is_block, configured, actual) {
+            (true, Some(c), Some(a)) if c > a => {
+                return Err(SysError::Smaller {
+                    device: device.to_path_buf(),
+                    actual: a,
+                    configured: c,
+                });
+            }
+            (_, Some(c), _) => c,
+            (_, None, Some(a)) => a,
+            (_, None, None) => return Err(SysError::NoSize(device.to_path_buf())),
+        };
+        Ok((capacity, is_block))
+    }
+
+    /// Opens a slot device for writing. A regular file that does not exist
+    /// is created at `configured` size (file-backed slots for tests).
+    pub fn open(device: &Path, configured: Option<u64>) -> Result<SlotWriter, SysError> {
+        let (capacity, is_block) = Self::probe(device, configured)?;
+        let err = |what, source| SysError::Io {
+            device: device.to_path_buf(),
+            what,
+            source,
+        };
+        let buffered = OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create(!is_block)
+            .truncate(false)
+            .open(device)
+            .map_err(|e| err("open", e))?;
+        if !is_block {
+            let len = buffered.metadata().map_err(|e| err("stat", e))?.len();
+            if len < capacity {
+                buffered.set_len(capacity).map_err(|e| err("extend", e))?;
+            }
+        }
+        let direct = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(device)
+            .ok();
+        Ok(SlotWriter {
+            device: device.to_path_buf(),
+            direct,
+            buffered,
+            capacity,
+            is_block,
+        })
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    pub fn device(&self) -> &Path {
+        &self.device
+    }
+
+    /// Writes at `offset`. Aligned, whole-block writes go through O_DIRECT.
+    pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), SysError> {
+        let aligned = offset.is_multiple_of(ALIGN as u64)
+            && data.len().is_multiple_of(ALIGN)
+            && data.as_ptr().align_offset(ALIGN) == 0;
+        let r = match (&self.direct, aligned) {
+            (Some(f), true) => match f.write_all_at(data, offset) {
+                // Some filesystems accept O_DIRECT at open but not at write.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    self.direct = None;
+                    self.buffered.write_all_at(data, offset)
+                }
+                r => r,
+            },
+            _ => self.buffered.write_all_at(data, offset),
+        };
+        r.map_err(|source| SysError::Io {
+            device: self.device.clone(),
+            what: "write",
+            source,
+        })
+    }
+
+    /// Flushes everything written to stable storage.
+    pub fn sync(&self) -> Result<(), SysError> {
+        let err = |source| SysError::Io {
+            device: self.device.clone(),
+            what: "fsync",
+            source,
+        };
+        if let Some(f) = &self.direct {
+            f.sync_all().map_err(err)?;
+        }
+        self.buffered.sync_all().map_err(err)
+    }
+}
+
+/// Reads the kernel command line (or the file configured in its place).
+pub fn read_cmdline(path: &Path) -> io::Result<String> {
+    std::fs::read_to_string(path)
+}
+
+/// Current time as Unix seconds.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// 32 bytes from the operating system's random source.
+pub fn random_seed() -> io::Result<[u8; 32]> {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b)
+}
+
+/// Creates `path` with mode 0600 and the given contents; fails if it exists.
+pub fn write_private_new(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_buffer() {
+        let mut b = AlignedBuf::new(8192);
+        assert_eq!(b.bytes_mut().as_ptr().align_offset(ALIGN), 0);
+        assert_eq!(b.bytes().len(), 8192);
+    }
+
+    #[test]
+    fn file_slot_created_at_size_and_written() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("slot");
+        assert!(matches!(
+            SlotWriter::open(&p, None),
+            Err(SysError::NoSize(_))
+        ));
+        let mut w = SlotWriter::open(&p, Some(3 * 4096)).unwrap();
+        assert_eq!(w.capacity(), 3 * 4096);
+        let mut b = AlignedBuf::new(4096);
+        b.bytes_mut().fill(7);
+        w.write_at(4096, b.bytes()).unwrap();
+        w.write_at(8192, &[1, 2, 3]).unwrap();
+        w.sync().unwrap();
+        let data = std::fs::read(&p).unwrap();
+        assert_eq!(data.len(), 3 * 4096);
+        assert!(data[4096..8192].iter().all(|&x| x == 7));
+        assert_eq!(&data[8192..8195], &[1, 2, 3]);
+    }
+
+    #[test]
+    fn directory_is_not_a_slot() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            SlotWriter::open(d.path(), Some(1)),
+            Err(SysError::Kind { .. })
+        ));
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+    }
+}

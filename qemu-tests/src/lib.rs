@@ -1,0 +1,1 @@
+//! Placeholder crate: see issues for the planned qemu-tests work.
