@@ -29,7 +29,7 @@ pub enum ManifestError {
     NoImages,
     #[error("manifest lists {0} images; at most {MAX_IMAGES} are allowed")]
     TooManyImages(usize),
-    #[error("manifest lists slot class {0:?} twice (images {1} and {2})")]
+    #[error("manifest lists slot class \"{0}\" twice (images {1} and {2})")]
     DuplicateClass(SlotClass, usize, usize),
     #[error("image {index}: sha256 must be 64 lowercase hex digits")]
     BadHash { index: usize },

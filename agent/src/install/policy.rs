@@ -32,9 +32,9 @@ pub enum PolicyError {
         bundle: semver::Version,
         booted: semver::Version,
     },
-    #[error("image {index} is for slot class {class:?}, which this device does not have")]
+    #[error("image {index} is for slot class \"{class}\", which this device does not have")]
     UnknownClass { index: usize, class: SlotClass },
-    #[error("bundle has no image for slot class {0:?}; the target group would mix versions")]
+    #[error("bundle has no image for slot class \"{0}\"; the target group would mix versions")]
     MissingClass(SlotClass),
     #[error("image {index} ({class}) is {size} bytes, larger than the target slot's {capacity}")]
     TooLarge {

@@ -1,0 +1,125 @@
+//! A small HTTP/1.1 file server on 127.0.0.1 that can misbehave on purpose:
+//! drop the connection mid-body, stall, or answer with an error status. It
+//! honours `Range: bytes=N-` and sends an ETag, like a CDN would.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Send the full headers, then only this many body bytes, then close.
+    DropAfter(usize),
+    /// Send this many body bytes, then go silent for the duration, then close.
+    StallAfter(usize, Duration),
+    /// Answer with this status and no body.
+    Status(u16),
+}
+
+#[derive(Default)]
+pub struct Log {
+    /// The Range header of each request ("" when absent).
+    pub ranges: Vec<String>,
+}
+
+pub struct Server {
+    pub url: String,
+    pub log: Arc<Mutex<Log>>,
+}
+
+/// Serves `body` at `/bundle.tnd`. Request number i (from 0) suffers
+/// `faults[i]` if there is one; later requests are served normally.
+pub fn serve(body: Vec<u8>, faults: Vec<Fault>) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/bundle.tnd", listener.local_addr().unwrap());
+    let log = Arc::new(Mutex::new(Log::default()));
+    let log2 = log.clone();
+    let body = Arc::new(body);
+    std::thread::spawn(move || {
+        for (i, conn) in listener.incoming().enumerate() {
+            let Ok(conn) = conn else { continue };
+            let fault = faults.get(i).cloned();
+            let body = body.clone();
+            let log = log2.clone();
+            std::thread::spawn(move || {
+                let _ = handle(conn, &body, fault, &log);
+            });
+        }
+    });
+    Server { url, log }
+}
+
+fn handle(
+    mut conn: TcpStream,
+    body: &[u8],
+    fault: Option<Fault>,
+    log: &Mutex<Log>,
+) -> std::io::Result<()> {
+    let mut r = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let path_ok = line.split_whitespace().nth(1) == Some("/bundle.tnd");
+    let mut range = String::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        if h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("range") {
+                range = v.trim().to_string();
+            }
+        }
+    }
+    log.lock().unwrap().ranges.push(range.clone());
+    let status = match (&fault, path_ok) {
+        (_, false) => Some(404),
+        (Some(Fault::Status(s)), _) => Some(*s),
+        _ => None,
+    };
+    if let Some(s) = status {
+        write!(
+            conn,
+            "HTTP/1.1 {s} Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        return Ok(());
+    }
+    let start: usize = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+        .min(body.len());
+    let part = &body[start..];
+    if start > 0 {
+        write!(
+            conn,
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n",
+            part.len(),
+            body.len() - 1,
+            body.len()
+        )?;
+    } else {
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n",
+            part.len()
+        )?;
+    }
+    match fault {
+        Some(Fault::DropAfter(n)) => {
+            conn.write_all(&part[..n.min(part.len())])?;
+            conn.flush()?;
+            conn.shutdown(std::net::Shutdown::Both)?;
+        }
+        Some(Fault::StallAfter(n, d)) => {
+            conn.write_all(&part[..n.min(part.len())])?;
+            conn.flush()?;
+            std::thread::sleep(d);
+        }
+        _ => conn.write_all(part)?,
+    }
+    Ok(())
+}

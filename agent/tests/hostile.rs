@@ -1,0 +1,551 @@
+//! Hostile input: crafted bundles, each refused with its specific error,
+//! with the booted group byte-identical and the target group never marked
+//! valid. Refusals that can be decided before writing leave the target's
+//! bytes untouched too.
+
+mod common;
+
+use common::*;
+use tandem::bundle::manifest::{member_name, Compression, ManifestError};
+use tandem::bundle::reader::{MANIFEST_NAME, SIGNATURES_NAME};
+use tandem::bundle::signature::SignatureError;
+use tandem::bundle::tar::TarError;
+use tandem::bundle::BundleError;
+use tandem::fsm::SlotState;
+use tandem::install::pipeline::PipelineError;
+use tandem::install::policy::PolicyError;
+use tandem::install::InstallError;
+use tandem::slot::SlotGroup;
+
+type Check = fn(&InstallError) -> bool;
+
+/// Where a refusal may happen relative to writing the target slot.
+#[derive(PartialEq, Debug)]
+enum When {
+    BeforeWrite,
+    DuringWrite,
+}
+
+struct Case {
+    name: &'static str,
+    bytes: Vec<u8>,
+    check: Check,
+    when: When,
+}
+
+fn bundle_err(e: &InstallError) -> Option<&BundleError> {
+    match e {
+        InstallError::Bundle(b) => Some(b),
+        _ => None,
+    }
+}
+
+fn cases(fx: &Fx) -> Vec<Case> {
+    let img = pattern(300_000, 7);
+    let m = manifest_for("1.1.0", &[("rootfs", &img)]);
+    let good = signed_bundle(&m, &[&img], &fx.key);
+    let mb = m.to_bytes();
+    let name0 = member_name(0, &m.images[0]);
+    let mut v = Vec::new();
+
+    // 1. One payload byte flipped.
+    let mut b = good.clone();
+    let at = b.len() - 1024 - 512 - 150_000;
+    b[at] ^= 0x40;
+    v.push(Case {
+        name: "tampered payload byte",
+        bytes: b,
+        when: When::DuringWrite,
+        check: |e| matches!(e, InstallError::HashMismatch { index: 0, .. }),
+    });
+
+    // 2. Manifest edited after signing (same length, so the tar still parses).
+    let tampered = String::from_utf8(mb.clone())
+        .unwrap()
+        .replace("1.1.0", "9.1.0");
+    let sb = sign(&mb, &[&fx.key]);
+    v.push(Case {
+        name: "tampered manifest",
+        when: When::BeforeWrite,
+        bytes: raw_archive(&[
+            (MANIFEST_NAME, tampered.as_bytes()),
+            (SIGNATURES_NAME, &sb),
+            (&name0, &img),
+        ]),
+        check: |e| {
+            matches!(
+                bundle_err(e),
+                Some(BundleError::Signature(SignatureError::Bad { .. }))
+            )
+        },
+    });
+
+    // 3. Signed by a key the device does not trust.
+    v.push(Case {
+        name: "unknown key",
+        when: When::BeforeWrite,
+        bytes: signed_bundle(&m, &[&img], &fx.other_key),
+        check: |e| {
+            matches!(
+                bundle_err(e),
+                Some(BundleError::Signature(SignatureError::UnknownKey(_)))
+            )
+        },
+    });
+
+    // 4. No signature at all.
+    v.push(Case {
+        name: "missing signature",
+        when: When::BeforeWrite,
+        bytes: raw_archive(&[
+            (MANIFEST_NAME, &mb),
+            (SIGNATURES_NAME, b"{\"signatures\": []}"),
+            (&name0, &img),
+        ]),
+        check: |e| {
+            matches!(
+                bundle_err(e),
+                Some(BundleError::Signature(SignatureError::Missing))
+            )
+        },
+    });
+
+    // 5. No signatures member at all: the payload comes where it should be.
+    v.push(Case {
+        name: "signatures member absent",
+        when: When::BeforeWrite,
+        bytes: raw_archive(&[(MANIFEST_NAME, &mb), (&name0, &img)]),
+        check: |e| matches!(bundle_err(e), Some(BundleError::UnexpectedMember { .. })),
+    });
+
+    // 6-11. Truncated at several offsets: inside the first header, inside the
+    // manifest, inside the signatures, inside the payload header, mid-payload,
+    // and at the very end of the payload data (padding and end marker lost).
+    let sig_len = sign(&mb, &[&fx.key]).len();
+    let manifest_end = 512 + mb.len().next_multiple_of(512);
+    let sig_end = manifest_end + 512 + sig_len.next_multiple_of(512);
+    for (name, cut, when) in [
+        ("truncated in first header", 100, When::BeforeWrite),
+        ("truncated in manifest", 600, When::BeforeWrite),
+        (
+            "truncated in signatures",
+            manifest_end + 520,
+            When::BeforeWrite,
+        ),
+        (
+            "truncated in payload header",
+            sig_end + 200,
+            When::DuringWrite,
+        ),
+        (
+            "truncated mid-payload",
+            sig_end + 512 + 100_000,
+            When::DuringWrite,
+        ),
+        (
+            "truncated after payload data",
+            sig_end + 512 + img.len() + 10,
+            When::DuringWrite,
+        ),
+    ] {
+        v.push(Case {
+            name,
+            bytes: good[..cut].to_vec(),
+            when,
+            check: |e| {
+                matches!(
+                    e,
+                    InstallError::Truncated { .. }
+                        | InstallError::Bundle(BundleError::Truncated { .. })
+                )
+            },
+        });
+    }
+
+    // 12. Image larger than the slot.
+    let big = pattern(SLOT_SIZE as usize + 1, 8);
+    let mbig = manifest_for("1.1.0", &[("rootfs", &big)]);
+    v.push(Case {
+        name: "image larger than slot",
+        when: When::BeforeWrite,
+        bytes: signed_bundle(&mbig, &[&big], &fx.key),
+        check: |e| matches!(e, InstallError::Policy(PolicyError::TooLarge { .. })),
+    });
+
+    // 13. The manifest lists an image the archive does not carry.
+    v.push(Case {
+        name: "missing image",
+        when: When::DuringWrite,
+        bytes: raw_archive(&[
+            (MANIFEST_NAME, &mb),
+            (SIGNATURES_NAME, &sign(&mb, &[&fx.key])),
+        ]),
+        check: |e| {
+            matches!(
+                bundle_err(e),
+                Some(BundleError::MissingImage { index: 0, .. })
+            )
+        },
+    });
+
+    // 14. The same image member twice.
+    v.push(Case {
+        name: "duplicate image member",
+        when: When::DuringWrite,
+        bytes: raw_archive(&[
+            (MANIFEST_NAME, &mb),
+            (SIGNATURES_NAME, &sign(&mb, &[&fx.key])),
+            (&name0, &img),
+            (&name0, &img),
+        ]),
+        check: |e| matches!(bundle_err(e), Some(BundleError::Trailing { .. })),
+    });
+
+    // 15. The manifest lists the same slot class twice.
+    let mut md = manifest_for("1.1.0", &[("rootfs", &img)]);
+    md.images.push(md.images[0].clone());
+    let mdb = serde_json::to_vec(&md).unwrap();
+    v.push(Case {
+        name: "duplicate slot class in manifest",
+        when: When::BeforeWrite,
+        bytes: raw_archive(&[
+            (MANIFEST_NAME, &mdb),
+            (SIGNATURES_NAME, &sign(&mdb, &[&fx.key])),
+        ]),
+        check: |e| {
+            matches!(
+                bundle_err(e),
+                Some(BundleError::Manifest(ManifestError::DuplicateClass(..)))
+            )
+        },
+    });
+
+    // 16-17. Member names with `..` and absolute paths (headers written by hand).
+    for (name, evil) in [
+        ("member name with ..", "../../etc/shadow"),
+        ("absolute member name", "/etc/shadow"),
+    ] {
+        let mut b = raw_archive(&[(MANIFEST_NAME, &mb)]);
+        b.truncate(b.len() - 1024);
+        b.extend(evil_header(evil, 10));
+        b.extend([0u8; 512]);
+        v.push(Case {
+            name,
+            bytes: b,
+            when: When::BeforeWrite,
+            check: |e| {
+                matches!(
+                    bundle_err(e),
+                    Some(BundleError::Tar {
+                        source: TarError::UnsafeName(_),
+                        ..
+                    })
+                )
+            },
+        });
+    }
+
+    // 18. Wrong compatible (properly signed).
+    let mut mc = m.clone();
+    mc.compatible = "other-board".into();
+    v.push(Case {
+        name: "wrong compatible",
+        when: When::BeforeWrite,
+        bytes: signed_bundle(&mc, &[&img], &fx.key),
+        check: |e| matches!(e, InstallError::Policy(PolicyError::Compatible { .. })),
+    });
+
+    // 19. Downgrade below the running 1.0.0.
+    v.push(Case {
+        name: "downgrade",
+        when: When::BeforeWrite,
+        bytes: signed_bundle(
+            &manifest_for("0.9.9", &[("rootfs", &img)]),
+            &[&img],
+            &fx.key,
+        ),
+        check: |e| matches!(e, InstallError::Policy(PolicyError::Downgrade { .. })),
+    });
+
+    // 20. Random garbage.
+    v.push(Case {
+        name: "garbage",
+        bytes: pattern(70_000, 99),
+        when: When::BeforeWrite,
+        check: |e| matches!(bundle_err(e), Some(BundleError::Tar { offset: 0, .. })),
+    });
+
+    // 21. A manifest member of 2 MiB.
+    let huge = vec![b' '; 2 << 20];
+    v.push(Case {
+        name: "huge manifest",
+        bytes: raw_archive(&[(MANIFEST_NAME, &huge)]),
+        when: When::BeforeWrite,
+        check: |e| {
+            matches!(
+                bundle_err(e),
+                Some(BundleError::TooLarge {
+                    what: "manifest",
+                    ..
+                })
+            )
+        },
+    });
+
+    // 22. Empty file.
+    v.push(Case {
+        name: "empty file",
+        bytes: vec![],
+        when: When::BeforeWrite,
+        check: |e| matches!(bundle_err(e), Some(BundleError::Empty)),
+    });
+
+    // 23. Payload member size differs from the manifest's payload_size.
+    v.push(Case {
+        name: "payload size mismatch",
+        when: When::DuringWrite,
+        bytes: raw_archive(&[
+            (MANIFEST_NAME, &mb),
+            (SIGNATURES_NAME, &sign(&mb, &[&fx.key])),
+            (&name0, &img[..1000]),
+        ]),
+        check: |e| matches!(bundle_err(e), Some(BundleError::PayloadSize { .. })),
+    });
+
+    // 24. A zstd payload that inflates beyond the declared size.
+    let bomb = vec![0u8; 3 << 20];
+    let z = zstd::encode_all(&bomb[..], 3).unwrap();
+    let mut mz = manifest_for("1.1.0", &[("rootfs", &bomb[..100_000])]);
+    mz.images[0].compression = Compression::Zstd;
+    mz.images[0].payload_size = z.len() as u64;
+    v.push(Case {
+        name: "zstd inflates past declared size",
+        when: When::DuringWrite,
+        bytes: signed_bundle(&mz, &[&z], &fx.key),
+        check: |e| {
+            matches!(
+                e,
+                InstallError::Payload {
+                    source: PipelineError::TooLong { .. },
+                    ..
+                }
+            )
+        },
+    });
+
+    // 25. A corrupt zstd stream (signed manifest, broken payload).
+    let mut zc = zstd::encode_all(&img[..], 3).unwrap();
+    let mid = zc.len() / 2;
+    zc[mid] ^= 0xFF;
+    zc[mid + 1] ^= 0xFF;
+    let mut mzc = manifest_for("1.1.0", &[("rootfs", &img)]);
+    mzc.images[0].compression = Compression::Zstd;
+    mzc.images[0].payload_size = zc.len() as u64;
+    v.push(Case {
+        name: "corrupt zstd stream",
+        when: When::DuringWrite,
+        bytes: signed_bundle(&mzc, &[&zc], &fx.key),
+        check: |e| {
+            matches!(
+                e,
+                InstallError::Payload {
+                    source: PipelineError::Read { .. },
+                    ..
+                } | InstallError::HashMismatch { .. }
+            )
+        },
+    });
+
+    // 26. A member after the last image.
+    v.push(Case {
+        name: "trailing member",
+        when: When::DuringWrite,
+        bytes: raw_archive(&[
+            (MANIFEST_NAME, &mb),
+            (SIGNATURES_NAME, &sign(&mb, &[&fx.key])),
+            (&name0, &img),
+            ("extra.sh", b"rm -rf /"),
+        ]),
+        check: |e| matches!(bundle_err(e), Some(BundleError::Trailing { .. })),
+    });
+
+    // 27. Unknown manifest format / feature.
+    let newer = String::from_utf8(mb.clone())
+        .unwrap()
+        .replace("\"format\": 1", "\"format\": 7");
+    v.push(Case {
+        name: "newer manifest format",
+        when: When::BeforeWrite,
+        bytes: raw_archive(&[
+            (MANIFEST_NAME, newer.as_bytes()),
+            (SIGNATURES_NAME, &sign(newer.as_bytes(), &[&fx.key])),
+        ]),
+        check: |e| {
+            matches!(
+                bundle_err(e),
+                Some(BundleError::Manifest(ManifestError::UnsupportedFormat(7)))
+            )
+        },
+    });
+
+    // 28. Slot class the device does not have.
+    let mu = manifest_for("1.1.0", &[("appfs", &img)]);
+    v.push(Case {
+        name: "unknown slot class",
+        when: When::BeforeWrite,
+        bytes: signed_bundle(&mu, &[&img], &fx.key),
+        check: |e| matches!(e, InstallError::Policy(PolicyError::UnknownClass { .. })),
+    });
+
+    v
+}
+
+fn evil_header(name: &str, size: u64) -> [u8; 512] {
+    let mut b = [0u8; 512];
+    b[..name.len()].copy_from_slice(name.as_bytes());
+    b[100..107].copy_from_slice(b"0000644");
+    b[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+    b[136..147].copy_from_slice(b"00000000000");
+    b[156] = b'0';
+    b[257..263].copy_from_slice(b"ustar\0");
+    b[263..265].copy_from_slice(b"00");
+    b[148..156].fill(b' ');
+    let sum: u32 = b.iter().map(|&x| x as u32).sum();
+    b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    b
+}
+
+#[test]
+fn every_hostile_bundle_is_refused_and_the_booted_slot_untouched() {
+    let fx = Fx::new(&["rootfs"]);
+    let all = cases(&fx);
+    assert!(all.len() >= 15);
+    let booted = fx.slot(SlotGroup::A, "rootfs");
+    for (i, c) in all.iter().enumerate() {
+        let target_before = fx.slot(SlotGroup::B, "rootfs");
+        let path = fx.path(&format!("hostile-{i}.tnd"));
+        std::fs::write(&path, &c.bytes).unwrap();
+        let e = match fx.install(&path) {
+            Ok(_) => panic!("case {i} ({}) was installed", c.name),
+            Err(e) => e,
+        };
+        assert!((c.check)(&e), "case {i} ({}): wrong error: {e}", c.name);
+        assert!(
+            e.is_refusal(),
+            "case {i} ({}): not classified as a refusal: {e}",
+            c.name
+        );
+        assert_eq!(
+            fx.slot(SlotGroup::A, "rootfs"),
+            booted,
+            "case {i} ({}): booted slot changed",
+            c.name
+        );
+        let st = fx.state();
+        let target_state = st.slot(SlotGroup::B).state;
+        assert_ne!(target_state, SlotState::Installed, "case {i} ({})", c.name);
+        assert!(st
+            .last_operation
+            .unwrap()
+            .error
+            .unwrap()
+            .contains(&e.to_string()[..20.min(e.to_string().len())]));
+        if c.when == When::BeforeWrite {
+            assert_eq!(
+                fx.slot(SlotGroup::B, "rootfs"),
+                target_before,
+                "case {i} ({}): target written",
+                c.name
+            );
+        } else {
+            assert_eq!(target_state, SlotState::Invalid, "case {i} ({})", c.name);
+        }
+        eprintln!("case {i:2} {:<34} -> {e}", c.name);
+    }
+}
+
+#[test]
+fn lower_security_epoch_refused_even_with_allow_downgrade() {
+    let mut fx = Fx::new(&["rootfs"]);
+    fx.extra_config = "[image]\nsecurity_epoch = 3\n".into();
+    let img = pattern(1000, 1);
+    let b = fx.bundle_with(
+        "e.tnd",
+        "5.0.0",
+        2,
+        "tandem-test",
+        &[("rootfs", &img, Compression::None)],
+        std::slice::from_ref(&fx.key),
+    );
+    let snap = fx.snapshot();
+    let e = fx
+        .install_opts(
+            &b,
+            &tandem::install::Options {
+                allow_downgrade: true,
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            InstallError::Policy(PolicyError::Epoch {
+                bundle: 2,
+                floor: 3
+            })
+        ),
+        "{e}"
+    );
+    assert_eq!(fx.snapshot(), snap);
+}
+
+#[test]
+fn below_threshold_refused() {
+    let mut fx = Fx::new(&["rootfs"]);
+    std::fs::write(
+        fx.path("keys/second.pub"),
+        tandem::bundle::keys::format_public(&fx.other_key.verifying_key(), ""),
+    )
+    .unwrap();
+    fx.extra_config = "[keyring]\nthreshold = 2\n".into();
+    let b = fx.bundle(
+        "t.tnd",
+        "1.1.0",
+        &[("rootfs", &pattern(1000, 1), Compression::None)],
+    );
+    let snap = fx.snapshot();
+    let e = fx.install(&b).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            InstallError::Bundle(BundleError::Signature(SignatureError::BelowThreshold {
+                valid: 1,
+                threshold: 2
+            }))
+        ),
+        "{e}"
+    );
+    assert_eq!(fx.snapshot(), snap);
+}
+
+#[test]
+fn a_failed_install_after_a_good_one_leaves_the_target_invalid() {
+    let fx = Fx::new(&["rootfs"]);
+    let img = pattern(300_000, 7);
+    fx.install(&fx.bundle("ok.tnd", "1.1.0", &[("rootfs", &img, Compression::None)]))
+        .unwrap();
+    assert_eq!(fx.state().slot(SlotGroup::B).state, SlotState::Installed);
+    let m = manifest_for("1.2.0", &[("rootfs", &img)]);
+    let mut b = signed_bundle(&m, &[&img], &fx.key);
+    let n = b.len();
+    b.truncate(n - 1024 - 200_000);
+    std::fs::write(fx.path("cut.tnd"), &b).unwrap();
+    assert!(fx.install(&fx.path("cut.tnd")).is_err());
+    let st = fx.state();
+    assert_eq!(st.slot(SlotGroup::B).state, SlotState::Invalid);
+    assert_eq!(
+        st.slot(SlotGroup::B).version,
+        None,
+        "no stale version on an invalid slot"
+    );
+}

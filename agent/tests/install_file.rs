@@ -1,0 +1,182 @@
+//! Installs into file-backed slots through the library API.
+
+mod common;
+
+use common::*;
+use tandem::bundle::manifest::Compression;
+use tandem::fsm::SlotState;
+use tandem::slot::SlotGroup;
+use tandem::state::OperationResult;
+
+#[test]
+fn installs_into_the_inactive_group_and_records_it() {
+    let fx = Fx::new(&["rootfs", "boot"]);
+    let root = pattern(3 << 20, 1);
+    let boot = pattern(100_000, 2);
+    let before_a = (
+        fx.slot(SlotGroup::A, "rootfs"),
+        fx.slot(SlotGroup::A, "boot"),
+    );
+    let b = fx.bundle(
+        "u.tnd",
+        "1.1.0",
+        &[
+            ("rootfs", &root, Compression::Zstd),
+            ("boot", &boot, Compression::None),
+        ],
+    );
+    let r = fx.install(&b).unwrap();
+    assert_eq!(r.target, SlotGroup::B);
+    assert_eq!(r.bytes, (root.len() + boot.len()) as u64);
+    assert_eq!(&fx.slot(SlotGroup::B, "rootfs")[..root.len()], &root[..]);
+    assert_eq!(&fx.slot(SlotGroup::B, "boot")[..boot.len()], &boot[..]);
+    assert_eq!(
+        (
+            fx.slot(SlotGroup::A, "rootfs"),
+            fx.slot(SlotGroup::A, "boot")
+        ),
+        before_a,
+        "booted group untouched"
+    );
+    let st = fx.state();
+    let rec = st.slot(SlotGroup::B);
+    assert_eq!(rec.state, SlotState::Installed);
+    assert_eq!(rec.version.as_ref().unwrap().to_string(), "1.1.0");
+    assert_eq!(rec.images.len(), 2);
+    assert_eq!(rec.images[0].sha256, sha(&root));
+    assert_eq!(st.slot(SlotGroup::A).state, SlotState::Unknown);
+    let op = st.last_operation.unwrap();
+    assert_eq!(op.result, OperationResult::Succeeded);
+    assert_eq!(op.target, Some(SlotGroup::B));
+}
+
+#[test]
+fn booted_b_writes_a() {
+    let fx = Fx::new(&["rootfs"]);
+    std::fs::write(fx.path("cmdline"), "tandem.slot=b").unwrap();
+    let before_b = fx.slot(SlotGroup::B, "rootfs");
+    let img = pattern(5000, 3);
+    let b = fx.bundle("u.tnd", "2.0.0", &[("rootfs", &img, Compression::None)]);
+    assert_eq!(fx.install(&b).unwrap().target, SlotGroup::A);
+    assert_eq!(&fx.slot(SlotGroup::A, "rootfs")[..5000], &img[..]);
+    assert_eq!(fx.slot(SlotGroup::B, "rootfs"), before_b);
+}
+
+#[test]
+fn unknown_booted_slot_refuses_to_write() {
+    let fx = Fx::new(&["rootfs"]);
+    std::fs::write(fx.path("cmdline"), "root=/dev/sda2").unwrap();
+    let snap = fx.snapshot();
+    let b = fx.bundle(
+        "u.tnd",
+        "2.0.0",
+        &[("rootfs", &pattern(10, 1), Compression::None)],
+    );
+    let e = fx.install(&b).unwrap_err();
+    assert!(e.to_string().contains("tandem.slot="), "{e}");
+    assert_eq!(fx.snapshot(), snap);
+}
+
+#[test]
+fn exact_slot_size_fits_and_reinstall_of_same_version_works() {
+    let fx = Fx::new(&["rootfs"]);
+    let img = pattern(SLOT_SIZE as usize, 9);
+    let b = fx.bundle("u.tnd", "1.0.0", &[("rootfs", &img, Compression::Zstd)]);
+    fx.install(&b).unwrap();
+    fx.install(&b).unwrap();
+    assert_eq!(fx.slot(SlotGroup::B, "rootfs"), img);
+}
+
+#[test]
+fn threshold_two_with_two_signers() {
+    let mut fx = Fx::new(&["rootfs"]);
+    std::fs::write(
+        fx.path("keys/second.pub"),
+        tandem::bundle::keys::format_public(&fx.other_key.verifying_key(), ""),
+    )
+    .unwrap();
+    fx.extra_config = "[keyring]\nthreshold = 2\n".into();
+    let img = pattern(1000, 4);
+    let keys = [fx.key.clone(), fx.other_key.clone()];
+    let b = fx.bundle_with(
+        "u.tnd",
+        "1.1.0",
+        0,
+        "tandem-test",
+        &[("rootfs", &img, Compression::None)],
+        &keys,
+    );
+    fx.install(&b).unwrap();
+}
+
+#[test]
+fn a_second_install_while_one_runs_is_refused() {
+    let fx = Fx::new(&["rootfs"]);
+    let store = tandem::state::Store::new(&fx.path("state"));
+    let _held = store.lock().unwrap();
+    let b = fx.bundle(
+        "u.tnd",
+        "1.1.0",
+        &[("rootfs", &pattern(10, 1), Compression::None)],
+    );
+    let e = fx.install(&b).unwrap_err();
+    assert!(e.to_string().contains("another tandem operation"), "{e}");
+}
+
+#[test]
+fn corrupt_state_is_reported_not_reset() {
+    let fx = Fx::new(&["rootfs"]);
+    std::fs::create_dir_all(fx.path("state")).unwrap();
+    std::fs::write(fx.path("state/state.json"), "{\"schema\": 1, \"slo").unwrap();
+    let snap = fx.snapshot();
+    let b = fx.bundle(
+        "u.tnd",
+        "1.1.0",
+        &[("rootfs", &pattern(10, 1), Compression::None)],
+    );
+    let e = fx.install(&b).unwrap_err().to_string();
+    assert!(e.contains("corrupt") && e.contains("state.json"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(fx.path("state/state.json")).unwrap(),
+        "{\"schema\": 1, \"slo"
+    );
+    assert_eq!(fx.snapshot(), snap);
+}
+
+#[test]
+fn signing_later_with_bundle_sign() {
+    let fx = Fx::new(&["rootfs"]);
+    let img = pattern(70_000, 5);
+    let unsigned = fx.bundle_with(
+        "u.tnd",
+        "1.1.0",
+        0,
+        "tandem-test",
+        &[("rootfs", &img, Compression::Zstd)],
+        &[],
+    );
+    assert!(fx
+        .install(&unsigned)
+        .unwrap_err()
+        .to_string()
+        .contains("no signature"));
+    let signed = fx.path("signed.tnd");
+    tandem::bundle::writer::sign(&unsigned, &signed, std::slice::from_ref(&fx.key)).unwrap();
+    fx.install(&signed).unwrap();
+    assert_eq!(&fx.slot(SlotGroup::B, "rootfs")[..img.len()], &img[..]);
+    // Signing in place works too and keeps the payload bytes.
+    tandem::bundle::writer::sign(&unsigned, &unsigned, std::slice::from_ref(&fx.key)).unwrap();
+    assert_eq!(
+        std::fs::read(&unsigned).unwrap(),
+        std::fs::read(&signed).unwrap()
+    );
+}
+
+#[test]
+fn created_bundles_are_reproducible() {
+    let fx = Fx::new(&["rootfs"]);
+    let img = pattern(300_000, 6);
+    let a = fx.bundle("a.tnd", "1.1.0", &[("rootfs", &img, Compression::Zstd)]);
+    let b = fx.bundle("b.tnd", "1.1.0", &[("rootfs", &img, Compression::Zstd)]);
+    assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+}
