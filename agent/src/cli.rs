@@ -479,6 +479,7 @@ fn run_install(s: &Settings, source: &str, allow_downgrade: bool) -> Result<(), 
     let ctx = context(s)?;
     let tty = std::io::stderr().is_terminal();
     let mut last_pct = u64::MAX;
+    let mut last_decile = u64::MAX;
     let mut show = |p: Progress<'_>| match p {
         Progress::Verified {
             version,
@@ -505,7 +506,8 @@ fn run_install(s: &Settings, source: &str, allow_downgrade: bool) -> Result<(), 
                     total >> 20
                 );
                 let _ = std::io::stderr().flush();
-            } else if pct % 10 == 0 {
+            } else if pct / 10 != last_decile {
+                last_decile = pct / 10;
                 eprintln!("  image {index} ({class}): {pct}%");
             }
         }
@@ -515,6 +517,7 @@ fn run_install(s: &Settings, source: &str, allow_downgrade: bool) -> Result<(), 
             }
             eprintln!("  image {index} ({class}): written, synced, sha256 verified");
             last_pct = u64::MAX;
+            last_decile = u64::MAX;
         }
     };
     let src = Source::parse(source);

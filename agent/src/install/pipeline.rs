@@ -20,7 +20,7 @@ pub const BUFFERS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("reading the payload failed after {offset} image bytes: {source}")]
+    #[error("reading or decompressing the payload failed after {offset} image bytes: {source}")]
     Read { offset: u64, source: io::Error },
     #[error("the image yields more than the {expected} bytes the manifest declares")]
     TooLong { expected: u64 },

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need on Debian 12 (as root).
+# Idempotent: installs only what is missing.
+set -euo pipefail
+
+need_pkgs=()
+have() { command -v "$1" >/dev/null 2>&1; }
+want() { have "$1" || need_pkgs+=("$2"); }
+
+want cc build-essential
+want losetup util-linux
+want mkfs.ext4 e2fsprogs
+want python3 python3
+want zstd zstd
+want /usr/bin/time time
+want openssl openssl
+
+if ((${#need_pkgs[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "setup: need root to install: ${need_pkgs[*]}" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# Rust: this project needs rustc >= 1.89 (see Cargo.toml rust-version).
+if ! have cargo && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! have cargo; then
+    echo "setup: no cargo found; install Rust >= 1.89 with rustup (https://rustup.rs)" >&2
+    exit 1
+fi
+if have rustup; then
+    for c in rustfmt clippy; do
+        rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+    done
+fi
+echo "setup: ok ($(cargo --version))"
