@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. As root, the loop-device tests run for real
 # (they are required: TANDEM_TEST_REQUIRE_LOOP=1); otherwise they report
-# that they were skipped.
+# that they were skipped. Ends with one summary line over all test binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
 if [[ $(id -u) -eq 0 ]]; then
     export TANDEM_TEST_REQUIRE_LOOP=1
 fi
-cargo test --workspace --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+rc=0
+cargo test --workspace --locked "$@" 2>&1 | tee "$log" || rc=$?
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+echo
+echo "tests: $passed passed, $failed failed"
+exit "$rc"

@@ -105,8 +105,9 @@ pub struct BundleMeta {
     pub description: Option<String>,
 }
 
-/// zstd level used for new bundles; the window stays within what the
-/// installer accepts (see `install::pipeline::ZSTD_WINDOW_LOG_MAX`).
+/// zstd level used for new bundles. Its default window (2 MiB for large
+/// inputs) stays well within what the installer accepts
+/// (`bundle::ZSTD_WINDOW_LOG_MAX`), keeping the device's memory low.
 pub const ZSTD_LEVEL: i32 = 3;
 
 struct Prepared {
@@ -133,8 +134,6 @@ fn prepare(input: &ImageInput, scratch: &Path) -> Result<Prepared, WriteError> {
             let mut enc = zstd::stream::write::Encoder::new(BufWriter::new(out), ZSTD_LEVEL)
                 .map_err(io_err(scratch))?;
             enc.include_checksum(true).map_err(io_err(scratch))?;
-            enc.window_log(crate::install::ZSTD_WINDOW_LOG_MAX)
-                .map_err(io_err(scratch))?;
             io::copy(&mut hasher, &mut enc).map_err(io_err(&input.path))?;
             let mut w = enc.finish().map_err(io_err(scratch))?;
             w.flush().map_err(io_err(scratch))?;
