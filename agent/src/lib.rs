@@ -3,6 +3,7 @@
 //! A signed bundle is verified, then streamed into the inactive slot of an
 //! A/B pair; the booted slot is never written. See README.md and docs/.
 
+pub mod boot;
 pub mod bundle;
 pub mod cli;
 pub mod config;

@@ -1,0 +1,212 @@
+//! The A/B variable scheme shared by the env-style backends. Pure.
+//!
+//! | variable | values | meaning |
+//! |----------|--------|---------|
+//! | `TANDEM_ORDER` | `"a b"` or `"b a"` | groups in boot preference order |
+//! | `TANDEM_A_OK`, `TANDEM_B_OK` | `1` / `0` | group may be booted / must not be |
+//! | `TANDEM_A_TRIES`, `TANDEM_B_TRIES` | empty, or `0`–`N` | empty: committed; a number: trial boots left |
+//!
+//! The boot script walks `TANDEM_ORDER` and boots the first group with
+//! `OK=1` whose `TRIES` is empty, or a number above zero, which it first
+//! decrements and saves. A trial that is never committed therefore runs out
+//! and the next group in order boots. Missing variables read as: order
+//! `a b`, `OK=1`, `TRIES` empty (a factory image with an empty env boots a).
+
+use std::collections::BTreeMap;
+
+use super::Mark;
+use crate::slot::SlotGroup;
+
+pub const ORDER: &str = "TANDEM_ORDER";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SchemeError {
+    #[error("cannot arm for {tries} tries: this backend's boot script counts at most {max}")]
+    TooManyTries { tries: u32, max: u32 },
+    #[error("cannot arm for 0 tries")]
+    ZeroTries,
+}
+
+pub fn ok_var(g: SlotGroup) -> String {
+    format!("TANDEM_{}_OK", g.as_str().to_uppercase())
+}
+
+pub fn tries_var(g: SlotGroup) -> String {
+    format!("TANDEM_{}_TRIES", g.as_str().to_uppercase())
+}
+
+/// The boot order; anything malformed reads as the default `a b`.
+pub fn order(v: &BTreeMap<String, String>) -> [SlotGroup; 2] {
+    let parsed: Vec<SlotGroup> = v
+        .get(ORDER)
+        .map(|s| {
+            s.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    match parsed.first() {
+        Some(&g) => [g, g.other()],
+        None => [SlotGroup::A, SlotGroup::B],
+    }
+}
+
+fn set_order(v: &mut BTreeMap<String, String>, first: SlotGroup) {
+    v.insert(ORDER.into(), format!("{} {}", first, first.other()));
+}
+
+pub fn state(v: &BTreeMap<String, String>, g: SlotGroup) -> Mark {
+    match v.get(&ok_var(g)).map(String::as_str) {
+        Some("0") => Mark::Bad,
+        _ => Mark::Good,
+    }
+}
+
+pub fn tries_left(v: &BTreeMap<String, String>, g: SlotGroup) -> Option<u32> {
+    match v.get(&tries_var(g)).map(|s| s.trim()) {
+        None | Some("") => None,
+        Some(n) => Some(n.parse().unwrap_or(0)),
+    }
+}
+
+/// Whether the boot script would boot `g` if it came to it in the order.
+pub fn bootable(v: &BTreeMap<String, String>, g: SlotGroup) -> bool {
+    state(v, g) == Mark::Good && tries_left(v, g).is_none_or(|n| n > 0)
+}
+
+/// The group the boot script boots next: the first bootable one in order.
+pub fn primary(v: &BTreeMap<String, String>) -> Option<SlotGroup> {
+    order(v).into_iter().find(|&g| bootable(v, g))
+}
+
+pub fn set_primary(v: &mut BTreeMap<String, String>, g: SlotGroup) {
+    v.insert(ok_var(g), "1".into());
+    v.insert(tries_var(g), String::new());
+    set_order(v, g);
+}
+
+pub fn set_state(v: &mut BTreeMap<String, String>, g: SlotGroup, m: Mark) {
+    match m {
+        Mark::Good => {
+            v.insert(ok_var(g), "1".into());
+        }
+        Mark::Bad => {
+            v.insert(ok_var(g), "0".into());
+            v.insert(tries_var(g), String::new());
+            if order(v)[0] == g {
+                set_order(v, g.other());
+            }
+        }
+    }
+}
+
+pub fn arm(
+    v: &mut BTreeMap<String, String>,
+    g: SlotGroup,
+    tries: u32,
+    max: u32,
+) -> Result<(), SchemeError> {
+    if tries == 0 {
+        return Err(SchemeError::ZeroTries);
+    }
+    if tries > max {
+        return Err(SchemeError::TooManyTries { tries, max });
+    }
+    v.insert(ok_var(g), "1".into());
+    v.insert(tries_var(g), tries.to_string());
+    set_order(v, g);
+    Ok(())
+}
+
+/// What the boot script does on one boot: picks a group and consumes a try.
+/// Used to test the scheme against the shipped scripts' intent.
+pub fn simulate_boot(v: &mut BTreeMap<String, String>) -> Option<SlotGroup> {
+    for g in order(v) {
+        if state(v, g) != Mark::Good {
+            continue;
+        }
+        match tries_left(v, g) {
+            None => return Some(g),
+            Some(0) => continue,
+            Some(n) => {
+                v.insert(tries_var(g), (n - 1).to_string());
+                return Some(g);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use SlotGroup::{A, B};
+
+    #[test]
+    fn empty_env_boots_a() {
+        let mut v = BTreeMap::new();
+        assert_eq!(primary(&v), Some(A));
+        assert_eq!(simulate_boot(&mut v), Some(A));
+    }
+
+    #[test]
+    fn trial_then_fallback() {
+        let mut v = BTreeMap::new();
+        arm(&mut v, B, 2, 3).unwrap();
+        assert_eq!(primary(&v), Some(B));
+        assert_eq!(simulate_boot(&mut v), Some(B));
+        assert_eq!(simulate_boot(&mut v), Some(B));
+        assert_eq!(tries_left(&v, B), Some(0));
+        assert_eq!(simulate_boot(&mut v), Some(A), "tries used up: fall back");
+        assert_eq!(primary(&v), Some(A));
+    }
+
+    #[test]
+    fn commit_during_trial() {
+        let mut v = BTreeMap::new();
+        arm(&mut v, B, 1, 3).unwrap();
+        assert_eq!(simulate_boot(&mut v), Some(B));
+        set_primary(&mut v, B);
+        for _ in 0..5 {
+            assert_eq!(simulate_boot(&mut v), Some(B));
+        }
+    }
+
+    #[test]
+    fn mark_bad_moves_primary() {
+        let mut v = BTreeMap::new();
+        set_primary(&mut v, B);
+        set_state(&mut v, B, Mark::Bad);
+        assert_eq!(primary(&v), Some(A));
+        assert_eq!(order(&v), [A, B]);
+        set_state(&mut v, A, Mark::Bad);
+        assert_eq!(primary(&v), None);
+    }
+
+    #[test]
+    fn arm_limits() {
+        let mut v = BTreeMap::new();
+        assert_eq!(arm(&mut v, B, 0, 3), Err(SchemeError::ZeroTries));
+        assert_eq!(
+            arm(&mut v, B, 4, 3),
+            Err(SchemeError::TooManyTries { tries: 4, max: 3 })
+        );
+        assert!(v.is_empty());
+    }
+
+    proptest! {
+        /// However many boots happen after arming N tries without a commit,
+        /// the armed group boots at most N times and the other group boots after.
+        #[test]
+        fn armed_trial_runs_out(n in 1u32..=3, boots in 1usize..10) {
+            let mut v = BTreeMap::new();
+            set_primary(&mut v, A);
+            arm(&mut v, B, n, 3).unwrap();
+            let seq: Vec<_> = (0..boots).map(|_| simulate_boot(&mut v).unwrap()).collect();
+            let b_count = seq.iter().filter(|&&g| g == B).count();
+            prop_assert_eq!(b_count, (n as usize).min(boots));
+            prop_assert!(seq.iter().skip(n as usize).all(|&g| g == A));
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! GRUB environment block backend.

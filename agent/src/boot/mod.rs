@@ -1,0 +1,149 @@
+//! Boot control: the agent decides, a backend only stores the decision where
+//! the bootloader reads it. See docs/boot.md for each backend's variables,
+//! its exact write sequence, and what a power cut between writes leaves.
+//!
+//! Env-style backends (GRUB env, U-Boot env, U-Boot text env file) share one
+//! pure A/B variable scheme ([`abvars`]) over an [`EnvStore`] that only
+//! loads and saves key/value pairs.
+
+pub mod abvars;
+pub mod grub;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::slot::SlotGroup;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("{backend}: {path}: {source}")]
+    Io {
+        backend: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{backend}: {path}: {message}")]
+    Format {
+        backend: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("{backend}: {message}")]
+    Unsupported {
+        backend: &'static str,
+        message: String,
+    },
+    #[error("{backend}: helper {command} {args}: {message}")]
+    Command {
+        backend: &'static str,
+        command: PathBuf,
+        args: String,
+        message: String,
+    },
+}
+
+/// What the bootloader believes about a slot group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mark {
+    /// May be booted (committed, or armed for a trial).
+    Good,
+    /// Must not be booted.
+    Bad,
+}
+
+/// The operations the agent needs from any bootloader (RAUC's model plus
+/// trial arming). Implementations store; they never decide.
+pub trait Bootloader {
+    fn name(&self) -> &'static str;
+    /// The group the bootloader will boot next.
+    fn primary(&mut self) -> Result<Option<SlotGroup>, BootError>;
+    /// Makes `g` the committed default: good, first in order, no trial.
+    fn set_primary(&mut self, g: SlotGroup) -> Result<(), BootError>;
+    fn state(&mut self, g: SlotGroup) -> Result<Mark, BootError>;
+    fn set_state(&mut self, g: SlotGroup, m: Mark) -> Result<(), BootError>;
+    /// Boots `g` next, at most `tries` times until it is committed with
+    /// [`Bootloader::set_primary`]; then the bootloader falls back.
+    fn arm(&mut self, g: SlotGroup, tries: u32) -> Result<(), BootError>;
+    /// Trial boots left for `g`; `None` when `g` is not on trial.
+    fn tries_left(&mut self, g: SlotGroup) -> Result<Option<u32>, BootError>;
+    /// Largest `tries` this backend's boot script can count.
+    fn max_tries(&self) -> u32;
+}
+
+/// Loads and saves the bootloader's variables. Implementations keep the
+/// byte format pure and do the I/O at the edge.
+pub trait EnvStore {
+    fn backend(&self) -> &'static str;
+    fn load(&mut self) -> Result<BTreeMap<String, String>, BootError>;
+    /// Persists all variables with one power-safe write (documented per
+    /// backend in docs/boot.md).
+    fn save(&mut self, vars: &BTreeMap<String, String>) -> Result<(), BootError>;
+    fn max_tries(&self) -> u32;
+}
+
+/// A [`Bootloader`] over any [`EnvStore`], using the [`abvars`] scheme.
+pub struct EnvBootloader<S: EnvStore> {
+    pub store: S,
+}
+
+impl<S: EnvStore> EnvBootloader<S> {
+    fn update(
+        &mut self,
+        f: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), abvars::SchemeError>,
+    ) -> Result<(), BootError> {
+        let mut vars = self.store.load()?;
+        let before = vars.clone();
+        f(&mut vars).map_err(|e| BootError::Unsupported {
+            backend: self.store.backend(),
+            message: e.to_string(),
+        })?;
+        if vars != before {
+            self.store.save(&vars)?;
+        }
+        Ok(())
+    }
+}
+
+impl<S: EnvStore> Bootloader for EnvBootloader<S> {
+    fn name(&self) -> &'static str {
+        self.store.backend()
+    }
+
+    fn primary(&mut self) -> Result<Option<SlotGroup>, BootError> {
+        Ok(abvars::primary(&self.store.load()?))
+    }
+
+    fn set_primary(&mut self, g: SlotGroup) -> Result<(), BootError> {
+        self.update(|v| {
+            abvars::set_primary(v, g);
+            Ok(())
+        })
+    }
+
+    fn state(&mut self, g: SlotGroup) -> Result<Mark, BootError> {
+        Ok(abvars::state(&self.store.load()?, g))
+    }
+
+    fn set_state(&mut self, g: SlotGroup, m: Mark) -> Result<(), BootError> {
+        self.update(|v| {
+            abvars::set_state(v, g, m);
+            Ok(())
+        })
+    }
+
+    fn arm(&mut self, g: SlotGroup, tries: u32) -> Result<(), BootError> {
+        let max = self.store.max_tries();
+        self.update(|v| abvars::arm(v, g, tries, max))
+    }
+
+    fn tries_left(&mut self, g: SlotGroup) -> Result<Option<u32>, BootError> {
+        Ok(abvars::tries_left(&self.store.load()?, g))
+    }
+
+    fn max_tries(&self) -> u32 {
+        self.store.max_tries()
+    }
+}
