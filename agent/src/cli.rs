@@ -1,7 +1,8 @@
 //! Command-line interface. `main` parses arguments, runs, and maps errors to
 //! documented exit codes (docs/cli.md):
 //! 0 ok, 1 other error, 2 usage, 3 configuration, 4 bundle refused,
-//! 5 another operation is running, 6 source unreachable.
+//! 5 another operation is running, 6 source unreachable,
+//! 7 refused because of a slot's state (e.g. rollback to an untried slot).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -58,7 +59,19 @@ enum Command {
         /// Allow a version older than the running one (never a lower security epoch)
         #[arg(long)]
         allow_downgrade: bool,
+        /// Reboot into the new slot group once it is armed
+        #[arg(long)]
+        reboot: bool,
     },
+    /// Commit the booted slot group: the bootloader keeps booting it
+    MarkGood,
+    /// Mark a slot group bad (default: the booted one) so it is not booted
+    MarkBad {
+        /// a or b
+        slot: Option<crate::slot::SlotGroup>,
+    },
+    /// Make the other slot group primary, if it is known to be good
+    Rollback,
     /// Show both slot groups, the booted and primary slot, and the last operation
     Status {
         #[arg(long)]
@@ -145,6 +158,10 @@ pub enum CliError {
     State(#[from] StateError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
+    #[error(transparent)]
+    Boot(#[from] crate::boot::BootError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -163,6 +180,12 @@ impl CliError {
             | CliError::State(StateError::Busy(_)) => 5,
             CliError::Install(InstallError::Fetch(_)) | CliError::Fetch(_) => 6,
             CliError::Install(InstallError::Slot(_) | InstallError::BootedUnknown { .. }) => 3,
+            CliError::Control(crate::control::ControlError::Refused(_)) => 7,
+            CliError::Control(crate::control::ControlError::State(StateError::Busy(_))) => 5,
+            CliError::Control(
+                crate::control::ControlError::Slot(_)
+                | crate::control::ControlError::BootedUnknown(_),
+            ) => 3,
             _ => 1,
         }
     }
@@ -237,9 +260,28 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Install {
             source,
             allow_downgrade,
+            reboot,
         } => {
             let s = load()?;
-            run_install(&s, &source, allow_downgrade)
+            run_install(&s, &source, allow_downgrade, reboot)
+        }
+        Command::MarkGood => {
+            let s = load()?;
+            let g = with_control(&s, |c| c.mark_good())?;
+            println!("slot group {g} committed");
+            Ok(())
+        }
+        Command::MarkBad { slot } => {
+            let s = load()?;
+            let g = with_control(&s, |c| c.mark_bad(slot))?;
+            println!("slot group {g} marked bad");
+            Ok(())
+        }
+        Command::Rollback => {
+            let s = load()?;
+            let g = with_control(&s, |c| c.rollback())?;
+            println!("slot group {g} is now primary; reboot to switch to it");
+            Ok(())
         }
         Command::Status { json } => {
             let s = load()?;
@@ -475,8 +517,31 @@ fn context(s: &Settings) -> Result<Context<'_>, CliError> {
     })
 }
 
-fn run_install(s: &Settings, source: &str, allow_downgrade: bool) -> Result<(), CliError> {
+fn with_control<T>(
+    s: &Settings,
+    f: impl FnOnce(&mut crate::control::Control<'_>) -> Result<T, crate::control::ControlError>,
+) -> Result<T, CliError> {
     let ctx = context(s)?;
+    let mut boot = crate::boot::open(&s.boot)?;
+    let mut c = crate::control::Control {
+        settings: s,
+        cmdline: ctx.cmdline,
+        now: ctx.now,
+        boot: boot
+            .as_deref_mut()
+            .map(|b| b as &mut dyn crate::boot::Bootloader),
+    };
+    Ok(f(&mut c)?)
+}
+
+fn run_install(
+    s: &Settings,
+    source: &str,
+    allow_downgrade: bool,
+    reboot: bool,
+) -> Result<(), CliError> {
+    let ctx = context(s)?;
+    let mut boot = crate::boot::open(&s.boot)?;
     let tty = std::io::stderr().is_terminal();
     let mut last_pct = u64::MAX;
     let mut last_decile = u64::MAX;
@@ -526,12 +591,30 @@ fn run_install(s: &Settings, source: &str, allow_downgrade: bool) -> Result<(), 
         &src.to_string(),
         || fetch::open(&src, &s.http),
         &install::Options { allow_downgrade },
+        boot.as_deref_mut()
+            .map(|b| b as &mut dyn crate::boot::Bootloader),
         &mut show,
     )?;
     println!(
         "installed {} into slot group {} ({} image(s), {} bytes)",
         r.version, r.target, r.images, r.bytes
     );
+    match r.armed {
+        Some(n) => println!("slot group {} armed for {n} trial boot(s)", r.target),
+        None => println!(
+            "no bootloader configured: slot group {} is not armed",
+            r.target
+        ),
+    }
+    if reboot {
+        if r.armed.is_none() {
+            return Err(CliError::Usage(
+                "--reboot needs a boot backend; the new slot group was not armed".into(),
+            ));
+        }
+        eprintln!("rebooting into slot group {}", r.target);
+        sys::reboot().map_err(|e| CliError::Other(format!("reboot failed: {e}")))?;
+    }
     Ok(())
 }
 
@@ -541,5 +624,19 @@ fn status_of(s: &Settings) -> Result<status::Status, CliError> {
     let booted = sys::read_cmdline(&s.cmdline_path)
         .ok()
         .and_then(|c| booted_from_cmdline(&c, &s.slot_parameter).ok().flatten());
-    Ok(status::build(s, &state, booted, store.is_locked()))
+    let view = match crate::boot::open(&s.boot) {
+        Ok(Some(mut b)) => Some(status::boot_view(b.as_mut())),
+        Ok(None) => None,
+        Err(e) => Some(status::BootView {
+            error: Some(e.to_string()),
+            ..Default::default()
+        }),
+    };
+    Ok(status::build(
+        s,
+        &state,
+        booted,
+        view.as_ref(),
+        store.is_locked(),
+    ))
 }

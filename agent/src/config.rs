@@ -77,6 +77,14 @@ struct RawBoot {
     backend: Option<BootBackend>,
     cmdline: Option<PathBuf>,
     slot_parameter: Option<String>,
+    tries: Option<u32>,
+    grubenv: Option<PathBuf>,
+    fw_env_config: Option<PathBuf>,
+    uboot_env_file: Option<PathBuf>,
+    esp: Option<PathBuf>,
+    efivars: Option<PathBuf>,
+    kernel_options: Option<String>,
+    custom_command: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +140,52 @@ pub enum BootBackend {
     /// No bootloader integration: installs are recorded in the state store
     /// only; the booted slot stays primary. For tests and image pipelines.
     None,
+    /// GRUB environment block (`grubenv`) read by the shipped grub.cfg.
+    Grub,
+    /// U-Boot environment as `fw_printenv` sees it (`/etc/fw_env.config`).
+    Uboot,
+    /// U-Boot with the environment in a text file on the boot partition.
+    UbootFile,
+    /// systemd-boot with Boot Loader Specification boot counting.
+    SystemdBoot,
+    /// A board-specific executable (docs/boot.md, "custom").
+    Custom,
+}
+
+/// Where the chosen backend keeps its state; validated per backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootConfig {
+    None,
+    Grub {
+        grubenv: PathBuf,
+    },
+    Uboot {
+        fw_env_config: PathBuf,
+    },
+    UbootFile {
+        env_file: PathBuf,
+    },
+    SystemdBoot {
+        esp: PathBuf,
+        efivars: PathBuf,
+        kernel_options: String,
+    },
+    Custom {
+        command: PathBuf,
+    },
+}
+
+impl BootConfig {
+    pub fn backend(&self) -> BootBackend {
+        match self {
+            BootConfig::None => BootBackend::None,
+            BootConfig::Grub { .. } => BootBackend::Grub,
+            BootConfig::Uboot { .. } => BootBackend::Uboot,
+            BootConfig::UbootFile { .. } => BootBackend::UbootFile,
+            BootConfig::SystemdBoot { .. } => BootBackend::SystemdBoot,
+            BootConfig::Custom { .. } => BootBackend::Custom,
+        }
+    }
 }
 
 /// One slot's device.
@@ -157,7 +211,9 @@ pub struct Settings {
     pub keyring_dir: PathBuf,
     pub threshold: usize,
     pub state_dir: PathBuf,
-    pub boot_backend: BootBackend,
+    pub boot: BootConfig,
+    /// Trial boots a freshly installed group gets before falling back.
+    pub boot_tries: u32,
     pub cmdline_path: PathBuf,
     pub slot_parameter: String,
     pub image_version: Option<semver::Version>,
@@ -231,7 +287,10 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
         return Err(invalid("keyring.threshold", "must be at least 1"));
     }
     let boot = raw.boot.unwrap_or_default();
-    let slot_parameter = boot.slot_parameter.unwrap_or_else(|| "tandem.slot".into());
+    let slot_parameter = boot
+        .slot_parameter
+        .clone()
+        .unwrap_or_else(|| "tandem.slot".into());
     if slot_parameter.is_empty() || slot_parameter.contains(['=', ' ']) {
         return Err(invalid(
             "boot.slot_parameter",
@@ -312,14 +371,59 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
             .state
             .and_then(|s| s.directory)
             .unwrap_or_else(|| "/var/lib/tandem".into()),
-        boot_backend: boot.backend.unwrap_or(BootBackend::None),
-        cmdline_path: boot.cmdline.unwrap_or_else(|| "/proc/cmdline".into()),
+        boot: boot_config(&boot)?,
+        boot_tries: match boot.tries {
+            None => 1,
+            Some(0) => return Err(invalid("boot.tries", "must be at least 1")),
+            Some(n) => n,
+        },
+        cmdline_path: boot
+            .cmdline
+            .clone()
+            .unwrap_or_else(|| "/proc/cmdline".into()),
         slot_parameter,
         image_version: image.version,
         image_security_epoch: image.security_epoch.unwrap_or(0),
         http,
         slots,
         sources,
+    })
+}
+
+fn boot_config(b: &RawBoot) -> Result<BootConfig, ConfigError> {
+    let need = |v: &Option<PathBuf>, key: &str, backend: &str| {
+        v.clone().ok_or_else(|| {
+            invalid(
+                format!("boot.{key}"),
+                format!("must be set for backend \"{backend}\""),
+            )
+        })
+    };
+    Ok(match b.backend.unwrap_or(BootBackend::None) {
+        BootBackend::None => BootConfig::None,
+        BootBackend::Grub => BootConfig::Grub {
+            grubenv: need(&b.grubenv, "grubenv", "grub")?,
+        },
+        BootBackend::Uboot => BootConfig::Uboot {
+            fw_env_config: b
+                .fw_env_config
+                .clone()
+                .unwrap_or_else(|| "/etc/fw_env.config".into()),
+        },
+        BootBackend::UbootFile => BootConfig::UbootFile {
+            env_file: need(&b.uboot_env_file, "uboot_env_file", "uboot-file")?,
+        },
+        BootBackend::SystemdBoot => BootConfig::SystemdBoot {
+            esp: b.esp.clone().unwrap_or_else(|| "/boot/efi".into()),
+            efivars: b
+                .efivars
+                .clone()
+                .unwrap_or_else(|| "/sys/firmware/efi/efivars".into()),
+            kernel_options: b.kernel_options.clone().unwrap_or_default(),
+        },
+        BootBackend::Custom => BootConfig::Custom {
+            command: need(&b.custom_command, "custom_command", "custom")?,
+        },
     })
 }
 

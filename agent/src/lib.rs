@@ -7,6 +7,7 @@ pub mod boot;
 pub mod bundle;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod fetch;
 pub mod fsm;
 pub mod install;

@@ -84,6 +84,9 @@ pub struct ImageRecord {
 #[serde(rename_all = "kebab-case")]
 pub enum OperationKind {
     Install,
+    MarkGood,
+    MarkBad,
+    Rollback,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,8 @@ pub struct Status {
     pub primary: Option<SlotGroup>,
     pub boot_backend: crate::config::BootBackend,
     pub security_epoch_floor: u64,
+    /// Set when the bootloader's state could not be read.
+    pub boot_error: Option<String>,
     pub slots: Vec<SlotStatus>,
     pub last_operation: Option<OperationStatus>,
 }
@@ -32,7 +34,37 @@ pub struct SlotStatus {
     pub version: Option<String>,
     pub security_epoch: Option<u64>,
     pub installed_at: Option<String>,
+    /// The bootloader's view: `good`/`bad`, null without a bootloader.
+    pub boot_mark: Option<crate::boot::Mark>,
+    /// Trial boots left; null when not on trial.
+    pub tries_left: Option<u32>,
     pub images: Vec<SlotImageStatus>,
+}
+
+/// What the bootloader reports, read at the edge.
+#[derive(Debug, Clone, Default)]
+pub struct BootView {
+    pub primary: Option<SlotGroup>,
+    pub marks: std::collections::BTreeMap<SlotGroup, (crate::boot::Mark, Option<u32>)>,
+    pub error: Option<String>,
+}
+
+/// Reads the bootloader's view, turning a failure into `error`.
+pub fn boot_view(b: &mut dyn crate::boot::Bootloader) -> BootView {
+    let mut read = || -> Result<BootView, crate::boot::BootError> {
+        let mut v = BootView {
+            primary: b.primary()?,
+            ..Default::default()
+        };
+        for g in SlotGroup::ALL {
+            v.marks.insert(g, (b.state(g)?, b.tries_left(g)?));
+        }
+        Ok(v)
+    };
+    read().unwrap_or_else(|e| BootView {
+        error: Some(e.to_string()),
+        ..Default::default()
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,6 +94,7 @@ pub fn build(
     settings: &Settings,
     state: &State,
     booted: Option<SlotGroup>,
+    boot: Option<&BootView>,
     lock_held: bool,
 ) -> Status {
     let slots = SlotGroup::ALL
@@ -83,6 +116,8 @@ pub fn build(
                     .map(|v| v.to_string()),
                 security_epoch: rec.security_epoch,
                 installed_at: rec.installed_at.clone(),
+                boot_mark: boot.and_then(|b| b.marks.get(&g)).map(|m| m.0),
+                tries_left: boot.and_then(|b| b.marks.get(&g)).and_then(|m| m.1),
                 images: settings.slots[&g]
                     .iter()
                     .map(|(class, dev)| {
@@ -104,8 +139,9 @@ pub fn build(
         booted,
         // With no bootloader integration the running slot stays primary.
         primary: booted,
-        boot_backend: settings.boot_backend,
+        boot_backend: settings.boot.backend(),
         security_epoch_floor: state.security_epoch_floor,
+        boot_error: boot.and_then(|b| b.error.clone()),
         slots,
         last_operation: state
             .last_operation
@@ -149,9 +185,19 @@ impl Status {
             g(self.booted),
             g(self.primary)
         );
+        if let Some(e) = &self.boot_error {
+            out += &format!("bootloader: cannot read: {e}\n");
+        }
         for s in &self.slots {
+            let boot = match (s.boot_mark, s.tries_left) {
+                (None, _) => String::new(),
+                (Some(m), None) => format!("  boot {m:?}").to_lowercase(),
+                (Some(m), Some(n)) => {
+                    format!("  boot {m:?}, {n} trial boot(s) left").to_lowercase()
+                }
+            };
             out += &format!(
-                "slot {}{}: {}  version {}  installed {}\n",
+                "slot {}{}: {}  version {}  installed {}{boot}\n",
                 s.group,
                 if s.booted { " (booted)" } else { "" },
                 s.state.as_str(),
@@ -165,15 +211,24 @@ impl Status {
         match &self.last_operation {
             None => out += "last operation: none\n",
             Some(o) => {
-                out += &format!(
-                    "last operation: {:?} {} of {} into slot {}: {}\n",
-                    o.kind,
-                    o.version.as_deref().unwrap_or("?"),
-                    o.source,
-                    g(o.target),
-                    o.result
-                )
-                .replace("Install", "install");
+                let kind = serde_json::to_value(o.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                out += &match o.kind {
+                    crate::state::OperationKind::Install => format!(
+                        "last operation: install {} of {} into slot {}: {}\n",
+                        o.version.as_deref().unwrap_or("?"),
+                        o.source,
+                        g(o.target),
+                        o.result
+                    ),
+                    _ => format!(
+                        "last operation: {kind} slot {}: {}\n",
+                        g(o.target),
+                        o.result
+                    ),
+                };
                 if let Some(e) = &o.error {
                     out += &format!("  error: {e}\n");
                 }

@@ -219,6 +219,22 @@ pub fn read_cmdline(path: &Path) -> io::Result<String> {
     std::fs::read_to_string(path)
 }
 
+/// Reboots through systemd when it runs, else the `reboot` command (which
+/// on busybox systems syncs and calls reboot(2)).
+pub fn reboot() -> io::Result<()> {
+    let (cmd, args): (&str, &[&str]) = if Path::new("/run/systemd/system").exists() {
+        ("systemctl", &["reboot"])
+    } else {
+        ("reboot", &[])
+    };
+    let status = std::process::Command::new(cmd).args(args).status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("{cmd} exited with {status}")))
+    }
+}
+
 /// Current time as Unix seconds.
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now()

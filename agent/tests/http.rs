@@ -37,6 +37,7 @@ fn install_url(fx: &Fx, url: &str) -> Result<install::Report, InstallError> {
         url,
         || tandem::fetch::open(&src, &http),
         &Options::default(),
+        None,
         &mut |_| {},
     )
 }

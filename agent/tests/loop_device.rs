@@ -72,6 +72,7 @@ fn install_into_loop_devices() {
         "u.tnd",
         || tandem::fetch::open(&src, &settings.http),
         &Default::default(),
+        None,
         &mut |_| {},
     )
     .unwrap();
@@ -101,6 +102,7 @@ fn install_into_loop_devices() {
         "big.tnd",
         || tandem::fetch::open(&src, &settings.http),
         &Default::default(),
+        None,
         &mut |_| {},
     )
     .unwrap_err();

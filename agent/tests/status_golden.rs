@@ -69,17 +69,17 @@ fn status_json_v1() {
         result: OperationResult::Succeeded,
         error: None,
     });
-    let status = tandem::status::build(&s, &st, Some(SlotGroup::A), false);
+    let status = tandem::status::build(&s, &st, Some(SlotGroup::A), None, false);
     check("status-v1.json", &status.to_json());
     check("status-v1.txt", &status.to_text());
 
     // An in-progress operation without a lock holder reads as interrupted.
     st.last_operation.as_mut().unwrap().result = OperationResult::InProgress;
-    let status = tandem::status::build(&s, &st, Some(SlotGroup::A), false);
+    let status = tandem::status::build(&s, &st, Some(SlotGroup::A), None, false);
     assert_eq!(
         status.last_operation.as_ref().unwrap().result,
         "interrupted"
     );
-    let status = tandem::status::build(&s, &st, Some(SlotGroup::A), true);
+    let status = tandem::status::build(&s, &st, Some(SlotGroup::A), None, true);
     assert_eq!(status.last_operation.unwrap().result, "in-progress");
 }

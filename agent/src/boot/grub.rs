@@ -242,7 +242,8 @@ mod tests {
 
     #[test]
     fn decode_table() {
-        let cases: &[(&str, Result<Vec<(&str, &str)>, EnvError>)] = &[
+        type Want = Result<Vec<(&'static str, &'static str)>, EnvError>;
+        let cases: &[(&str, Want)] = &[
             ("# GRUB Environment Block\n####", Ok(vec![])),
             (
                 "# GRUB Environment Block\na=1\nb=x y\n#",

@@ -7,6 +7,7 @@
 //! loads and saves key/value pairs.
 
 pub mod abvars;
+pub mod custom;
 pub mod grub;
 
 use std::collections::BTreeMap;
@@ -71,6 +72,27 @@ pub trait Bootloader {
     fn tries_left(&mut self, g: SlotGroup) -> Result<Option<u32>, BootError>;
     /// Largest `tries` this backend's boot script can count.
     fn max_tries(&self) -> u32;
+}
+
+/// Opens the configured backend; `None` for backend `none`.
+pub fn open(cfg: &crate::config::BootConfig) -> Result<Option<Box<dyn Bootloader>>, BootError> {
+    use crate::config::BootConfig;
+    Ok(Some(match cfg {
+        BootConfig::None => return Ok(None),
+        BootConfig::Grub { grubenv } => Box::new(EnvBootloader {
+            store: grub::GrubStore::new(grubenv),
+        }),
+        BootConfig::Custom { command } => Box::new(custom::Custom::new(command)?),
+        other => {
+            return Err(BootError::Unsupported {
+                backend: "config",
+                message: format!(
+                    "backend {:?} is not available in this build",
+                    other.backend()
+                ),
+            });
+        }
+    }))
 }
 
 /// Loads and saves the bootloader's variables. Implementations keep the

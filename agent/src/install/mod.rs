@@ -80,6 +80,13 @@ pub enum InstallError {
         expected: String,
         actual: String,
     },
+    #[error("slot {group} is installed but could not be armed in the bootloader: {source}")]
+    Arm {
+        group: SlotGroup,
+        source: crate::boot::BootError,
+    },
+    #[error("bootloader: {0}")]
+    Boot(#[from] crate::boot::BootError),
     #[error("{0}; additionally, recording the failure failed: {1}")]
     Record(Box<InstallError>, StateError),
 }
@@ -134,6 +141,8 @@ pub enum Progress<'a> {
 
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// Trial boots the bootloader was armed with (None: no bootloader).
+    pub armed: Option<u32>,
     pub target: SlotGroup,
     pub version: semver::Version,
     pub bytes: u64,
@@ -155,6 +164,7 @@ pub fn install(
     source_name: &str,
     open: impl FnOnce() -> Result<Box<dyn Read + Send>, crate::fetch::FetchError>,
     opts: &Options,
+    boot: Option<&mut dyn crate::boot::Bootloader>,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Report, InstallError> {
     let store = Store::new(&ctx.settings.state_dir);
@@ -177,7 +187,7 @@ pub fn install(
         op: &mut op,
         touched: false,
     };
-    let result = job.run(open, opts, progress);
+    let result = job.run(open, opts, boot, progress);
     match result {
         Ok(r) => Ok(r),
         Err(e) => Err(job.record_failure(e)),
@@ -198,9 +208,22 @@ impl Job<'_, '_> {
         &mut self,
         open: impl FnOnce() -> Result<Box<dyn Read + Send>, crate::fetch::FetchError>,
         opts: &Options,
+        boot: Option<&mut dyn crate::boot::Bootloader>,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Report, InstallError> {
         let settings = self.ctx.settings;
+        if let Some(b) = boot.as_deref() {
+            if settings.boot_tries > b.max_tries() {
+                return Err(InstallError::Boot(crate::boot::BootError::Unsupported {
+                    backend: b.name(),
+                    message: format!(
+                        "boot.tries = {} but the boot script counts at most {}",
+                        settings.boot_tries,
+                        b.max_tries()
+                    ),
+                }));
+            }
+        }
         let booted = booted_group(self.ctx)?;
         let target = booted.other();
         self.op.target = Some(target);
@@ -320,8 +343,22 @@ impl Job<'_, '_> {
         self.op.finished_at = rec.installed_at.clone();
         self.state.last_operation = Some(self.op.clone());
         self.store.save(self.state)?;
+        self.touched = false;
         tracing::info!(version = %manifest.version, %target, bytes, "installed");
+
+        // Only now may the bootloader learn of the new group.
+        let mut armed = None;
+        if let Some(b) = boot {
+            b.arm(target, settings.boot_tries)
+                .map_err(|source| InstallError::Arm {
+                    group: target,
+                    source,
+                })?;
+            armed = Some(settings.boot_tries);
+            tracing::info!(%target, tries = settings.boot_tries, backend = b.name(), "armed for a trial boot");
+        }
         Ok(Report {
+            armed,
             target,
             version: manifest.version,
             bytes,

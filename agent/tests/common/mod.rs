@@ -198,6 +198,7 @@ impl Fx {
             &bundle.display().to_string(),
             || tandem::fetch::open(&src, &http),
             opts,
+            None,
             &mut |_| {},
         )
     }

@@ -1,0 +1,286 @@
+//! Boot control operations on a running system: commit (`mark-good`),
+//! reject (`mark-bad`) and `rollback`. Arming after an install lives in
+//! `install`.
+//!
+//! Order of effects: the bootloader is changed first, then the state store
+//! records it. The bootloader decides what boots, so a power cut between the
+//! two leaves a record that lags behind the truth (reconciled on the next
+//! boot), never a record that claims a switch the bootloader never made.
+
+use crate::boot::{BootError, Bootloader, Mark};
+use crate::config::Settings;
+use crate::fsm::{Event, SlotState};
+use crate::slot::{booted_from_cmdline, SlotError, SlotGroup};
+use crate::state::{Operation, OperationKind, OperationResult, State, StateError, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("bootloader: {0}")]
+    Boot(#[from] BootError),
+    #[error(transparent)]
+    Slot(#[from] SlotError),
+    #[error("cannot tell which slot is running: the kernel command line has no {0}=a|b")]
+    BootedUnknown(String),
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+/// What a control operation needs from the outside world.
+pub struct Control<'a> {
+    pub settings: &'a Settings,
+    pub cmdline: String,
+    pub now: u64,
+    pub boot: Option<&'a mut dyn Bootloader>,
+}
+
+impl Control<'_> {
+    fn booted(&self) -> Result<SlotGroup, ControlError> {
+        booted_from_cmdline(&self.cmdline, &self.settings.slot_parameter)?
+            .ok_or_else(|| ControlError::BootedUnknown(self.settings.slot_parameter.clone()))
+    }
+
+    fn record(
+        &self,
+        store: &Store,
+        state: &mut State,
+        kind: OperationKind,
+        target: SlotGroup,
+    ) -> Result<(), ControlError> {
+        let now = crate::timefmt::rfc3339(self.now);
+        state.last_operation = Some(Operation {
+            kind,
+            source: String::new(),
+            target: Some(target),
+            version: state.slot(target).version.clone(),
+            started_at: now.clone(),
+            finished_at: Some(now),
+            result: OperationResult::Succeeded,
+            error: None,
+        });
+        store.save(state)?;
+        Ok(())
+    }
+
+    /// Commits the booted slot group: the bootloader makes it the default
+    /// with no trial pending, then the state records it as good.
+    pub fn mark_good(&mut self) -> Result<SlotGroup, ControlError> {
+        let store = Store::new(&self.settings.state_dir);
+        let _lock = store.lock()?;
+        let mut state = store.load()?;
+        let booted = self.booted()?;
+        let before = state.slot(booted).state;
+        let mut check = state.clone();
+        check.apply(booted, Event::MarkedGood).map_err(|_| {
+            ControlError::Refused(format!(
+                "slot {booted} is recorded as {}; it cannot be committed",
+                before.as_str()
+            ))
+        })?;
+        if let Some(b) = self.boot.as_deref_mut() {
+            b.set_primary(booted)?;
+        }
+        state.apply(booted, Event::MarkedGood)?;
+        if let Some(e) = state.slot(booted).security_epoch {
+            state.security_epoch_floor = state.security_epoch_floor.max(e);
+        }
+        self.record(&store, &mut state, OperationKind::MarkGood, booted)?;
+        Ok(booted)
+    }
+
+    /// Marks a slot group bad (default: the booted one) so the bootloader
+    /// stops choosing it.
+    pub fn mark_bad(&mut self, slot: Option<SlotGroup>) -> Result<SlotGroup, ControlError> {
+        let store = Store::new(&self.settings.state_dir);
+        let _lock = store.lock()?;
+        let mut state = store.load()?;
+        let g = match slot {
+            Some(g) => g,
+            None => self.booted()?,
+        };
+        if let Some(b) = self.boot.as_deref_mut() {
+            b.set_state(g, Mark::Bad)?;
+        }
+        state.apply(g, Event::MarkedBad)?;
+        self.record(&store, &mut state, OperationKind::MarkBad, g)?;
+        Ok(g)
+    }
+
+    /// Makes the other slot group primary, if it is known to be good.
+    pub fn rollback(&mut self) -> Result<SlotGroup, ControlError> {
+        let store = Store::new(&self.settings.state_dir);
+        let _lock = store.lock()?;
+        let mut state = store.load()?;
+        let booted = self.booted()?;
+        let other = booted.other();
+        let rec = state.slot(other);
+        let why = match rec.state {
+            SlotState::Good | SlotState::Unknown => None,
+            SlotState::Invalid => Some(format!(
+                "slot {other} is invalid (a write into it failed or was cut off); install an update into it instead"
+            )),
+            SlotState::Installed => Some(format!(
+                "slot {other} holds {} but has never been booted and committed, so it is no known-good target; install with --reboot to try it",
+                rec.version.as_ref().map_or("an image".into(), |v| v.to_string())
+            )),
+            SlotState::Bad => Some(format!("slot {other} is marked bad")),
+        };
+        if let Some(why) = why {
+            return Err(ControlError::Refused(why));
+        }
+        let Some(b) = self.boot.as_deref_mut() else {
+            return Err(ControlError::Refused(
+                "boot backend \"none\" cannot switch slots; configure [boot] backend".into(),
+            ));
+        };
+        if b.state(other)? == Mark::Bad {
+            return Err(ControlError::Refused(format!(
+                "the bootloader marks slot {other} bad"
+            )));
+        }
+        b.set_primary(other)?;
+        self.record(&store, &mut state, OperationKind::Rollback, other)?;
+        Ok(other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::abvars;
+    use std::collections::BTreeMap;
+
+    /// A bootloader over an in-memory variable map (pure logic only).
+    #[derive(Default)]
+    struct MemBoot(BTreeMap<String, String>);
+
+    impl Bootloader for MemBoot {
+        fn name(&self) -> &'static str {
+            "mem"
+        }
+        fn primary(&mut self) -> Result<Option<SlotGroup>, BootError> {
+            Ok(abvars::primary(&self.0))
+        }
+        fn set_primary(&mut self, g: SlotGroup) -> Result<(), BootError> {
+            abvars::set_primary(&mut self.0, g);
+            Ok(())
+        }
+        fn state(&mut self, g: SlotGroup) -> Result<Mark, BootError> {
+            Ok(abvars::state(&self.0, g))
+        }
+        fn set_state(&mut self, g: SlotGroup, m: Mark) -> Result<(), BootError> {
+            abvars::set_state(&mut self.0, g, m);
+            Ok(())
+        }
+        fn arm(&mut self, g: SlotGroup, tries: u32) -> Result<(), BootError> {
+            abvars::arm(&mut self.0, g, tries, 3).map_err(|e| BootError::Unsupported {
+                backend: "mem",
+                message: e.to_string(),
+            })
+        }
+        fn tries_left(&mut self, g: SlotGroup) -> Result<Option<u32>, BootError> {
+            Ok(abvars::tries_left(&self.0, g))
+        }
+        fn max_tries(&self) -> u32 {
+            3
+        }
+    }
+
+    fn settings(dir: &std::path::Path) -> Settings {
+        let text = format!(
+            "compatible = \"t\"\n[state]\ndirectory = \"{}\"\n[slots.a.rootfs]\ndevice = \"/x/a\"\n[slots.b.rootfs]\ndevice = \"/x/b\"\n",
+            dir.display()
+        );
+        crate::config::parse(&[crate::config::Source {
+            path: "t.toml".into(),
+            text,
+        }])
+        .unwrap()
+    }
+
+    fn with_state(dir: &std::path::Path, b: SlotState) {
+        let mut s = State::default();
+        s.slots.get_mut(&SlotGroup::B).unwrap().state = b;
+        Store::new(dir).save(&s).unwrap();
+    }
+
+    #[test]
+    fn rollback_table() {
+        use SlotState::*;
+        for (other_state, allowed) in [
+            (Good, true),
+            (Unknown, true),
+            (Installed, false),
+            (Invalid, false),
+            (Bad, false),
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            let s = settings(d.path());
+            with_state(d.path(), other_state);
+            let mut boot = MemBoot::default();
+            abvars::set_primary(&mut boot.0, SlotGroup::A);
+            let r = Control {
+                settings: &s,
+                cmdline: "tandem.slot=a".into(),
+                now: 0,
+                boot: Some(&mut boot),
+            }
+            .rollback();
+            assert_eq!(r.is_ok(), allowed, "{other_state:?}: {r:?}");
+            let primary = abvars::primary(&boot.0);
+            assert_eq!(
+                primary,
+                Some(if allowed { SlotGroup::B } else { SlotGroup::A })
+            );
+        }
+    }
+
+    #[test]
+    fn commit_after_trial_and_mark_bad() {
+        let d = tempfile::tempdir().unwrap();
+        let s = settings(d.path());
+        with_state(d.path(), SlotState::Installed);
+        let mut boot = MemBoot::default();
+        abvars::arm(&mut boot.0, SlotGroup::B, 1, 3).unwrap();
+        assert_eq!(abvars::simulate_boot(&mut boot.0), Some(SlotGroup::B));
+        let mut c = Control {
+            settings: &s,
+            cmdline: "tandem.slot=b".into(),
+            now: 0,
+            boot: Some(&mut boot),
+        };
+        assert_eq!(c.mark_good().unwrap(), SlotGroup::B);
+        assert_eq!(
+            Store::new(d.path())
+                .load()
+                .unwrap()
+                .slot(SlotGroup::B)
+                .state,
+            SlotState::Good
+        );
+        assert_eq!(c.mark_bad(None).unwrap(), SlotGroup::B);
+        drop(c);
+        assert_eq!(abvars::primary(&boot.0), Some(SlotGroup::A));
+        let st = Store::new(d.path()).load().unwrap();
+        assert_eq!(st.slot(SlotGroup::B).state, SlotState::Bad);
+        assert_eq!(st.last_operation.unwrap().kind, OperationKind::MarkBad);
+    }
+
+    #[test]
+    fn committing_an_invalid_slot_is_refused_and_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let s = settings(d.path());
+        with_state(d.path(), SlotState::Invalid);
+        let mut boot = MemBoot::default();
+        let r = Control {
+            settings: &s,
+            cmdline: "tandem.slot=b".into(),
+            now: 0,
+            boot: Some(&mut boot),
+        }
+        .mark_good();
+        assert!(matches!(r, Err(ControlError::Refused(_))), "{r:?}");
+        assert!(boot.0.is_empty(), "bootloader untouched");
+    }
+}

@@ -1,0 +1,237 @@
+//! Install → arm → trial boot → commit / mark-bad / rollback through the
+//! `tandem` binary, with the GRUB backend (checked with grub-editenv) and
+//! with the custom backend (a shell script storing its choice in a file).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output};
+
+use common::*;
+use tandem::boot::grub::GrubStore;
+use tandem::boot::{abvars, EnvStore};
+use tandem::bundle::manifest::Compression;
+use tandem::slot::SlotGroup::{A, B};
+
+fn tandem(fx: &Fx, args: &[&str]) -> Output {
+    let cfg = fx.path("tandem.toml");
+    Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("--config")
+        .arg(cfg)
+        .arg("--root")
+        .arg(fx.dir.path())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    let t = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{t}");
+    t
+}
+
+fn boot_on(fx: &Fx, g: tandem::slot::SlotGroup) {
+    std::fs::write(fx.path("cmdline"), format!("tandem.slot={g}\n")).unwrap();
+}
+
+#[test]
+fn grub_install_trial_commit_rollback() {
+    let mut fx = Fx::new(&["rootfs"]);
+    let env = fx.path("grubenv");
+    tandem::boot::grub::create(&env).unwrap();
+    fx.extra_config = format!(
+        "[boot]\nbackend = \"grub\"\ngrubenv = \"{}\"\ntries = 2\n",
+        env.display()
+    );
+    fx.write_config();
+    let vars = || GrubStore::new(&env).load().unwrap();
+
+    // Rollback from a fresh device is refused: b was never installed... but
+    // "unknown" (factory) counts as good, so refuse only untried installs.
+    let b = fx.bundle(
+        "u.tnd",
+        "1.1.0",
+        &[("rootfs", &pattern(200_000, 1), Compression::Zstd)],
+    );
+    let out = ok(&tandem(&fx, &["install", b.to_str().unwrap()]));
+    assert!(out.contains("armed for 2 trial boot(s)"), "{out}");
+    let v = vars();
+    assert_eq!(abvars::primary(&v), Some(B));
+    assert_eq!(abvars::tries_left(&v, B), Some(2));
+
+    // Rolling back to an untried group is refused with exit code 7... here
+    // the other group (b) is installed-not-tried, as seen from a.
+    let o = tandem(&fx, &["rollback"]);
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("never been booted"));
+
+    // GRUB boots b (consuming a try); b commits.
+    let mut v = vars();
+    assert_eq!(abvars::simulate_boot(&mut v), Some(B));
+    GrubStore::new(&env).save(&v).unwrap();
+    boot_on(&fx, B);
+    let st = ok(&tandem(&fx, &["status"]));
+    assert!(st.contains("boot good, 1 trial boot(s) left"), "{st}");
+    ok(&tandem(&fx, &["mark-good"]));
+    let v = vars();
+    assert_eq!(abvars::tries_left(&v, B), None);
+    assert_eq!(abvars::primary(&v), Some(B));
+    let json: serde_json::Value =
+        serde_json::from_slice(&tandem(&fx, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["primary"], "b");
+    assert_eq!(json["slots"][1]["state"], "good");
+    assert_eq!(json["slots"][1]["boot_mark"], "good");
+
+    // Roll back to a (the factory image: unknown, but bootable and good).
+    ok(&tandem(&fx, &["rollback"]));
+    assert_eq!(abvars::primary(&vars()), Some(A));
+    // Mark a bad while running b: b becomes primary again.
+    ok(&tandem(&fx, &["mark-bad", "a"]));
+    assert_eq!(abvars::primary(&vars()), Some(B));
+    let o = tandem(&fx, &["rollback"]);
+    assert_eq!(o.status.code(), Some(7));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("marked bad"));
+}
+
+#[test]
+fn grub_trial_runs_out_and_falls_back() {
+    let mut fx = Fx::new(&["rootfs"]);
+    let env = fx.path("grubenv");
+    tandem::boot::grub::create(&env).unwrap();
+    fx.extra_config = format!(
+        "[boot]\nbackend = \"grub\"\ngrubenv = \"{}\"\n",
+        env.display()
+    );
+    fx.write_config();
+    let b = fx.bundle(
+        "u.tnd",
+        "1.1.0",
+        &[("rootfs", &pattern(1000, 1), Compression::None)],
+    );
+    ok(&tandem(&fx, &["install", b.to_str().unwrap()]));
+    let mut v = GrubStore::new(&env).load().unwrap();
+    assert_eq!(abvars::simulate_boot(&mut v), Some(B), "the trial boot");
+    assert_eq!(
+        abvars::simulate_boot(&mut v),
+        Some(A),
+        "never committed: back to a"
+    );
+}
+
+#[test]
+fn too_many_tries_for_grub_is_refused_before_writing() {
+    let mut fx = Fx::new(&["rootfs"]);
+    let env = fx.path("grubenv");
+    tandem::boot::grub::create(&env).unwrap();
+    fx.extra_config = format!(
+        "[boot]\nbackend = \"grub\"\ngrubenv = \"{}\"\ntries = 5\n",
+        env.display()
+    );
+    fx.write_config();
+    let snap = fx.snapshot();
+    let b = fx.bundle(
+        "u.tnd",
+        "1.1.0",
+        &[("rootfs", &pattern(1000, 1), Compression::None)],
+    );
+    let o = tandem(&fx, &["install", b.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("at most 3"));
+    assert_eq!(fx.snapshot(), snap);
+}
+
+const HELPER: &str = r#"#!/bin/sh
+# A board helper storing "primary a|b", "state_X good|bad", "tries_X N" in a file.
+set -e
+S="$(dirname "$0")/board-state"
+touch "$S"
+get() { sed -n "s/^$1=//p" "$S"; }
+put() { grep -v "^$1=" "$S" > "$S.new" || true; echo "$1=$2" >> "$S.new"; mv "$S.new" "$S"; }
+case "$1" in
+  max-tries) echo 5 ;;
+  get-primary) get primary ;;
+  set-primary) put primary "$2"; put "state_$2" good; put "tries_$2" "" ;;
+  get-state) v=$(get "state_$2"); echo "${v:-good}" ;;
+  set-state) put "state_$2" "$3" ;;
+  arm) put primary "$2"; put "state_$2" good; put "tries_$2" "$3" ;;
+  get-tries) get "tries_$2" ;;
+  *) echo "unknown verb $1" >&2; exit 2 ;;
+esac
+"#;
+
+#[test]
+fn custom_backend_runs_the_helper() {
+    let mut fx = Fx::new(&["rootfs"]);
+    let helper = fx.path("board-helper");
+    std::fs::write(&helper, HELPER).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fx.extra_config = format!(
+        "[boot]\nbackend = \"custom\"\ncustom_command = \"{}\"\ntries = 4\n",
+        helper.display()
+    );
+    fx.write_config();
+    let b = fx.bundle(
+        "u.tnd",
+        "1.1.0",
+        &[("rootfs", &pattern(1000, 1), Compression::None)],
+    );
+    ok(&tandem(&fx, &["install", b.to_str().unwrap()]));
+    let state = std::fs::read_to_string(fx.path("board-state")).unwrap();
+    assert!(
+        state.contains("primary=b") && state.contains("tries_b=4"),
+        "{state}"
+    );
+    boot_on(&fx, B);
+    ok(&tandem(&fx, &["mark-good"]));
+    let state = std::fs::read_to_string(fx.path("board-state")).unwrap();
+    assert!(
+        state.contains("tries_b=\n") || state.ends_with("tries_b="),
+        "{state}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&tandem(&fx, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["primary"], "b");
+    assert_eq!(json["slots"][1]["tries_left"], serde_json::Value::Null);
+}
+
+#[test]
+fn a_failing_helper_is_reported_with_its_stderr() {
+    let mut fx = Fx::new(&["rootfs"]);
+    let helper = fx.path("bad-helper");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\necho \"flash is write-protected\" >&2\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fx.extra_config = format!(
+        "[boot]\nbackend = \"custom\"\ncustom_command = \"{}\"\n",
+        helper.display()
+    );
+    fx.write_config();
+    let b = fx.bundle(
+        "u.tnd",
+        "1.1.0",
+        &[("rootfs", &pattern(1000, 1), Compression::None)],
+    );
+    let o = tandem(&fx, &["install", b.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("could not be armed") && err.contains("flash is write-protected"),
+        "{err}"
+    );
+    // The slot itself is installed (verified); only arming failed.
+    let st = fx.state();
+    assert_eq!(st.slot(B).state, tandem::fsm::SlotState::Installed);
+}
