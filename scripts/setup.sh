@@ -8,7 +8,12 @@ have() { command -v "$1" >/dev/null 2>&1; }
 want() { have "$1" || need_pkgs+=("$2"); }
 
 want cc build-essential
-want losetup util-linux
+want losetup mount
+want grub-editenv grub-common
+want grub-script-check grub-common
+want fw_printenv libubootenv-tool
+want mkimage u-boot-tools
+want bootctl systemd-boot
 want mkfs.ext4 e2fsprogs
 want python3 python3
 want zstd zstd

@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 if [[ $(id -u) -eq 0 ]]; then
     export TANDEM_TEST_REQUIRE_LOOP=1
 fi
+# Interop tests against grub-editenv, fw_printenv, mkimage, bootctl: in CI
+# (after scripts/setup.sh) a missing tool is a failure, not a skip.
+if [[ ${CI:-} == true ]]; then
+    export TANDEM_TEST_REQUIRE_TOOLS=1
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 rc=0
