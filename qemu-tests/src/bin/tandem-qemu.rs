@@ -1,0 +1,57 @@
+//! `tandem-qemu`: the rig's command line. Subcommands:
+//! - `relay ADDR` — byte relay used by QEMU's guestfwd (internal);
+//! - `boot DISK --expect MARKER [--timeout S]` — boot a disk, wait for a marker.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tandem_qemu::{Arch, Disk, Vm, VmConfig};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.first().map(String::as_str) {
+        Some("relay") if args.len() == 2 => tandem_qemu::http::relay(&args[1]).map_err(|e| e.to_string()),
+        Some("boot") if args.len() >= 2 => boot(&args[1..]),
+        _ => Err("usage: tandem-qemu boot DISK.img [--expect MARKER] [--timeout SECONDS] [--arch x86_64|aarch64]\n       tandem-qemu relay HOST:PORT".into()),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn boot(args: &[String]) -> Result<(), String> {
+    let disk = PathBuf::from(&args[0]);
+    let mut expect = "login:".to_string();
+    let mut timeout = 120u64;
+    let mut arch = Arch::X86_64;
+    let mut it = args[1..].iter();
+    while let Some(a) = it.next() {
+        let v = it.next().ok_or(format!("{a} needs a value"))?;
+        match a.as_str() {
+            "--expect" => expect = v.clone(),
+            "--timeout" => timeout = v.parse().map_err(|_| format!("bad timeout {v}"))?,
+            "--arch" => {
+                arch = match v.as_str() {
+                    "x86_64" => Arch::X86_64,
+                    "aarch64" => Arch::Aarch64,
+                    _ => return Err(format!("unknown arch {v}")),
+                }
+            }
+            _ => return Err(format!("unknown option {a}")),
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("tandem-qemu-{}", std::process::id()));
+    let mut cfg = VmConfig::new("vm", arch, &dir);
+    cfg.disks.push(Disk::raw(&disk));
+    let mut vm = Vm::start(&cfg).map_err(|e| e.to_string())?;
+    let line = vm
+        .expect(&expect, Duration::from_secs(timeout))
+        .map_err(|e| format!("{e}\n(logs in {})", dir.display()))?;
+    println!("[{:.1} s] {}", line.at.as_secs_f64(), line.text);
+    Ok(())
+}

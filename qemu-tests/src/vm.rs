@@ -1,0 +1,386 @@
+//! One QEMU virtual machine: command line, lifetime, console and QMP.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::console::{Console, Line};
+use crate::qmp::Qmp;
+use crate::{io, RigError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// q35 with OVMF (UEFI).
+    X86_64,
+    /// `virt` with Debian's U-Boot.
+    Aarch64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub path: PathBuf,
+    /// `raw` or `qcow2`.
+    pub format: String,
+    pub readonly: bool,
+}
+
+impl Disk {
+    pub fn raw(path: &Path) -> Disk {
+        Disk {
+            path: path.to_path_buf(),
+            format: "raw".into(),
+            readonly: false,
+        }
+    }
+}
+
+/// A port on the guest's user-mode network forwarded to 127.0.0.1.
+#[derive(Debug, Clone)]
+pub struct GuestFwd {
+    /// Port on 10.0.2.100 as the guest sees it.
+    pub guest_port: u16,
+    /// Port on 127.0.0.1 where the host serves.
+    pub host_port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub name: String,
+    pub arch: Arch,
+    pub disks: Vec<Disk>,
+    pub memory_mib: u32,
+    /// An i6300esb watchdog whose expiry resets the machine.
+    pub watchdog: bool,
+    /// `None`: no network at all. `Some`: user-mode networking with
+    /// `restrict=on` (no way out) and these forwards only.
+    pub forwards: Option<Vec<GuestFwd>>,
+    /// Relay program for forwards (the `tandem-qemu` binary: `relay ADDR`).
+    pub relay: Option<PathBuf>,
+    /// Where logs, the OVMF vars copy and the QMP socket go.
+    pub dir: PathBuf,
+    pub firmware: Firmware,
+    pub extra_args: Vec<String>,
+}
+
+/// Firmware files; the defaults are Debian's.
+#[derive(Debug, Clone)]
+pub struct Firmware {
+    pub ovmf_code: PathBuf,
+    pub ovmf_vars: PathBuf,
+    pub uboot_arm64: PathBuf,
+}
+
+impl Default for Firmware {
+    fn default() -> Self {
+        Firmware {
+            ovmf_code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
+            ovmf_vars: "/usr/share/OVMF/OVMF_VARS_4M.fd".into(),
+            uboot_arm64: "/usr/lib/u-boot/qemu_arm64/u-boot.bin".into(),
+        }
+    }
+}
+
+impl VmConfig {
+    pub fn new(name: &str, arch: Arch, dir: &Path) -> VmConfig {
+        VmConfig {
+            name: name.into(),
+            arch,
+            disks: vec![],
+            memory_mib: 512,
+            watchdog: false,
+            forwards: None,
+            relay: None,
+            dir: dir.to_path_buf(),
+            firmware: Firmware::default(),
+            extra_args: vec![],
+        }
+    }
+
+    /// The QEMU program and arguments. Pure, so it can be tested.
+    pub fn command_line(&self, vars: &Path, qmp: &Path) -> (String, Vec<String>) {
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |s: &str| a.push(s.to_string());
+        let program = match self.arch {
+            Arch::X86_64 => {
+                for s in ["-machine", "q35", "-cpu", "max"] {
+                    push(s);
+                }
+                "qemu-system-x86_64"
+            }
+            Arch::Aarch64 => {
+                for s in ["-machine", "virt", "-cpu", "cortex-a57"] {
+                    push(s);
+                }
+                "qemu-system-aarch64"
+            }
+        };
+        for s in [
+            "-accel",
+            "tcg",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+        ] {
+            push(s);
+        }
+        push("-m");
+        push(&self.memory_mib.to_string());
+        push("-qmp");
+        push(&format!("unix:{},server=on,wait=off", qmp.display()));
+        match self.arch {
+            Arch::X86_64 => {
+                push("-drive");
+                push(&format!(
+                    "if=pflash,format=raw,readonly=on,file={}",
+                    self.firmware.ovmf_code.display()
+                ));
+                push("-drive");
+                push(&format!("if=pflash,format=raw,file={}", vars.display()));
+            }
+            Arch::Aarch64 => {
+                push("-bios");
+                push(&self.firmware.uboot_arm64.display().to_string());
+            }
+        }
+        for d in &self.disks {
+            push("-drive");
+            push(&format!(
+                "file={},format={},if=virtio{}",
+                d.path.display(),
+                d.format,
+                if d.readonly { ",readonly=on" } else { "" }
+            ));
+        }
+        if self.watchdog {
+            for s in ["-device", "i6300esb", "-action", "watchdog=reset"] {
+                push(s);
+            }
+        }
+        match &self.forwards {
+            None => {
+                push("-nic");
+                push("none");
+            }
+            Some(fwds) => {
+                let mut nic = String::from("user,model=virtio-net-pci,restrict=on");
+                for f in fwds {
+                    let relay = self
+                        .relay
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "tandem-qemu".into());
+                    nic += &format!(
+                        ",guestfwd=tcp:10.0.2.100:{}-cmd:{relay} relay 127.0.0.1:{}",
+                        f.guest_port, f.host_port
+                    );
+                }
+                push("-nic");
+                push(&nic);
+            }
+        }
+        for e in &self.extra_args {
+            push(e);
+        }
+        (program.to_string(), a)
+    }
+}
+
+/// A running VM. Dropping it kills QEMU.
+pub struct Vm {
+    pub name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub console: Console,
+    qmp_path: PathBuf,
+    /// Console cursor: waits look only after the last match.
+    cursor: usize,
+    pub dir: PathBuf,
+}
+
+impl Vm {
+    pub fn start(cfg: &VmConfig) -> Result<Vm, RigError> {
+        std::fs::create_dir_all(&cfg.dir).map_err(io(format!("create {}", cfg.dir.display())))?;
+        let vars = cfg.dir.join("OVMF_VARS.fd");
+        if cfg.arch == Arch::X86_64 && !vars.exists() {
+            // A fresh copy per VM (FACTS: a reused one can strand OVMF in its shell).
+            std::fs::copy(&cfg.firmware.ovmf_vars, &vars)
+                .map_err(io(format!("copy {}", cfg.firmware.ovmf_vars.display())))?;
+        }
+        let qmp = cfg.dir.join("qmp.sock");
+        let _ = std::fs::remove_file(&qmp);
+        let (program, args) = cfg.command_line(&vars, &qmp);
+        let mut cmdfile = File::create(cfg.dir.join("qemu.cmdline")).map_err(io("qemu.cmdline"))?;
+        let _ = writeln!(cmdfile, "{program} {}", args.join(" "));
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(cfg.dir.join("serial.log"))
+            .map_err(io("serial.log"))?;
+        let mut child = Command::new(&program)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(File::create(cfg.dir.join("qemu.stderr")).map_err(io("qemu.stderr"))?)
+            .spawn()
+            .map_err(io(format!("start {program}")))?;
+        let stdout = child.stdout.take().expect("piped");
+        let stdin = child.stdin.take();
+        Ok(Vm {
+            name: cfg.name.clone(),
+            child,
+            stdin,
+            console: Console::spawn(stdout, log),
+            qmp_path: qmp,
+            cursor: 0,
+            dir: cfg.dir.clone(),
+        })
+    }
+
+    fn err(&mut self, what: &str, timeout: Duration, closed: bool) -> RigError {
+        let tail = self.console.tail(25);
+        if closed {
+            let status = self
+                .child
+                .wait()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string());
+            RigError::Exited {
+                vm: self.name.clone(),
+                status,
+                what: what.into(),
+                tail,
+            }
+        } else {
+            RigError::Timeout {
+                vm: self.name.clone(),
+                what: what.into(),
+                secs: timeout.as_secs(),
+                tail,
+            }
+        }
+    }
+
+    /// Waits for a console line containing `needle` after the last match.
+    pub fn expect(&mut self, needle: &str, timeout: Duration) -> Result<Line, RigError> {
+        self.expect_any(&[needle], timeout).map(|(l, _)| l)
+    }
+
+    /// Waits for the first of several markers; returns the line and which.
+    pub fn expect_any(
+        &mut self,
+        needles: &[&str],
+        timeout: Duration,
+    ) -> Result<(Line, usize), RigError> {
+        match self.console.wait_from(self.cursor, needles, timeout) {
+            Ok((i, line, k)) => {
+                self.cursor = i + 1;
+                Ok((line, k))
+            }
+            Err(closed) => Err(self.err(&needles.join(" | "), timeout, closed)),
+        }
+    }
+
+    /// Types a line into the serial console.
+    pub fn send(&mut self, line: &str) -> Result<(), RigError> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| RigError::Setup("console input closed".into()))?;
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| stdin.flush())
+            .map_err(io("write to the serial console"))
+    }
+
+    /// Runs a shell command in the guest (whose console runs a shell) and
+    /// waits for its exit status, printed after a unique marker.
+    pub fn run(&mut self, cmd: &str, timeout: Duration) -> Result<i32, RigError> {
+        let tag = format!("RIG-DONE-{}", self.console.len());
+        self.send(&format!("{cmd}; echo \"{tag}:$?\""))?;
+        // The echo of the typed command contains the tag too; match ":<digit>".
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.expect(&format!("{tag}:"), left)?;
+            if let Some(rest) = line.text.split(&format!("{tag}:")).nth(1) {
+                if let Ok(code) = rest.trim().parse::<i32>() {
+                    return Ok(code);
+                }
+            }
+        }
+    }
+
+    /// Cuts power at once through QMP and waits for QEMU to exit.
+    pub fn power_cut(mut self) -> Result<Duration, RigError> {
+        let t = Instant::now();
+        let q = Qmp::connect(&self.qmp_path, Duration::from_secs(10))?;
+        q.quit()?;
+        let _ = self.child.wait();
+        Ok(t.elapsed())
+    }
+
+    /// A hardware reset (like the watchdog's), through QMP.
+    pub fn reset(&mut self) -> Result<(), RigError> {
+        let mut q = Qmp::connect(&self.qmp_path, Duration::from_secs(10))?;
+        q.execute("system_reset", None).map(drop)
+    }
+
+    /// Waits for QEMU to exit by itself (guest poweroff).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<(), RigError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(_s) = self.child.try_wait().map_err(io("wait for QEMU"))? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(self.err("QEMU to exit", timeout, false));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x86_command_line() {
+        let mut c = VmConfig::new("t", Arch::X86_64, Path::new("/tmp/x"));
+        c.disks.push(Disk::raw(Path::new("/d.img")));
+        c.watchdog = true;
+        c.forwards = Some(vec![GuestFwd {
+            guest_port: 80,
+            host_port: 18080,
+        }]);
+        c.relay = Some("/bin/relay".into());
+        let (p, a) = c.command_line(Path::new("/tmp/x/vars.fd"), Path::new("/tmp/x/q.sock"));
+        assert_eq!(p, "qemu-system-x86_64");
+        let s = a.join(" ");
+        for want in [
+            "-accel tcg",
+            "-nodefaults",
+            "if=pflash,format=raw,file=/tmp/x/vars.fd",
+            "file=/d.img,format=raw,if=virtio",
+            "-device i6300esb -action watchdog=reset",
+            "restrict=on",
+            "guestfwd=tcp:10.0.2.100:80-cmd:/bin/relay relay 127.0.0.1:18080",
+        ] {
+            assert!(s.contains(want), "{want} in {s}");
+        }
+        c.forwards = None;
+        let (_, a) = c.command_line(Path::new("v"), Path::new("q"));
+        assert!(a.join(" ").contains("-nic none"));
+    }
+}
