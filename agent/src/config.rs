@@ -55,6 +55,7 @@ struct RawConfig {
     boot: Option<RawBoot>,
     image: Option<RawImage>,
     http: Option<RawHttp>,
+    health: Option<crate::health::RawHealth>,
     slots: Option<BTreeMap<String, BTreeMap<String, RawSlot>>>,
 }
 
@@ -219,6 +220,7 @@ pub struct Settings {
     pub image_version: Option<semver::Version>,
     pub image_security_epoch: u64,
     pub http: HttpSettings,
+    pub health: crate::health::HealthSettings,
     pub slots: BTreeMap<SlotGroup, BTreeMap<SlotClass, SlotDevice>>,
     /// Files read, in merge order.
     pub sources: Vec<PathBuf>,
@@ -298,6 +300,8 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
         ));
     }
     let image = raw.image.unwrap_or_default();
+    let health = crate::health::validate(raw.health.unwrap_or_default())
+        .map_err(|(key, msg)| invalid(key, msg))?;
     let http = raw.http.unwrap_or_default();
     let http = HttpSettings {
         connect_timeout_secs: http.connect_timeout_secs.unwrap_or(15),
@@ -385,6 +389,7 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
         image_version: image.version,
         image_security_epoch: image.security_epoch.unwrap_or(0),
         http,
+        health,
         slots,
         sources,
     })

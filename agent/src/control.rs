@@ -10,8 +10,10 @@
 use crate::boot::{BootError, Bootloader, Mark};
 use crate::config::Settings;
 use crate::fsm::{Event, SlotState};
+use crate::health::{CheckResult, HealthSettings};
 use crate::slot::{booted_from_cmdline, SlotError, SlotGroup};
-use crate::state::{Operation, OperationKind, OperationResult, State, StateError, Store};
+use crate::state::{Failure, Operation, OperationKind, OperationResult, State, StateError, Store};
+use crate::trial::{self, BootFacts, Decision};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -25,6 +27,33 @@ pub enum ControlError {
     BootedUnknown(String),
     #[error("refused: {0}")]
     Refused(String),
+}
+
+/// What `boot-check` found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootCheck {
+    Normal {
+        booted: SlotGroup,
+    },
+    Pending {
+        armed: SlotGroup,
+    },
+    Unhealthy {
+        booted: SlotGroup,
+    },
+    Committed {
+        booted: SlotGroup,
+        checks: usize,
+    },
+    FellBack {
+        failed: SlotGroup,
+        version: Option<semver::Version>,
+    },
+    Failed {
+        booted: SlotGroup,
+        reason: String,
+        reboot: bool,
+    },
 }
 
 /// What a control operation needs from the outside world.
@@ -58,6 +87,7 @@ impl Control<'_> {
             finished_at: Some(now),
             result: OperationResult::Succeeded,
             error: None,
+            checks: vec![],
         });
         store.save(state)?;
         Ok(())
@@ -70,6 +100,17 @@ impl Control<'_> {
         let _lock = store.lock()?;
         let mut state = store.load()?;
         let booted = self.booted()?;
+        self.commit(&store, &mut state, booted, vec![])?;
+        Ok(booted)
+    }
+
+    fn commit(
+        &mut self,
+        store: &Store,
+        state: &mut State,
+        booted: SlotGroup,
+        checks: Vec<CheckResult>,
+    ) -> Result<(), ControlError> {
         let before = state.slot(booted).state;
         let mut check = state.clone();
         check.apply(booted, Event::MarkedGood).map_err(|_| {
@@ -85,8 +126,119 @@ impl Control<'_> {
         if let Some(e) = state.slot(booted).security_epoch {
             state.security_epoch_floor = state.security_epoch_floor.max(e);
         }
-        self.record(&store, &mut state, OperationKind::MarkGood, booted)?;
-        Ok(booted)
+        let kind = if checks.is_empty() {
+            OperationKind::MarkGood
+        } else {
+            OperationKind::BootCheck
+        };
+        self.record(store, state, kind, booted)?;
+        if let Some(op) = state.last_operation.as_mut() {
+            op.checks = checks;
+            store.save(state)?;
+        }
+        Ok(())
+    }
+
+    /// After boot: decide (see `trial`) and act. On a trial boot the health
+    /// checks run with the watchdog petted; success commits, failure marks
+    /// the group bad (the bootloader then boots the other) and records it.
+    pub fn boot_check(
+        &mut self,
+        health: &HealthSettings,
+        mut watchdog: Option<crate::sys::Watchdog>,
+    ) -> Result<BootCheck, ControlError> {
+        let store = Store::new(&self.settings.state_dir);
+        let _lock = store.lock()?;
+        let mut state = store.load()?;
+        let booted = self.booted()?;
+        let other = booted.other();
+        let (other_mark, other_tries_left, primary) = match self.boot.as_deref_mut() {
+            Some(b) => (Some(b.state(other)?), b.tries_left(other)?, b.primary()?),
+            None => (None, None, None),
+        };
+        let facts = BootFacts {
+            booted,
+            booted_state: state.slot(booted).state,
+            other_state: state.slot(other).state,
+            other_mark,
+            other_tries_left,
+            primary,
+        };
+        let decision = trial::decide(&facts);
+        tracing::info!(?facts, ?decision, "boot check");
+        let now = crate::timefmt::rfc3339(self.now);
+        match decision {
+            Decision::Normal => Ok(BootCheck::Normal { booted }),
+            Decision::PendingReboot { armed } => Ok(BootCheck::Pending { armed }),
+            Decision::BootedUnhealthy => Ok(BootCheck::Unhealthy { booted }),
+            Decision::FellBack { failed } => {
+                if let Some(b) = self.boot.as_deref_mut() {
+                    b.set_state(failed, Mark::Bad)?;
+                }
+                let version = state.slot(failed).version.clone();
+                state.apply(failed, Event::MarkedBad)?;
+                state.record_failure(Failure {
+                    version: version.clone(),
+                    slot: failed,
+                    at: now,
+                    reason: format!(
+                        "the bootloader fell back to slot {booted}: the trial boot of slot {failed} never committed (kernel panic, hang, failed checks or power loss before commit)"
+                    ),
+                    checks: vec![],
+                });
+                self.record(&store, &mut state, OperationKind::BootCheck, failed)?;
+                Ok(BootCheck::FellBack { failed, version })
+            }
+            Decision::Trial => {
+                let results = crate::health::run_all(health, &mut || {
+                    if let Some(w) = watchdog.as_mut() {
+                        w.pet();
+                    }
+                });
+                let failed = results.iter().find(|r| !r.passed).cloned();
+                match failed {
+                    None => {
+                        let n = results.len();
+                        self.commit(&store, &mut state, booted, results)?;
+                        if let Some(w) = watchdog {
+                            w.close_clean().map_err(|e| {
+                                ControlError::Refused(format!("watchdog close: {e}"))
+                            })?;
+                        }
+                        Ok(BootCheck::Committed { booted, checks: n })
+                    }
+                    Some(f) => {
+                        let reason = format!("health check {:?} failed: {}", f.name, f.detail);
+                        if let Some(b) = self.boot.as_deref_mut() {
+                            b.set_state(booted, Mark::Bad)?;
+                        }
+                        let version = state.slot(booted).version.clone();
+                        state.apply(booted, Event::MarkedBad)?;
+                        state.record_failure(Failure {
+                            version,
+                            slot: booted,
+                            at: now,
+                            reason: reason.clone(),
+                            checks: results.clone(),
+                        });
+                        self.record(&store, &mut state, OperationKind::BootCheck, booted)?;
+                        if let Some(op) = state.last_operation.as_mut() {
+                            op.result = OperationResult::Failed;
+                            op.error = Some(reason.clone());
+                            op.checks = results;
+                            store.save(&state)?;
+                        }
+                        // Keep the watchdog armed: if the reboot hangs, it resets.
+                        std::mem::forget(watchdog);
+                        Ok(BootCheck::Failed {
+                            booted,
+                            reason,
+                            reboot: health.reboot_on_failure,
+                        })
+                    }
+                }
+            }
+        }
     }
 
     /// Marks a slot group bad (default: the booted one) so the bootloader

@@ -48,7 +48,26 @@ pub struct State {
     /// The lowest security epoch this device still accepts.
     pub security_epoch_floor: u64,
     pub last_operation: Option<Operation>,
+    /// Versions that failed on this device, newest last; an update agent
+    /// never applies them again by itself.
+    #[serde(default)]
+    pub failures: Vec<Failure>,
 }
+
+/// A version that failed its trial on this device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failure {
+    pub version: Option<semver::Version>,
+    pub slot: SlotGroup,
+    pub at: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::health::CheckResult>,
+}
+
+/// How many failures the state keeps.
+pub const MAX_FAILURES: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +106,7 @@ pub enum OperationKind {
     MarkGood,
     MarkBad,
     Rollback,
+    BootCheck,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +129,9 @@ pub struct Operation {
     pub finished_at: Option<String>,
     pub result: OperationResult,
     pub error: Option<String>,
+    /// Health check results of a boot check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::health::CheckResult>,
 }
 
 impl Default for State {
@@ -121,6 +144,7 @@ impl Default for State {
                 .collect(),
             security_epoch_floor: 0,
             last_operation: None,
+            failures: vec![],
         }
     }
 }
@@ -159,6 +183,23 @@ impl State {
 
     pub fn slot(&self, g: SlotGroup) -> &SlotRecord {
         &self.slots[&g]
+    }
+
+    /// Records a failed version (keeping the newest MAX_FAILURES).
+    pub fn record_failure(&mut self, f: Failure) {
+        self.failures.push(f);
+        let n = self.failures.len();
+        if n > MAX_FAILURES {
+            self.failures.drain(..n - MAX_FAILURES);
+        }
+    }
+
+    /// The recorded failure of `version`, if it failed here before.
+    pub fn failure_of(&self, version: &semver::Version) -> Option<&Failure> {
+        self.failures
+            .iter()
+            .rev()
+            .find(|f| f.version.as_ref() == Some(version))
     }
 
     /// Applies a state-machine event to one slot.

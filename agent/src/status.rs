@@ -24,6 +24,8 @@ pub struct Status {
     pub boot_error: Option<String>,
     pub slots: Vec<SlotStatus>,
     pub last_operation: Option<OperationStatus>,
+    /// Versions that failed on this device, newest last.
+    pub failures: Vec<crate::state::Failure>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -86,6 +88,7 @@ pub struct OperationStatus {
     /// `in-progress`, `interrupted`, `succeeded` or `failed`.
     pub result: &'static str,
     pub error: Option<String>,
+    pub checks: Vec<crate::health::CheckResult>,
 }
 
 /// Builds the report. `lock_held`: whether an operation runs right now (an
@@ -147,6 +150,7 @@ pub fn build(
             .last_operation
             .as_ref()
             .map(|o| operation(o, lock_held)),
+        failures: state.failures.clone(),
     }
 }
 
@@ -166,6 +170,7 @@ fn operation(o: &Operation, lock_held: bool) -> OperationStatus {
         finished_at: o.finished_at.clone(),
         result,
         error: o.error.clone(),
+        checks: o.checks.clone(),
     }
 }
 

@@ -235,6 +235,55 @@ pub fn reboot() -> io::Result<()> {
     }
 }
 
+/// Sends SIGKILL to a whole process group (a check started with
+/// `process_group(0)`), so grandchildren holding its pipes die too.
+#[allow(unsafe_code)]
+pub fn kill_group(pgid: u32) {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; a
+    // negative pid addresses the process group we created for the child.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+/// A hardware watchdog device, petted while trial-boot checks run.
+pub struct Watchdog {
+    file: File,
+    last: std::time::Instant,
+}
+
+impl Watchdog {
+    pub fn open(path: &Path) -> io::Result<Watchdog> {
+        let file = OpenOptions::new().write(true).open(path)?;
+        let mut w = Watchdog {
+            file,
+            last: std::time::Instant::now(),
+        };
+        w.file.write_all(b"1")?;
+        Ok(w)
+    }
+
+    /// Pets the watchdog, at most once a second.
+    pub fn pet(&mut self) {
+        if self.last.elapsed() >= std::time::Duration::from_secs(1) {
+            let _ = self.file.write_all(b"1");
+            self.last = std::time::Instant::now();
+        }
+    }
+
+    /// Disarms it with the magic close character before closing.
+    pub fn close_clean(mut self) -> io::Result<()> {
+        self.file.write_all(b"V")?;
+        self.file.sync_all().or(Ok(()))
+    }
+}
+
 /// Current time as Unix seconds.
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now()
@@ -301,6 +350,19 @@ mod tests {
             SlotWriter::open(d.path(), Some(1)),
             Err(SysError::Kind { .. })
         ));
+    }
+
+    #[test]
+    fn watchdog_pets_and_closes_with_magic() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("watchdog");
+        std::fs::write(&p, "").unwrap();
+        let mut w = Watchdog::open(&p).unwrap();
+        w.pet(); // throttled: too soon after open
+        w.last -= std::time::Duration::from_secs(2);
+        w.pet();
+        w.close_clean().unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "11V");
     }
 
     #[test]

@@ -235,3 +235,117 @@ fn a_failing_helper_is_reported_with_its_stderr() {
     let st = fx.state();
     assert_eq!(st.slot(B).state, tandem::fsm::SlotState::Installed);
 }
+
+fn grub_fx(health: &str) -> (Fx, std::path::PathBuf) {
+    let mut fx = Fx::new(&["rootfs"]);
+    let env = fx.path("grubenv");
+    tandem::boot::grub::create(&env).unwrap();
+    fx.extra_config = format!(
+        "[boot]\nbackend = \"grub\"\ngrubenv = \"{}\"\n[health]\nreboot_on_failure = false\n{health}",
+        env.display()
+    );
+    fx.write_config();
+    (fx, env)
+}
+
+/// Installs 1.1.0 into b and lets "GRUB" boot it once.
+fn install_and_trial_boot(fx: &Fx, env: &std::path::Path) {
+    let b = fx.bundle(
+        "u.tnd",
+        "1.1.0",
+        &[("rootfs", &pattern(1000, 1), Compression::None)],
+    );
+    ok(&tandem(fx, &["install", b.to_str().unwrap()]));
+    let out = ok(&tandem(fx, &["boot-check"]));
+    assert!(out.contains("slot b is armed"), "{out}");
+    let mut v = GrubStore::new(env).load().unwrap();
+    assert_eq!(abvars::simulate_boot(&mut v), Some(B));
+    GrubStore::new(env).save(&v).unwrap();
+    boot_on(fx, B);
+}
+
+#[test]
+fn boot_check_commits_when_checks_pass() {
+    let (fx, env) =
+        grub_fx("[[health.check]]\ncommand = [\"true\"]\n[[health.check]]\nfile = \"/\"\n");
+    install_and_trial_boot(&fx, &env);
+    let out = ok(&tandem(&fx, &["boot-check"]));
+    assert!(
+        out.contains("all 2 health check(s) passed; slot b committed"),
+        "{out}"
+    );
+    let v = GrubStore::new(&env).load().unwrap();
+    assert_eq!(
+        (abvars::primary(&v), abvars::tries_left(&v, B)),
+        (Some(B), None)
+    );
+    let out = ok(&tandem(&fx, &["boot-check"]));
+    assert!(out.contains("nothing to do"), "{out}");
+}
+
+#[test]
+fn boot_check_failure_marks_bad_records_and_refuses_reinstall() {
+    let (fx, env) = grub_fx("[[health.check]]\nname = \"app\"\ncommand = [\"sh\", \"-c\", \"echo db unreachable; exit 1\"]\n");
+    install_and_trial_boot(&fx, &env);
+    let o = tandem(&fx, &["boot-check"]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("FAILED on slot b") && out.contains("db unreachable"),
+        "{out}"
+    );
+    let v = GrubStore::new(&env).load().unwrap();
+    assert_eq!(
+        abvars::primary(&v),
+        Some(A),
+        "the bootloader goes back to a"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&tandem(&fx, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["slots"][1]["state"], "bad");
+    assert_eq!(json["failures"][0]["version"], "1.1.0");
+    assert!(json["failures"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("\"app\""));
+    assert_eq!(json["last_operation"]["checks"][0]["passed"], false);
+    // Back on a, the failed version is not applied again by itself...
+    boot_on(&fx, A);
+    let b = fx.path("u.tnd");
+    let o = tandem(&fx, &["install", b.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("failed on this device before"));
+    // ...unless forced.
+    ok(&tandem(&fx, &["install", "--force", b.to_str().unwrap()]));
+}
+
+#[test]
+fn boot_check_records_a_bootloader_fallback() {
+    let (fx, env) = grub_fx("");
+    let b = fx.bundle(
+        "u.tnd",
+        "1.1.0",
+        &[("rootfs", &pattern(1000, 1), Compression::None)],
+    );
+    ok(&tandem(&fx, &["install", b.to_str().unwrap()]));
+    // GRUB tries b (it panics before any check runs), then falls back to a.
+    let mut v = GrubStore::new(&env).load().unwrap();
+    assert_eq!(abvars::simulate_boot(&mut v), Some(B));
+    assert_eq!(abvars::simulate_boot(&mut v), Some(A));
+    GrubStore::new(&env).save(&v).unwrap();
+    let out = ok(&tandem(&fx, &["boot-check"]));
+    assert!(
+        out.contains("the bootloader fell back") && out.contains("1.1.0"),
+        "{out}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&tandem(&fx, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["slots"][1]["state"], "bad");
+    assert_eq!(json["slots"][1]["boot_mark"], "bad");
+    assert!(json["failures"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("fell back"));
+    let out = ok(&tandem(&fx, &["boot-check"]));
+    assert!(out.contains("nothing to do"), "recorded once: {out}");
+}

@@ -483,6 +483,7 @@ fn lower_security_epoch_refused_even_with_allow_downgrade() {
             &b,
             &tandem::install::Options {
                 allow_downgrade: true,
+                force: true,
             },
         )
         .unwrap_err();

@@ -68,6 +68,7 @@ fn status_json_v1() {
         finished_at: Some("2026-11-26T08:00:00Z".into()),
         result: OperationResult::Succeeded,
         error: None,
+        checks: vec![],
     });
     let status = tandem::status::build(&s, &st, Some(SlotGroup::A), None, false);
     check("status-v1.json", &status.to_json());

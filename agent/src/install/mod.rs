@@ -110,6 +110,8 @@ impl InstallError {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub allow_downgrade: bool,
+    /// Install even a version that failed on this device before.
+    pub force: bool,
 }
 
 /// What the caller supplies from the outside world.
@@ -179,6 +181,7 @@ pub fn install(
         finished_at: None,
         result: OperationResult::InProgress,
         error: None,
+        checks: vec![],
     };
     let mut job = Job {
         ctx,
@@ -254,8 +257,18 @@ impl Job<'_, '_> {
                     .unwrap_or(settings.image_security_epoch),
             ),
             capacities,
+            failed: self
+                .state
+                .failures
+                .iter()
+                .filter_map(|f| {
+                    f.version
+                        .clone()
+                        .map(|v| (v, format!("{} at {}", f.reason, f.at)))
+                })
+                .collect(),
         };
-        policy::check(&manifest, &facts, opts.allow_downgrade)?;
+        policy::check_with(&manifest, &facts, opts.allow_downgrade, opts.force)?;
         progress(Progress::Verified {
             version: &manifest.version,
             target,

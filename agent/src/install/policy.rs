@@ -15,6 +15,8 @@ pub struct DeviceFacts {
     pub epoch_floor: u64,
     /// Target slot capacity per class.
     pub capacities: BTreeMap<SlotClass, u64>,
+    /// Versions that failed here before, with the reason.
+    pub failed: Vec<(semver::Version, String)>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -32,6 +34,13 @@ pub enum PolicyError {
         bundle: semver::Version,
         booted: semver::Version,
     },
+    #[error(
+        "version {version} failed on this device before ({reason}); pass --force to install it again"
+    )]
+    FailedBefore {
+        version: semver::Version,
+        reason: String,
+    },
     #[error("image {index} is for slot class \"{class}\", which this device does not have")]
     UnknownClass { index: usize, class: SlotClass },
     #[error("bundle has no image for slot class \"{0}\"; the target group would mix versions")]
@@ -46,6 +55,23 @@ pub enum PolicyError {
 }
 
 pub fn check(m: &Manifest, dev: &DeviceFacts, allow_downgrade: bool) -> Result<(), PolicyError> {
+    check_with(m, dev, allow_downgrade, false)
+}
+
+pub fn check_with(
+    m: &Manifest,
+    dev: &DeviceFacts,
+    allow_downgrade: bool,
+    force: bool,
+) -> Result<(), PolicyError> {
+    if !force {
+        if let Some((v, reason)) = dev.failed.iter().find(|(v, _)| *v == m.version) {
+            return Err(PolicyError::FailedBefore {
+                version: v.clone(),
+                reason: reason.clone(),
+            });
+        }
+    }
     if m.compatible != dev.compatible {
         return Err(PolicyError::Compatible {
             bundle: m.compatible.clone(),
@@ -127,6 +153,7 @@ mod tests {
             booted_version: booted.map(|v| v.parse().unwrap()),
             epoch_floor: floor,
             capacities: [(SlotClass::new("rootfs").unwrap(), 100)].into(),
+            failed: vec![],
         }
     }
 
@@ -247,6 +274,12 @@ mod tests {
             check(&m, &device(None, 0), true),
             Err(PolicyError::Compatible { .. })
         ));
+        let mut d = device(None, 0);
+        d.failed
+            .push(("1.0.0".parse().unwrap(), "health check app failed".into()));
+        let e = check(&manifest("1.0.0", 0, &[("rootfs", 1)]), &d, false).unwrap_err();
+        assert!(matches!(e, PolicyError::FailedBefore { .. }) && e.to_string().contains("--force"));
+        assert!(check_with(&manifest("1.0.0", 0, &[("rootfs", 1)]), &d, false, true).is_ok());
         let mut d = device(None, 0);
         d.capacities.insert(SlotClass::new("boot").unwrap(), 10);
         assert_eq!(

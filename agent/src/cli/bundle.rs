@@ -1,0 +1,331 @@
+//! `tandem keygen` and `tandem bundle ...`: the build-side commands.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+use sha2::{Digest, Sha256};
+
+use super::CliError;
+use crate::bundle::keys::{self, Keyring};
+use crate::bundle::manifest::Compression;
+use crate::bundle::writer::{self, BundleMeta, ImageInput};
+use crate::bundle::{BundleError, UnverifiedBundle};
+use crate::config::{ConfigError, Settings};
+use crate::fetch::{self, Source};
+use crate::slot::SlotClass;
+use crate::sys;
+
+#[derive(Subcommand, Debug)]
+pub(super) enum BundleCmd {
+    /// Build a bundle from image files, streaming
+    Create(CreateArgs),
+    /// Add signatures to a bundle (in place unless --output is given)
+    Sign {
+        bundle: PathBuf,
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Check signatures against a keyring and every payload's hash
+    Verify {
+        bundle: String,
+        /// Keyring directory [default: from the configuration]
+        #[arg(long)]
+        keyring: Option<PathBuf>,
+        #[arg(long)]
+        threshold: Option<usize>,
+    },
+    /// Print the manifest and signer key ids (not verified)
+    Info {
+        bundle: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub(super) struct CreateArgs {
+    #[arg(long, short)]
+    output: PathBuf,
+    /// Bundle version (semver)
+    #[arg(long)]
+    version: semver::Version,
+    /// Product/hardware string the device must match
+    #[arg(long)]
+    compatible: String,
+    #[arg(long, default_value_t = 0)]
+    security_epoch: u64,
+    #[arg(long)]
+    description: Option<String>,
+    /// CLASS=PATH, in install order; repeat for several slot classes
+    #[arg(long = "image", required = true, value_name = "CLASS=PATH")]
+    images: Vec<String>,
+    #[arg(long, value_enum, default_value_t = CompressionArg::None)]
+    compression: CompressionArg,
+    /// Creation time, Unix seconds [default: SOURCE_DATE_EPOCH, else now]
+    #[arg(long)]
+    created: Option<u64>,
+    /// Signing key; repeat to sign with several. None makes an unsigned bundle.
+    #[arg(long = "key")]
+    keys: Vec<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub(super) enum CompressionArg {
+    None,
+    Zstd,
+}
+
+pub(super) fn run(
+    cmd: BundleCmd,
+    load: &dyn Fn() -> Result<Settings, ConfigError>,
+) -> Result<(), CliError> {
+    match cmd {
+        BundleCmd::Create(a) => create(a),
+        BundleCmd::Sign {
+            bundle,
+            keys,
+            output,
+        } => {
+            let keys = read_keys(&keys)?;
+            let out = output.unwrap_or_else(|| bundle.clone());
+            let sigs = writer::sign(&bundle, &out, &keys)?;
+            println!("{}: {} signature(s)", out.display(), sigs.signatures.len());
+            Ok(())
+        }
+        BundleCmd::Verify {
+            bundle,
+            keyring,
+            threshold,
+        } => {
+            let (ring, threshold, http) = match keyring {
+                Some(dir) => (
+                    Keyring::load_dir(&dir)?,
+                    threshold.unwrap_or(1),
+                    default_http(),
+                ),
+                None => {
+                    let s = load()?;
+                    (
+                        Keyring::load_dir(&s.keyring_dir)?,
+                        threshold.unwrap_or(s.threshold),
+                        s.http,
+                    )
+                }
+            };
+            verify(&bundle, &ring, threshold, &http)
+        }
+        BundleCmd::Info { bundle, json } => info(&bundle, json),
+    }
+}
+
+fn default_http() -> crate::config::HttpSettings {
+    crate::config::HttpSettings {
+        connect_timeout_secs: 15,
+        stall_timeout_secs: 30,
+        retries: 5,
+    }
+}
+
+pub(super) fn keygen(prefix: &Path, comment: &str) -> Result<(), CliError> {
+    let seed = sys::random_seed().map_err(|e| CliError::Other(format!("random source: {e}")))?;
+    let sk = keys::keypair_from_seed(seed);
+    let with = |ext: &str| {
+        let mut p = prefix.as_os_str().to_owned();
+        p.push(ext);
+        PathBuf::from(p)
+    };
+    let (kp, pp) = (with(".key"), with(".pub"));
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e: std::io::Error| CliError::Other(format!("{}: {e}", p.display()))
+    };
+    sys::write_private_new(&kp, keys::format_secret(&sk, comment).as_bytes()).map_err(io(&kp))?;
+    std::fs::write(&pp, keys::format_public(&sk.verifying_key(), comment)).map_err(io(&pp))?;
+    println!(
+        "key id {}\nsecret key: {} (keep it off devices)\npublic key: {} (install into the keyring directory)",
+        keys::key_id(&sk.verifying_key()),
+        kp.display(),
+        pp.display()
+    );
+    Ok(())
+}
+
+fn read_keys(paths: &[PathBuf]) -> Result<Vec<ed25519_dalek::SigningKey>, CliError> {
+    paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| CliError::Other(format!("{}: {e}", p.display())))?;
+            Ok(keys::parse_secret(&text, &p.display().to_string())?)
+        })
+        .collect()
+}
+
+fn create(a: CreateArgs) -> Result<(), CliError> {
+    let compression = match a.compression {
+        CompressionArg::None => Compression::None,
+        CompressionArg::Zstd => Compression::Zstd,
+    };
+    let inputs = a
+        .images
+        .iter()
+        .map(|spec| {
+            let (class, path) = spec
+                .split_once('=')
+                .ok_or_else(|| CliError::Usage(format!("--image {spec:?}: expected CLASS=PATH")))?;
+            Ok(ImageInput {
+                slot_class: SlotClass::new(class)
+                    .map_err(|e| CliError::Usage(format!("--image {spec:?}: {e}")))?,
+                path: PathBuf::from(path),
+                compression,
+                verity: None,
+            })
+        })
+        .collect::<Result<Vec<_>, CliError>>()?;
+    let created = match a.created {
+        Some(t) => t,
+        None => match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) => v
+                .parse()
+                .map_err(|_| CliError::Usage(format!("SOURCE_DATE_EPOCH={v:?} is not a number")))?,
+            Err(_) => sys::now_unix(),
+        },
+    };
+    let keys = read_keys(&a.keys)?;
+    let meta = BundleMeta {
+        version: a.version,
+        compatible: a.compatible,
+        security_epoch: a.security_epoch,
+        created_unix: created,
+        description: a.description,
+    };
+    let m = writer::create(&a.output, &meta, &inputs, &keys)?;
+    println!(
+        "{}: version {} for {:?}, {} image(s), {} signature(s)",
+        a.output.display(),
+        m.version,
+        m.compatible,
+        m.images.len(),
+        keys.len()
+    );
+    if keys.is_empty() {
+        eprintln!("warning: the bundle is unsigned; sign it with `tandem bundle sign` before use");
+    }
+    Ok(())
+}
+
+fn open_source(
+    src: &str,
+    http: &crate::config::HttpSettings,
+) -> Result<Box<dyn Read + Send>, CliError> {
+    Ok(fetch::open(&Source::parse(src), http)?)
+}
+
+fn verify(
+    src: &str,
+    ring: &Keyring,
+    threshold: usize,
+    http: &crate::config::HttpSettings,
+) -> Result<(), CliError> {
+    let mut b = UnverifiedBundle::open(open_source(src, http)?)?.verify(ring, threshold)?;
+    let signers: Vec<String> = b.signers().iter().map(|k| k.to_string()).collect();
+    let mut buf = vec![0u8; 1 << 20];
+    while let Some((index, img, payload)) = b.next_image()? {
+        let mut r = crate::bundle::decode(payload, img.compression)
+            .map_err(|e| CliError::Other(format!("image {index}: {e}")))?;
+        let mut h = Sha256::new();
+        let mut n: u64 = 0;
+        loop {
+            let k =
+                r.read(&mut buf)
+                    .map_err(|e| match crate::bundle::reader::truncated_at(&e) {
+                        Some(offset) => CliError::Bundle(BundleError::Truncated {
+                            offset,
+                            what: format!("image {index}"),
+                        }),
+                        None => CliError::Bundle(BundleError::Io {
+                            offset: 0,
+                            source: e,
+                        }),
+                    })?;
+            if k == 0 {
+                break;
+            }
+            n += k as u64;
+            if n > img.size {
+                return Err(CliError::Other(format!(
+                    "image {index} ({}): larger than the declared {} bytes",
+                    img.slot_class, img.size
+                )));
+            }
+            h.update(&buf[..k]);
+        }
+        let got = hex::encode(h.finalize());
+        if n != img.size || got != img.sha256 {
+            return Err(CliError::Other(format!(
+                "image {index} ({}): hash mismatch: manifest {} / {} bytes, payload {got} / {n} bytes",
+                img.slot_class, img.sha256, img.size
+            )));
+        }
+        println!(
+            "image {index} ({}): {} bytes, sha256 ok",
+            img.slot_class, img.size
+        );
+    }
+    println!(
+        "bundle OK: version {}, signed by {}",
+        b.manifest().version,
+        signers.join(", ")
+    );
+    Ok(())
+}
+
+fn info(src: &str, json: bool) -> Result<(), CliError> {
+    let b = UnverifiedBundle::open(open_source(src, &default_http())?)?;
+    let m = b.manifest();
+    let signers: Vec<&str> = b
+        .signatures()
+        .signatures
+        .iter()
+        .map(|s| s.key_id.as_str())
+        .collect();
+    if json {
+        let v = serde_json::json!({
+            "info_version": 1,
+            "verified": false,
+            "signatures": signers,
+            "manifest": m,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return Ok(());
+    }
+    println!("version:        {}", m.version);
+    println!("compatible:     {}", m.compatible);
+    println!("security epoch: {}", m.security_epoch);
+    println!("created:        {}", m.created);
+    if let Some(d) = &m.description {
+        println!("description:    {d}");
+    }
+    println!(
+        "signatures:     {} (not verified here; use `tandem bundle verify`)",
+        if signers.is_empty() {
+            "none".into()
+        } else {
+            signers.join(", ")
+        }
+    );
+    for (i, img) in m.images.iter().enumerate() {
+        println!(
+            "image {i}: {:<8} {} bytes, {:?}, payload {} bytes, sha256 {}",
+            img.slot_class.as_str(),
+            img.size,
+            img.compression,
+            img.payload_size,
+            img.sha256
+        );
+    }
+    Ok(())
+}
