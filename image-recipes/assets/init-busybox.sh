@@ -1,0 +1,32 @@
+#!/bin/sh
+# PID 1 of the Tandem minimal image (busybox userland).
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc 2>/dev/null
+mount -t sysfs sysfs /sys 2>/dev/null
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mkdir -p /dev/pts /dev/disk/by-partlabel /var/lib/tandem
+for u in /sys/class/block/*/uevent; do
+    name=$(sed -n 's/^PARTNAME=//p' "$u")
+    dev=$(sed -n 's/^DEVNAME=//p' "$u")
+    [ -n "$name" ] && ln -sf "/dev/$dev" "/dev/disk/by-partlabel/$name"
+done
+mount -t vfat /dev/disk/by-partlabel/esp /boot/efi || echo "tandem: cannot mount the ESP"
+ip link set lo up
+if [ -e /sys/class/net/eth0 ]; then
+    ip addr add 10.0.2.15/24 dev eth0
+    ip link set eth0 up
+    ip route add default via 10.0.2.2
+fi
+slot=$(sed -n 's/.*tandem\.slot=\([ab]\).*/\1/p' /proc/cmdline)
+echo "TANDEM-BOOTED slot=$slot version=$(cat /usr/lib/tandem/version)"
+[ -x /usr/lib/tandem/on-boot ] && /usr/lib/tandem/on-boot
+tandem boot-check
+echo "TANDEM-BOOTCHECK rc=$?"
+echo "TANDEM-READY slot=$slot"
+# A shell on the serial console, for the operator and the test rig.
+while true; do
+    setsid sh -c 'exec sh -i </dev/ttyS0 >/dev/ttyS0 2>&1'
+    sleep 1
+done

@@ -1,0 +1,79 @@
+//! `tandem-image build RECIPE.toml --agent TANDEM --key KEY [--out DIR] [--disk]`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tandem_image::{build, recipe::Recipe, BuildOptions};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("build") || args.len() < 2 {
+        return Err("usage: tandem-image build RECIPE.toml --agent PATH --key SECRET.key [--out DIR] [--work DIR] [--cache DIR] [--disk] [--version V]".into());
+    }
+    let recipe_path = PathBuf::from(&args[1]);
+    let mut out = PathBuf::from("out");
+    let mut work: Option<PathBuf> = None;
+    let mut cache = PathBuf::from("/var/cache/tandem-image");
+    let mut agent: Option<PathBuf> = None;
+    let mut key: Option<PathBuf> = None;
+    let mut disk = false;
+    let mut version: Option<semver::Version> = None;
+    let mut it = args[2..].iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--out" => out = val()?.into(),
+            "--work" => work = Some(val()?.into()),
+            "--cache" => cache = val()?.into(),
+            "--agent" => agent = Some(val()?.into()),
+            "--key" => key = Some(val()?.into()),
+            "--version" => version = Some(val()?.parse().map_err(|e| format!("--version: {e}"))?),
+            "--disk" => disk = true,
+            _ => return Err(format!("unknown option {a}")),
+        }
+    }
+    let mut r = Recipe::load(&recipe_path).map_err(|e| e.to_string())?;
+    if let Some(v) = version {
+        r.version = v;
+    }
+    let o = BuildOptions {
+        recipe_dir: recipe_path.parent().map(PathBuf::from).unwrap_or_default(),
+        work: work.unwrap_or_else(|| out.join("work")),
+        out,
+        cache,
+        agent: agent.ok_or("--agent PATH (a static tandem binary) is required")?,
+        signing_key: key.ok_or("--key SECRET.key is required")?,
+        make_disk: disk,
+    };
+    let t = std::time::Instant::now();
+    let res = build(&r, &o).map_err(|e| e.to_string())?;
+    let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "slot image: {} ({} bytes)",
+        res.slot_image.display(),
+        size(&res.slot_image)
+    );
+    println!(
+        "bundle:     {} ({} bytes)",
+        res.bundle.display(),
+        size(&res.bundle)
+    );
+    if let Some(d) = &res.disk {
+        println!("disk:       {} ({} bytes)", d.display(), size(d));
+    }
+    if let Some(h) = &res.verity_root_hash {
+        println!("verity:     root hash {h}");
+    }
+    println!("built in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! Whole disks: GPT with the ESP (GRUB + the shipped grub.cfg + grubenv),
+//! slot a (the image), slot b (empty, marked not bootable), data (ext4).
+//! No root and no loop mounts: sgdisk, mtools and file writes at offsets.
+
+use std::collections::BTreeMap;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+
+use crate::recipe::DiskSpec;
+use crate::{derive_uuid, run, run_env, BuildError};
+
+const MIB: u64 = 1 << 20;
+const GRUB_CFG: &str = include_str!("../../agent/dist/grub/grub.cfg");
+const GRUB_MODULES: &[&str] = &[
+    "part_gpt",
+    "fat",
+    "ext2",
+    "squash4",
+    "normal",
+    "linux",
+    "loadenv",
+    "regexp",
+    "test",
+    "echo",
+    "sleep",
+    "reboot",
+    "configfile",
+    "gzio",
+    "xzio",
+    "minicmd",
+    "search",
+    "serial",
+    "terminal",
+];
+
+/// The GRUB environment a fresh disk starts with: boot a, never b (empty).
+pub fn initial_grubenv() -> Vec<u8> {
+    let vars: BTreeMap<String, String> = [
+        ("TANDEM_ORDER", "a b"),
+        ("TANDEM_A_OK", "1"),
+        ("TANDEM_B_OK", "0"),
+        ("TANDEM_A_TRIES", ""),
+        ("TANDEM_B_TRIES", ""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    tandem::boot::grub::encode(&vars, tandem::boot::grub::DEFAULT_SIZE).expect("fits")
+}
+
+fn esp(
+    spec: &DiskSpec,
+    work: &Path,
+    seed: &str,
+    epoch: u64,
+) -> Result<std::path::PathBuf, BuildError> {
+    let img = work.join("esp.img");
+    let _ = std::fs::remove_file(&img);
+    let i = img.display().to_string();
+    let volid = &crate::derive_uuid(seed, "esp-volid").replace('-', "")[..8];
+    run(
+        "mkfs.fat",
+        &[
+            "-C",
+            "-F",
+            "32",
+            "--invariant",
+            "-i",
+            volid,
+            "-n",
+            "ESP",
+            &i,
+            &(spec.esp_mib * 1024).to_string(),
+        ],
+    )?;
+    let efi = work.join("BOOTX64.EFI");
+    let mods: Vec<&str> = GRUB_MODULES.to_vec();
+    let mut args = vec!["-O", "x86_64-efi", "-p", "/EFI/tandem", "-o"];
+    let e = efi.display().to_string();
+    args.push(&e);
+    args.extend(mods);
+    run("grub-mkimage", &args)?;
+    let files = [
+        ("grub.cfg", GRUB_CFG.as_bytes().to_vec()),
+        ("grubenv", initial_grubenv()),
+    ];
+    for (name, data) in &files {
+        let p = work.join(name);
+        std::fs::write(&p, data).map_err(|err| BuildError::io(&p, err))?;
+    }
+    let env = [
+        ("MTOOLS_SKIP_CHECK", "1".to_string()),
+        ("SOURCE_DATE_EPOCH", epoch.to_string()),
+    ];
+    for d in ["::/EFI", "::/EFI/BOOT", "::/EFI/tandem"] {
+        run_env(None, "mmd", &["-i", &i, d], &env)?;
+    }
+    run_env(
+        None,
+        "mcopy",
+        &["-i", &i, &e, "::/EFI/BOOT/BOOTX64.EFI"],
+        &env,
+    )?;
+    for (name, _) in &files {
+        let p = work.join(name).display().to_string();
+        run_env(
+            None,
+            "mcopy",
+            &["-i", &i, &p, &format!("::/EFI/tandem/{name}")],
+            &env,
+        )?;
+    }
+    Ok(img)
+}
+
+fn copy_at(disk: &Path, offset: u64, src: &Path) -> Result<(), BuildError> {
+    let mut d = std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk)
+        .map_err(|e| BuildError::io(disk, e))?;
+    d.seek(SeekFrom::Start(offset))
+        .map_err(|e| BuildError::io(disk, e))?;
+    let mut s = std::fs::File::open(src).map_err(|e| BuildError::io(src, e))?;
+    std::io::copy(&mut s, &mut d).map_err(|e| BuildError::io(disk, e))?;
+    d.flush().map_err(|e| BuildError::io(disk, e))
+}
+
+/// Builds the disk image at `out`.
+pub fn build(
+    spec: &DiskSpec,
+    slot_image: &Path,
+    work: &Path,
+    out: &Path,
+    seed: &str,
+    epoch: u64,
+) -> Result<(), BuildError> {
+    let slot_len = std::fs::metadata(slot_image)
+        .map_err(|e| BuildError::io(slot_image, e))?
+        .len();
+    if slot_len > spec.slot_mib * MIB {
+        return Err(BuildError::Step(format!(
+            "slot image is {slot_len} bytes, larger than the {} MiB slot partition",
+            spec.slot_mib
+        )));
+    }
+    let esp = esp(spec, work, seed, epoch)?;
+    let data = work.join("data.img");
+    let _ = std::fs::remove_file(&data);
+    let f = std::fs::File::create(&data).map_err(|e| BuildError::io(&data, e))?;
+    f.set_len(spec.data_mib * MIB)
+        .map_err(|e| BuildError::io(&data, e))?;
+    drop(f);
+    let du = derive_uuid(seed, "data");
+    run_env(
+        None,
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-L",
+            "tandem-data",
+            "-U",
+            &du,
+            "-E",
+            &format!("root_owner=0:0,hash_seed={du}"),
+            &data.display().to_string(),
+        ],
+        &[("E2FSPROGS_FAKE_TIME", epoch.to_string())],
+    )?;
+    let total = (1 + spec.esp_mib + 2 * spec.slot_mib + spec.data_mib + 1) * MIB;
+    let _ = std::fs::remove_file(out);
+    let f = std::fs::File::create(out).map_err(|e| BuildError::io(out, e))?;
+    f.set_len(total).map_err(|e| BuildError::io(out, e))?;
+    drop(f);
+    let o = out.display().to_string();
+    let g = |w: &str| derive_uuid(seed, w);
+    run(
+        "sgdisk",
+        &[
+            "-o",
+            "-U",
+            &g("disk"),
+            &format!("-n1:1M:+{}M", spec.esp_mib),
+            "-t1:ef00",
+            "-c1:esp",
+            &format!("-u1:{}", g("p1")),
+            &format!("-n2:0:+{}M", spec.slot_mib),
+            "-t2:8300",
+            "-c2:tandem-root-a",
+            &format!("-u2:{}", g("p2")),
+            &format!("-n3:0:+{}M", spec.slot_mib),
+            "-t3:8300",
+            "-c3:tandem-root-b",
+            &format!("-u3:{}", g("p3")),
+            &format!("-n4:0:+{}M", spec.data_mib),
+            "-t4:8300",
+            "-c4:tandem-data",
+            &format!("-u4:{}", g("p4")),
+            &o,
+        ],
+    )?;
+    let start = |n: u64| {
+        MIB + (n > 1) as u64 * spec.esp_mib * MIB + n.saturating_sub(2) * spec.slot_mib * MIB
+    };
+    copy_at(out, start(1), &esp)?;
+    copy_at(out, start(2), slot_image)?;
+    copy_at(
+        out,
+        MIB + spec.esp_mib * MIB + 2 * spec.slot_mib * MIB,
+        &data,
+    )?;
+    // Check our arithmetic against what sgdisk laid out.
+    let info = run("sgdisk", &["-i", "4", &o])?;
+    let first: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("First sector: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| BuildError::Step(format!("cannot read sgdisk -i 4:\n{info}")))?;
+    if first * 512 != MIB + spec.esp_mib * MIB + 2 * spec.slot_mib * MIB {
+        return Err(BuildError::Step(format!(
+            "partition 4 starts at sector {first}, not where it was written"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! The slot image: a filesystem (squashfs gzip or ext4) padded to 4 KiB,
+//! followed by its dm-verity hash tree (`veritysetup format` format).
+
+use std::path::Path;
+
+use tandem::bundle::manifest::Verity;
+
+use crate::recipe::{Filesystem, Recipe};
+use crate::{derive, derive_uuid, run, run_env, BuildError};
+
+pub const BLOCK: u64 = 4096;
+
+/// Builds the filesystem from `stage` into `out` and appends the verity
+/// tree when the recipe asks. Returns the verity parameters.
+pub fn make(
+    r: &Recipe,
+    stage: &Path,
+    out: &Path,
+    seed: &str,
+    epoch: u64,
+) -> Result<Option<Verity>, BuildError> {
+    let _ = std::fs::remove_file(out);
+    let o = out.display().to_string();
+    let s = stage.display().to_string();
+    let e = epoch.to_string();
+    match r.rootfs.filesystem {
+        Filesystem::Squashfs => {
+            run(
+                "mksquashfs",
+                &[
+                    &s,
+                    &o,
+                    "-comp",
+                    "gzip",
+                    "-noappend",
+                    "-all-root",
+                    "-no-xattrs",
+                    "-quiet",
+                    "-all-time",
+                    &e,
+                    "-mkfs-time",
+                    &e,
+                ],
+            )?;
+        }
+        Filesystem::Ext4 => {
+            let size = dir_size(stage)? * 3 / 2 + (16 << 20);
+            let f = std::fs::File::create(out).map_err(|err| BuildError::io(out, err))?;
+            f.set_len(size.next_multiple_of(BLOCK))
+                .map_err(|err| BuildError::io(out, err))?;
+            let uuid = derive_uuid(seed, "ext4");
+            run_env(
+                None,
+                "mkfs.ext4",
+                &[
+                    "-q",
+                    "-F",
+                    "-b",
+                    "4096",
+                    "-L",
+                    "tandem-root",
+                    "-U",
+                    &uuid,
+                    "-E",
+                    &format!("root_owner=0:0,hash_seed={uuid}"),
+                    "-d",
+                    &s,
+                    &o,
+                ],
+                &[("E2FSPROGS_FAKE_TIME", e.clone())],
+            )?;
+        }
+    }
+    let len = std::fs::metadata(out)
+        .map_err(|err| BuildError::io(out, err))?
+        .len();
+    let data_len = len.next_multiple_of(BLOCK);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(out)
+        .map_err(|err| BuildError::io(out, err))?;
+    f.set_len(data_len)
+        .map_err(|err| BuildError::io(out, err))?;
+    drop(f);
+    if !r.rootfs.verity {
+        return Ok(None);
+    }
+    let salt = hex::encode(derive(seed, "verity-salt"));
+    let uuid = derive_uuid(seed, "verity");
+    let text = run(
+        "veritysetup",
+        &[
+            "format",
+            "--hash=sha256",
+            "--data-block-size=4096",
+            "--hash-block-size=4096",
+            &format!("--data-blocks={}", data_len / BLOCK),
+            &format!("--hash-offset={data_len}"),
+            &format!("--salt={salt}"),
+            &format!("--uuid={uuid}"),
+            &o,
+            &o,
+        ],
+    )?;
+    let root_hash = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Root hash:"))
+        .map(|h| h.trim().to_string())
+        .ok_or_else(|| BuildError::Step(format!("veritysetup printed no root hash:\n{text}")))?;
+    Ok(Some(Verity {
+        root_hash,
+        salt,
+        hash_offset: data_len,
+        data_block_size: BLOCK as u32,
+        hash_block_size: BLOCK as u32,
+        hash_algorithm: "sha256".into(),
+    }))
+}
+
+fn dir_size(p: &Path) -> Result<u64, BuildError> {
+    let mut n = 0;
+    for e in std::fs::read_dir(p).map_err(|e| BuildError::io(p, e))? {
+        let e = e.map_err(|err| BuildError::io(p, err))?;
+        let m = e
+            .path()
+            .symlink_metadata()
+            .map_err(|err| BuildError::io(&e.path(), err))?;
+        n += if m.is_dir() {
+            dir_size(&e.path())? + 4096
+        } else {
+            m.len().next_multiple_of(4096)
+        };
+    }
+    Ok(n)
+}

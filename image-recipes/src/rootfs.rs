@@ -1,0 +1,229 @@
+//! The root filesystem tree of a slot (busybox base) and its initramfs.
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::cpio::{self, Entry};
+use crate::kernel::{self, KernelTree};
+use crate::recipe::Recipe;
+use crate::{run, BuildError, BuildOptions};
+
+const INITRAMFS_INIT: &str = include_str!("../assets/initramfs-init.sh");
+const BUSYBOX_INIT: &str = include_str!("../assets/init-busybox.sh");
+const BUSYBOX: &str = "/bin/busybox";
+
+fn read(p: &Path) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(p).map_err(|e| BuildError::io(p, e))
+}
+
+/// The initramfs: busybox, the init script, the modules in load order.
+pub fn initramfs(r: &Recipe, k: &KernelTree, epoch: u64) -> Result<Vec<u8>, BuildError> {
+    let mdir = k.modules_dir();
+    let dep =
+        std::fs::read_to_string(mdir.join("modules.dep")).map_err(|e| BuildError::io(&mdir, e))?;
+    let order = kernel::module_order(&dep, &r.kernel.modules)?;
+    let mut e: Vec<(String, Entry)> = Vec::new();
+    for d in [
+        "bin",
+        "dev",
+        "etc",
+        "lib",
+        "lib/modules",
+        "proc",
+        "sys",
+        "sysroot",
+    ] {
+        e.push((d.into(), Entry::Dir { mode: 0o755 }));
+    }
+    e.push((
+        "bin/busybox".into(),
+        Entry::File {
+            mode: 0o755,
+            data: read(Path::new(BUSYBOX))?,
+        },
+    ));
+    e.push((
+        "init".into(),
+        Entry::File {
+            mode: 0o755,
+            data: INITRAMFS_INIT.as_bytes().to_vec(),
+        },
+    ));
+    let mut list = String::new();
+    for rel in &order {
+        let name = Path::new(rel)
+            .file_name()
+            .expect("module file")
+            .to_string_lossy()
+            .into_owned();
+        e.push((
+            format!("lib/modules/{name}"),
+            Entry::File {
+                mode: 0o644,
+                data: read(&mdir.join(rel))?,
+            },
+        ));
+        list += &name;
+        list.push('\n');
+    }
+    e.push((
+        "etc/modules-load".into(),
+        Entry::File {
+            mode: 0o644,
+            data: list.into_bytes(),
+        },
+    ));
+    let raw = cpio::build(&e, epoch);
+    // gzip through the tool (deterministic with -n: no name, no time).
+    let tmp = std::env::temp_dir().join(format!("tandem-initrd-{}.cpio", std::process::id()));
+    std::fs::write(&tmp, &raw).map_err(|e| BuildError::io(&tmp, e))?;
+    run("gzip", &["-n", "-9", "-f", &tmp.display().to_string()])?;
+    let gz = PathBuf::from(format!("{}.gz", tmp.display()));
+    let out = read(&gz)?;
+    let _ = std::fs::remove_file(&gz);
+    Ok(out)
+}
+
+fn write(stage: &Path, rel: &str, data: &[u8], mode: u32) -> Result<(), BuildError> {
+    let p = stage.join(rel.trim_start_matches('/'));
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| BuildError::io(parent, e))?;
+    }
+    std::fs::write(&p, data).map_err(|e| BuildError::io(&p, e))?;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| BuildError::io(&p, e))
+}
+
+/// The agent configuration every image carries (the device's view).
+pub fn agent_config(r: &Recipe) -> String {
+    format!(
+        r#"# Written by tandem-image for recipe {name}.
+compatible = "{compatible}"
+
+[keyring]
+directory = "/etc/tandem/keys"
+
+[state]
+directory = "/var/lib/tandem"
+
+[boot]
+backend = "grub"
+grubenv = "/boot/efi/EFI/tandem/grubenv"
+tries = 1
+
+[slots.a.rootfs]
+device = "/dev/disk/by-partlabel/tandem-root-a"
+
+[slots.b.rootfs]
+device = "/dev/disk/by-partlabel/tandem-root-b"
+"#,
+        name = r.name,
+        compatible = r.compatible
+    )
+}
+
+/// Lays out the slot's tree: busybox userland, the agent, its config and
+/// key, the kernel and initramfs, and the recipe's files.
+pub fn stage_busybox(
+    r: &Recipe,
+    o: &BuildOptions,
+    k: &KernelTree,
+    initrd: &[u8],
+    key: &ed25519_dalek::SigningKey,
+    stage: &Path,
+) -> Result<(), BuildError> {
+    let _ = std::fs::remove_dir_all(stage);
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "var",
+        "data",
+        "boot/efi",
+        "root",
+        "lib/modules",
+    ] {
+        let p = stage.join(d);
+        std::fs::create_dir_all(&p).map_err(|e| BuildError::io(&p, e))?;
+    }
+    write(stage, "bin/busybox", &read(Path::new(BUSYBOX))?, 0o755)?;
+    let applets = run(BUSYBOX, &["--list"])?;
+    for a in applets
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != "busybox")
+    {
+        let link = stage.join("bin").join(a);
+        if !link.exists() {
+            symlink("busybox", &link).map_err(|e| BuildError::io(&link, e))?;
+        }
+    }
+    write(stage, "sbin/init", BUSYBOX_INIT.as_bytes(), 0o755)?;
+    write(stage, "usr/bin/tandem", &read(&o.agent)?, 0o755)?;
+    write(
+        stage,
+        "etc/tandem/tandem.toml",
+        agent_config(r).as_bytes(),
+        0o644,
+    )?;
+    write(
+        stage,
+        "etc/tandem/keys/vendor.pub",
+        tandem::bundle::keys::format_public(&key.verifying_key(), "image signing key").as_bytes(),
+        0o644,
+    )?;
+    write(
+        stage,
+        "usr/lib/tandem/conf.d/00-image.toml",
+        format!(
+            "[image]\nversion = \"{}\"\nsecurity_epoch = {}\n",
+            r.version, r.security_epoch
+        )
+        .as_bytes(),
+        0o644,
+    )?;
+    write(
+        stage,
+        "usr/lib/tandem/version",
+        format!("{}\n", r.version).as_bytes(),
+        0o644,
+    )?;
+    write(
+        stage,
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\n",
+        0o644,
+    )?;
+    write(stage, "etc/group", b"root:x:0:\n", 0o644)?;
+    write(
+        stage,
+        "etc/hostname",
+        format!("{}\n", r.name).as_bytes(),
+        0o644,
+    )?;
+    write(stage, "boot/vmlinuz", &read(&k.vmlinuz())?, 0o644)?;
+    write(stage, "boot/initrd.img", initrd, 0o644)?;
+    write(
+        stage,
+        "boot/tandem.cfg",
+        format!("set tandem_cmdline=\"{}\"\n", r.kernel.cmdline).as_bytes(),
+        0o644,
+    )?;
+    for (dest, src) in &r.files {
+        let src = o.recipe_dir.join(src);
+        let mode = std::fs::metadata(&src)
+            .map_err(|e| BuildError::io(&src, e))?
+            .permissions()
+            .mode()
+            & 0o777;
+        write(stage, dest, &read(&src)?, mode)?;
+    }
+    Ok(())
+}
