@@ -9,6 +9,7 @@
 pub mod abvars;
 pub mod custom;
 pub mod grub;
+pub mod sdboot;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
