@@ -10,6 +10,8 @@ pub mod abvars;
 pub mod custom;
 pub mod grub;
 pub mod sdboot;
+pub mod uboot;
+pub mod uboot_file;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
