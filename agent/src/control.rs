@@ -142,11 +142,7 @@ impl Control<'_> {
     /// After boot: decide (see `trial`) and act. On a trial boot the health
     /// checks run with the watchdog petted; success commits, failure marks
     /// the group bad (the bootloader then boots the other) and records it.
-    pub fn boot_check(
-        &mut self,
-        health: &HealthSettings,
-        mut watchdog: Option<crate::sys::Watchdog>,
-    ) -> Result<BootCheck, ControlError> {
+    pub fn boot_check(&mut self, health: &HealthSettings) -> Result<BootCheck, ControlError> {
         let store = Store::new(&self.settings.state_dir);
         let _lock = store.lock()?;
         let mut state = store.load()?;
@@ -190,6 +186,14 @@ impl Control<'_> {
                 Ok(BootCheck::FellBack { failed, version })
             }
             Decision::Trial => {
+                // Armed only for the trial: a hang from here on resets the
+                // board, and the bootloader's spent try makes it fall back.
+                let mut watchdog = match &health.watchdog {
+                    Some(p) => Some(crate::sys::Watchdog::open(p).map_err(|e| {
+                        ControlError::Refused(format!("watchdog {}: {e}", p.display()))
+                    })?),
+                    None => None,
+                };
                 let results = crate::health::run_all(health, &mut || {
                     if let Some(w) = watchdog.as_mut() {
                         w.pet();

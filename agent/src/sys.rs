@@ -219,13 +219,15 @@ pub fn read_cmdline(path: &Path) -> io::Result<String> {
     std::fs::read_to_string(path)
 }
 
-/// Reboots through systemd when it runs, else the `reboot` command (which
-/// on busybox systems syncs and calls reboot(2)).
+/// Reboots through systemd when it runs; otherwise syncs and forces the
+/// reboot (`reboot -f`: a plain init such as a busybox script would
+/// ignore the polite request).
 pub fn reboot() -> io::Result<()> {
     let (cmd, args): (&str, &[&str]) = if Path::new("/run/systemd/system").exists() {
         ("systemctl", &["reboot"])
     } else {
-        ("reboot", &[])
+        let _ = std::process::Command::new("sync").status();
+        ("reboot", &["-f"])
     };
     let status = std::process::Command::new(cmd).args(args).status()?;
     if status.success() {

@@ -8,6 +8,7 @@
 pub mod console;
 pub mod http;
 pub mod qmp;
+pub mod scenario;
 pub mod vm;
 
 pub use console::Console;

@@ -319,8 +319,23 @@ impl Vm {
         let t = Instant::now();
         let q = Qmp::connect(&self.qmp_path, Duration::from_secs(10))?;
         q.quit()?;
+        let took = t.elapsed();
+        // QEMU exits right after answering; never wait on it forever.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self
+            .child
+            .try_wait()
+            .map_err(io("wait for QEMU"))?
+            .is_none()
+        {
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let _ = self.child.wait();
-        Ok(t.elapsed())
+        Ok(took)
     }
 
     /// A hardware reset (like the watchdog's), through QMP.

@@ -78,23 +78,32 @@ pub trait Bootloader {
 }
 
 /// Opens the configured backend; `None` for backend `none`.
-pub fn open(cfg: &crate::config::BootConfig) -> Result<Option<Box<dyn Bootloader>>, BootError> {
+pub fn open(settings: &crate::config::Settings) -> Result<Option<Box<dyn Bootloader>>, BootError> {
     use crate::config::BootConfig;
-    Ok(Some(match cfg {
+    Ok(Some(match &settings.boot {
         BootConfig::None => return Ok(None),
         BootConfig::Grub { grubenv } => Box::new(EnvBootloader {
             store: grub::GrubStore::new(grubenv),
         }),
-        BootConfig::Custom { command } => Box::new(custom::Custom::new(command)?),
-        other => {
-            return Err(BootError::Unsupported {
-                backend: "config",
-                message: format!(
-                    "backend {:?} is not available in this build",
-                    other.backend()
-                ),
-            });
+        BootConfig::Uboot { fw_env_config } => Box::new(EnvBootloader {
+            store: uboot::UbootStore::from_config_file(fw_env_config)?,
+        }),
+        BootConfig::UbootFile { env_file } => Box::new(EnvBootloader {
+            store: uboot_file::UbootFileStore::new(env_file),
+        }),
+        BootConfig::SystemdBoot {
+            esp,
+            efivars,
+            kernel_options,
+        } => {
+            let layout = sdboot::entry::Layout {
+                options: kernel_options.clone(),
+                slot_parameter: settings.slot_parameter.clone(),
+                ..Default::default()
+            };
+            Box::new(sdboot::SdBoot::new(esp, efivars, layout)?)
         }
+        BootConfig::Custom { command } => Box::new(custom::Custom::new(command)?),
     }))
 }
 

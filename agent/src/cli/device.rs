@@ -28,7 +28,7 @@ pub(super) fn with_control<T>(
     f: impl FnOnce(&mut crate::control::Control<'_>) -> Result<T, crate::control::ControlError>,
 ) -> Result<T, CliError> {
     let ctx = context(s)?;
-    let mut boot = crate::boot::open(&s.boot)?;
+    let mut boot = crate::boot::open(s)?;
     let mut c = crate::control::Control {
         settings: s,
         cmdline: ctx.cmdline,
@@ -48,7 +48,7 @@ pub(super) fn run_install(
     reboot: bool,
 ) -> Result<(), CliError> {
     let ctx = context(s)?;
-    let mut boot = crate::boot::open(&s.boot)?;
+    let mut boot = crate::boot::open(s)?;
     let tty = std::io::stderr().is_terminal();
     let mut last_pct = u64::MAX;
     let mut last_decile = u64::MAX;
@@ -134,7 +134,7 @@ pub(super) fn status_of(s: &Settings) -> Result<status::Status, CliError> {
     let booted = sys::read_cmdline(&s.cmdline_path)
         .ok()
         .and_then(|c| booted_from_cmdline(&c, &s.slot_parameter).ok().flatten());
-    let view = match crate::boot::open(&s.boot) {
+    let view = match crate::boot::open(s) {
         Ok(Some(mut b)) => Some(status::boot_view(b.as_mut())),
         Ok(None) => None,
         Err(e) => Some(status::BootView {
@@ -153,14 +153,7 @@ pub(super) fn status_of(s: &Settings) -> Result<status::Status, CliError> {
 
 pub(super) fn boot_check(s: &Settings) -> Result<(), CliError> {
     use crate::control::BootCheck;
-    let watchdog = match &s.health.watchdog {
-        Some(p) => Some(
-            sys::Watchdog::open(p)
-                .map_err(|e| CliError::Other(format!("watchdog {}: {e}", p.display())))?,
-        ),
-        None => None,
-    };
-    let outcome = with_control(s, |c| c.boot_check(&s.health, watchdog))?;
+    let outcome = with_control(s, |c| c.boot_check(&s.health))?;
     match &outcome {
         BootCheck::Normal { booted } => println!("tandem: boot check: slot {booted} is committed; nothing to do"),
         BootCheck::Pending { armed } => println!("tandem: boot check: slot {armed} is armed; reboot to try it"),

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) != Some("build") || args.len() < 2 {
-        return Err("usage: tandem-image build RECIPE.toml --agent PATH --key SECRET.key [--out DIR] [--work DIR] [--cache DIR] [--disk] [--version V]".into());
+        return Err("usage: tandem-image build RECIPE.toml --agent PATH --key SECRET.key [--out DIR] [--work DIR] [--cache DIR] [--disk] [--version V] [--file DEST=SRC]...".into());
     }
     let recipe_path = PathBuf::from(&args[1]);
     let mut out = PathBuf::from("out");
@@ -28,6 +28,7 @@ fn run() -> Result<(), String> {
     let mut key: Option<PathBuf> = None;
     let mut disk = false;
     let mut version: Option<semver::Version> = None;
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
     let mut it = args[2..].iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
@@ -39,12 +40,24 @@ fn run() -> Result<(), String> {
             "--key" => key = Some(val()?.into()),
             "--version" => version = Some(val()?.parse().map_err(|e| format!("--version: {e}"))?),
             "--disk" => disk = true,
+            "--file" => {
+                let v = val()?;
+                let (dest, src) = v
+                    .split_once('=')
+                    .ok_or(format!("--file {v}: expected DEST=SRC"))?;
+                let src = std::fs::canonicalize(src).map_err(|e| format!("--file {src}: {e}"))?;
+                files.push((dest.to_string(), src));
+            }
             _ => return Err(format!("unknown option {a}")),
         }
     }
     let mut r = Recipe::load(&recipe_path).map_err(|e| e.to_string())?;
     if let Some(v) = version {
         r.version = v;
+    }
+    // Absolute sources override or add files (recipe-relative joins keep them).
+    for (dest, src) in files {
+        r.files.insert(dest, src);
     }
     let o = BuildOptions {
         recipe_dir: recipe_path.parent().map(PathBuf::from).unwrap_or_default(),

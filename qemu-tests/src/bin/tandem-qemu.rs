@@ -13,7 +13,8 @@ fn main() -> ExitCode {
     let r = match args.first().map(String::as_str) {
         Some("relay") if args.len() == 2 => tandem_qemu::http::relay(&args[1]).map_err(|e| e.to_string()),
         Some("boot") if args.len() >= 2 => boot(&args[1..]),
-        _ => Err("usage: tandem-qemu boot DISK.img [--expect MARKER] [--timeout SECONDS] [--arch x86_64|aarch64]\n       tandem-qemu relay HOST:PORT".into()),
+        Some("demo") if args.len() >= 2 => demo(&args[1..]),
+        _ => Err("usage: tandem-qemu demo IMAGES_DIR\n       tandem-qemu boot DISK.img [--expect MARKER] [--timeout SECONDS] [--arch x86_64|aarch64]\n       tandem-qemu relay HOST:PORT".into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -22,6 +23,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn demo(args: &[String]) -> Result<(), String> {
+    let images = PathBuf::from(&args[0]);
+    let work = std::env::temp_dir().join(format!("tandem-demo-{}", std::process::id()));
+    let fx = tandem_qemu::scenario::Fixture::new(&images, &work).map_err(|e| e.to_string())?;
+    println!(
+        "demo: images from {}, VM logs in {}",
+        images.display(),
+        work.display()
+    );
+    let t = tandem_qemu::scenario::demo(&fx, false)
+        .map_err(|e| format!("{e}\n(logs in {})", work.display()))?;
+    println!("demo: finished in {:.1} s", t.total().as_secs_f64());
+    Ok(())
 }
 
 fn boot(args: &[String]) -> Result<(), String> {

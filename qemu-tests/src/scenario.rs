@@ -1,0 +1,197 @@
+//! Scenarios against images built by `tandem-image` (see
+//! scripts/qemu-scenarios.sh): each boots real firmware and bootloader,
+//! drives the guest through its serial console, and checks the outcome.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::http::FileServer;
+use crate::vm::{Arch, Disk, GuestFwd, Vm, VmConfig};
+use crate::RigError;
+
+/// Boot budget for one boot under TCG (measured ~18 s to the shell; 3x margin).
+pub const BOOT: Duration = Duration::from_secs(90);
+
+/// A readable, timed account of a scenario.
+pub struct Timeline {
+    start: Instant,
+    last: Instant,
+    pub steps: Vec<(Duration, Duration, String)>,
+    quiet: bool,
+}
+
+impl Timeline {
+    pub fn new(quiet: bool) -> Timeline {
+        let now = Instant::now();
+        Timeline {
+            start: now,
+            last: now,
+            steps: vec![],
+            quiet,
+        }
+    }
+
+    /// Records that `what` just finished.
+    pub fn step(&mut self, what: impl Into<String>) {
+        let now = Instant::now();
+        let (at, took) = (now - self.start, now - self.last);
+        self.last = now;
+        let what = what.into();
+        if !self.quiet {
+            println!(
+                "[{:7.1} s] (+{:5.1} s) {what}",
+                at.as_secs_f64(),
+                took.as_secs_f64()
+            );
+        }
+        self.steps.push((at, took, what));
+    }
+
+    pub fn total(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+/// Built images: a disk whose slot a holds `base`, and bundles.
+pub struct Fixture {
+    pub images: PathBuf,
+    pub work: PathBuf,
+    pub relay: PathBuf,
+    pub disk: PathBuf,
+}
+
+impl Fixture {
+    pub fn new(images: &Path, work: &Path) -> Result<Fixture, RigError> {
+        let images =
+            &std::fs::canonicalize(images).map_err(crate::io(format!("{}", images.display())))?;
+        let disk = std::fs::read_dir(images)
+            .map_err(crate::io(format!("read {}", images.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with(".disk.img"))
+            .ok_or_else(|| RigError::Setup(format!("no *.disk.img in {}", images.display())))?;
+        Ok(Fixture {
+            images: images.to_path_buf(),
+            work: work.to_path_buf(),
+            relay: std::env::current_exe().map_err(crate::io("current exe"))?,
+            disk,
+        })
+    }
+
+    /// A fresh copy-on-write disk for one VM (the base stays pristine).
+    pub fn fresh_disk(&self, name: &str) -> Result<Disk, RigError> {
+        let dir = self.work.join(name);
+        std::fs::create_dir_all(&dir).map_err(crate::io(format!("create {}", dir.display())))?;
+        let overlay = dir.join("disk.qcow2");
+        let _ = std::fs::remove_file(&overlay);
+        let st = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&self.disk)
+            .arg(&overlay)
+            .status()
+            .map_err(crate::io("qemu-img"))?;
+        if !st.success() {
+            return Err(RigError::Setup(format!(
+                "qemu-img create {} failed",
+                overlay.display()
+            )));
+        }
+        Ok(Disk {
+            path: overlay,
+            format: "qcow2".into(),
+            readonly: false,
+        })
+    }
+
+    /// A VM config on `disk`, with the bundle server forwarded to
+    /// http://10.0.2.100/ and a watchdog.
+    pub fn config(&self, name: &str, disk: Disk, server: Option<&FileServer>) -> VmConfig {
+        let mut c = VmConfig::new(name, Arch::X86_64, &self.work.join(name));
+        c.disks.push(disk);
+        c.watchdog = true;
+        c.relay = Some(self.relay.clone());
+        c.forwards = server.map(|s| {
+            vec![GuestFwd {
+                guest_port: 80,
+                host_port: s.port,
+            }]
+        });
+        c
+    }
+
+    pub fn serve(&self) -> Result<FileServer, RigError> {
+        FileServer::start(&self.images)
+    }
+}
+
+/// Waits for the guest's shell after a boot on `slot`.
+pub fn booted(vm: &mut Vm, slot: char, t: &mut Timeline) -> Result<(), RigError> {
+    let l = vm.expect(&format!("TANDEM-BOOTED slot={slot}"), BOOT)?;
+    let version = l.text.split("version=").nth(1).unwrap_or("?").to_string();
+    vm.expect(&format!("TANDEM-READY slot={slot}"), BOOT)?;
+    t.step(format!(
+        "booted slot {slot} (version {version}), boot check done, shell ready"
+    ));
+    Ok(())
+}
+
+/// Installs a bundle over HTTP with --reboot; waits for the download to finish.
+pub fn install_and_reboot(vm: &mut Vm, bundle: &str, t: &mut Timeline) -> Result<(), RigError> {
+    vm.send(&format!(
+        "tandem install http://10.0.2.100/{bundle} --reboot"
+    ))?;
+    let (l, k) = vm.expect_any(&["armed for", "error:"], Duration::from_secs(180))?;
+    if k == 1 {
+        return Err(RigError::Setup(format!(
+            "install of {bundle} failed: {}",
+            l.text
+        )));
+    }
+    t.step(format!(
+        "installed {bundle} over HTTP into the other slot; armed; rebooting"
+    ));
+    Ok(())
+}
+
+/// The demo: update A to B (health passes, committed), then a broken update
+/// that fails its health check and falls back.
+pub fn demo(fx: &Fixture, quiet: bool) -> Result<Timeline, RigError> {
+    let mut t = Timeline::new(quiet);
+    let server = fx.serve()?;
+    let disk = fx.fresh_disk("demo")?;
+    let mut vm = Vm::start(&fx.config("demo", disk, Some(&server)))?;
+    t.step("started QEMU (q35, OVMF, TCG) on a fresh copy of the disk");
+    booted(&mut vm, 'a', &mut t)?;
+
+    install_and_reboot(&mut vm, "minimal-1.1.0.tnd", &mut t)?;
+    vm.expect("tandem: booting slot b", BOOT)?;
+    t.step("GRUB chose slot b for its one trial boot");
+    vm.expect("TANDEM-BOOTED slot=b", BOOT)?;
+    t.step("slot b (1.1.0) is up: kernel, initramfs, switch_root");
+    vm.expect("slot b committed", BOOT)?;
+    vm.expect("TANDEM-READY slot=b", BOOT)?;
+    t.step("health check passed on slot b: committed");
+
+    install_and_reboot(&mut vm, "minimal-1.2.0.tnd", &mut t)?;
+    vm.expect("tandem: booting slot a", BOOT)?;
+    t.step("GRUB chose slot a (1.2.0) for its trial boot");
+    vm.expect("TANDEM-BOOTED slot=a", BOOT)?;
+    let l = vm.expect("FAILED on slot a", BOOT)?;
+    t.step(format!("health check failed: {}", l.text.trim()));
+    vm.expect("tandem: booting slot b", BOOT)?;
+    t.step("rebooted; GRUB fell back to slot b");
+    booted(&mut vm, 'b', &mut t)?;
+    let code = vm.run("tandem status", Duration::from_secs(30))?;
+    if code != 0 {
+        return Err(RigError::Setup(format!("tandem status exited {code}")));
+    }
+    let st = vm.run(
+        "tandem status --json | grep -q '\"state\": \"bad\"'",
+        Duration::from_secs(30),
+    )?;
+    if st != 0 {
+        return Err(RigError::Setup("status does not show slot a as bad".into()));
+    }
+    t.step("status: b committed (1.1.0), a bad, failure of 1.2.0 recorded");
+    vm.power_cut()?;
+    Ok(t)
+}
