@@ -5,7 +5,7 @@ set -euo pipefail
 
 need_pkgs=()
 have() { command -v "$1" >/dev/null 2>&1; }
-want() { have "$1" || need_pkgs+=("$2"); }
+want() { have "$1" || [[ -e $1 ]] || need_pkgs+=("$2"); }
 
 want cc build-essential
 want losetup mount
@@ -19,6 +19,17 @@ want python3 python3
 want zstd zstd
 want /usr/bin/time time
 want openssl openssl
+want qemu-system-x86_64 qemu-system-x86
+want /usr/share/OVMF/OVMF_CODE_4M.fd ovmf
+want /usr/lib/grub/x86_64-efi/linux.mod grub-efi-amd64-bin
+want /bin/busybox busybox-static
+want sgdisk gdisk
+want mksquashfs squashfs-tools
+want veritysetup cryptsetup-bin
+want mkfs.fat dosfstools
+want mcopy mtools
+want /sbin/depmod kmod
+want cpio cpio
 
 if ((${#need_pkgs[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
@@ -28,6 +39,15 @@ if ((${#need_pkgs[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+# qemu-img must match the QEMU 7.2 we boot with; a newer backported
+# qemu-utils is replaced when qemu-system-x86 comes in, so install it after.
+if ! have qemu-img; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-utils >/dev/null
+fi
+# The image builder downloads a kernel package: the package lists must exist.
+if ! compgen -G "/var/lib/apt/lists/*Packages*" >/dev/null; then
+    apt-get update -qq
 fi
 
 # Rust: this project needs rustc >= 1.89 (see Cargo.toml rust-version).

@@ -25,7 +25,9 @@ pub fn make(
     let e = epoch.to_string();
     match r.rootfs.filesystem {
         Filesystem::Squashfs => {
-            run(
+            // mksquashfs refuses SOURCE_DATE_EPOCH together with explicit times.
+            run_env(
+                None,
                 "mksquashfs",
                 &[
                     &s,
@@ -41,6 +43,7 @@ pub fn make(
                     "-mkfs-time",
                     &e,
                 ],
+                &[("SOURCE_DATE_EPOCH", String::new())],
             )?;
         }
         Filesystem::Ext4 => {

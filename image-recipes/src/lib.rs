@@ -54,6 +54,7 @@ pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> Result<String, BuildE
     run_env(Some(dir), program, args, &[])
 }
 
+/// Like [`run`] with extra environment; an empty value removes the variable.
 pub fn run_env(
     dir: Option<&Path>,
     program: &str,
@@ -67,7 +68,11 @@ pub fn run_env(
         c.current_dir(d);
     }
     for (k, v) in env {
-        c.env(k, v);
+        if v.is_empty() {
+            c.env_remove(k);
+        } else {
+            c.env(k, v);
+        }
     }
     let out = c.output().map_err(|e| BuildError::Tool {
         command: command.clone(),
