@@ -1,0 +1,154 @@
+//! The plan for a fake sysfs tree laid out like the kernel's
+//! (`class/block/<dev>` symlinks into `devices/...`), built in a temp dir:
+//! scan → locate → plan, no root needed.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use tandem_initramfs::cmdline;
+use tandem_initramfs::plan::{self, LocateError, Step};
+use tandem_initramfs::uevent;
+
+const ROOT_HASH: &str = "4392712ba01368efdf14b05c76f9e4df0d53664630b5d48632ed17a137f39076";
+
+/// A virtio disk `vda` with the four GPT partitions of docs/disk-layout.md,
+/// plus a loop device and a dm device that must be ignored.
+fn fake_sysfs(root: &Path, parts: &[(&str, u32, Option<&str>)]) {
+    let class = root.join("class/block");
+    std::fs::create_dir_all(&class).unwrap();
+    let disk = root.join("devices/pci0000:00/0000:00:04.0/virtio1/block/vda");
+    std::fs::create_dir_all(&disk).unwrap();
+    std::fs::write(
+        disk.join("uevent"),
+        "MAJOR=254\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\nDISKSEQ=1\n",
+    )
+    .unwrap();
+    symlink(&disk, class.join("vda")).unwrap();
+    for (name, minor, partname) in parts {
+        let d = disk.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let mut text = format!(
+            "MAJOR=254\nMINOR={minor}\nDEVNAME={name}\nDEVTYPE=partition\nDISKSEQ=1\nPARTN={minor}\n"
+        );
+        if let Some(p) = partname {
+            text += &format!("PARTNAME={p}\n");
+        }
+        std::fs::write(d.join("uevent"), text).unwrap();
+        symlink(&d, class.join(name)).unwrap();
+    }
+    for (name, major) in [("loop0", 7), ("dm-0", 253)] {
+        let d = root.join("devices/virtual/block").join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("uevent"),
+            format!("MAJOR={major}\nMINOR=0\nDEVNAME={name}\nDEVTYPE=disk\n"),
+        )
+        .unwrap();
+        symlink(&d, class.join(name)).unwrap();
+    }
+}
+
+fn standard_disk(root: &Path) {
+    fake_sysfs(
+        root,
+        &[
+            ("vda1", 1, Some("esp")),
+            ("vda2", 2, Some("tandem-root-a")),
+            ("vda3", 3, Some("tandem-root-b")),
+            ("vda4", 4, Some("tandem-data")),
+        ],
+    );
+}
+
+fn plan_for(root: &Path, line: &str) -> Result<Vec<Step>, LocateError> {
+    let cmd = cmdline::parse(line).unwrap();
+    let devs = uevent::scan(&root.join("class/block")).unwrap();
+    let parts = plan::locate(&devs, cmd.slot)?;
+    Ok(plan::plan(&cmd, &parts))
+}
+
+#[test]
+fn verity_slot_b_full_plan() {
+    let t = tempfile::tempdir().unwrap();
+    standard_disk(t.path());
+    let steps = plan_for(
+        t.path(),
+        &format!(
+            "BOOT_IMAGE=/boot/vmlinuz console=ttyS0 tandem.slot=b panic=5 \
+             tandem.verity.roothash={ROOT_HASH} tandem.verity.hashoffset=16777216 \
+             tandem.verity.salt=aabb"
+        ),
+    )
+    .unwrap();
+    let lines: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
+    let want = [
+        format!(
+            "dm-verity /dev/mapper/tandem-root-b over /dev/vda3: \
+             0 32768 verity 1 254:3 254:3 4096 4096 4096 4097 sha256 {ROOT_HASH} aabb"
+        ),
+        "mount /dev/mapper/tandem-root-b read-only on /sysroot".into(),
+        "require /sysroot/sbin/init".into(),
+        "mount /dev/vda4 (ext4; /sbin/mke2fs if blank) on /sysroot/data".into(),
+        "factory reset if /sysroot/data/.tandem-factory-reset exists".into(),
+        "mkdir -p /sysroot/data/var /sysroot/data/etc/upper /sysroot/data/etc/work".into(),
+        "bind /sysroot/data/var on /sysroot/var".into(),
+        "overlay on /sysroot/etc (lower /sysroot/etc, upper /sysroot/data/etc/upper, work /sysroot/data/etc/work)".into(),
+        "link /dev/tandem/data -> ../vda4, /dev/tandem/root-a -> ../vda2, /dev/tandem/root-b -> ../vda3".into(),
+        "move /dev to /sysroot/dev".into(),
+        "move /proc to /sysroot/proc".into(),
+        "move /sys to /sysroot/sys".into(),
+        "switch_root to /sysroot, exec /sbin/init".into(),
+    ];
+    assert_eq!(lines, want);
+}
+
+#[test]
+fn plain_slot_a_mounts_the_partition() {
+    let t = tempfile::tempdir().unwrap();
+    standard_disk(t.path());
+    let steps = plan_for(t.path(), "console=ttyS0 tandem.slot=a").unwrap();
+    assert_eq!(
+        steps[0].to_string(),
+        "mount /dev/vda2 read-only on /sysroot"
+    );
+}
+
+#[test]
+fn missing_slot_partition_names_what_was_seen() {
+    let t = tempfile::tempdir().unwrap();
+    fake_sysfs(
+        t.path(),
+        &[
+            ("vda1", 1, Some("esp")),
+            ("vda2", 2, Some("tandem-root-a")),
+            ("vda3", 3, None),
+            ("vda4", 4, Some("tandem-data")),
+        ],
+    );
+    let err = plan_for(t.path(), "tandem.slot=b").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "partition tandem-root-b not found (block devices: dm-0, loop0, vda, \
+         vda1 (esp), vda2 (tandem-root-a), vda3, vda4 (tandem-data))"
+    );
+}
+
+#[test]
+fn a_second_disk_with_the_same_names_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    standard_disk(t.path());
+    let class = t.path().join("class/block");
+    let d = t.path().join("devices/usb/block/sda/sda2");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("uevent"),
+        "MAJOR=8\nMINOR=2\nDEVNAME=sda2\nDEVTYPE=partition\nPARTNAME=tandem-root-a\n",
+    )
+    .unwrap();
+    symlink(&d, class.join("sda2")).unwrap();
+    let err = plan_for(t.path(), "tandem.slot=a").unwrap_err();
+    assert!(
+        matches!(err, LocateError::Ambiguous { count: 2, .. }),
+        "{err}"
+    );
+}
