@@ -19,6 +19,23 @@ rc=0
 cargo test --workspace --locked "$@" 2>&1 | tee "$log" || rc=$?
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+
+# The QEMU scenarios (real firmware, bootloader, kernel; ~10 min on two
+# cores). TANDEM_SKIP_QEMU=1 skips them, e.g. on a machine without QEMU.
+if [[ ${TANDEM_SKIP_QEMU:-} != 1 ]]; then
+    mkdir -p work-out
+    qrc=0
+    scripts/qemu-scenarios.sh 2>&1 | tee "$log.qemu" || qrc=$?
+    qp=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$log.qemu" | tail -1)
+    qf=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$log.qemu" | tail -1)
+    passed=$((passed + ${qp:-0}))
+    failed=$((failed + ${qf:-0}))
+    if [[ $qrc -ne 0 ]]; then
+        rc=$qrc
+        [[ -z $qf || $qf -eq 0 ]] && failed=$((failed + 1))
+    fi
+    rm -f "$log.qemu"
+fi
 echo
 echo "tests: $passed passed, $failed failed"
 exit "$rc"

@@ -138,6 +138,9 @@ pub struct BuildOptions {
     pub agent: PathBuf,
     pub signing_key: PathBuf,
     pub make_disk: bool,
+    /// The initramfs `/init` (the static tandem-initramfs binary); without
+    /// it, a busybox script is used.
+    pub init: Option<PathBuf>,
 }
 
 /// Builds everything a recipe describes.
@@ -154,7 +157,7 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
 
     let pkg = kernel::resolve_package(&r.kernel.package)?;
     let k = kernel::fetch(&pkg, &o.cache)?;
-    let initrd = rootfs::initramfs(r, &k, epoch)?;
+    let initrd = rootfs::initramfs(r, &k, epoch, o.init.as_deref())?;
     let stage = o.work.join(format!("{seed}.stage"));
     rootfs::stage_busybox(r, o, &k, &initrd, &key, &stage)?;
     let slot_image = o.out.join(format!("{}-{}.rootfs.img", r.name, r.version));

@@ -16,8 +16,14 @@ fn read(p: &Path) -> Result<Vec<u8>, BuildError> {
     std::fs::read(p).map_err(|e| BuildError::io(p, e))
 }
 
-/// The initramfs: busybox, the init script, the modules in load order.
-pub fn initramfs(r: &Recipe, k: &KernelTree, epoch: u64) -> Result<Vec<u8>, BuildError> {
+/// The initramfs: `/init` (the static Rust init when given, else the busybox
+/// script with busybox), and the modules in load order.
+pub fn initramfs(
+    r: &Recipe,
+    k: &KernelTree,
+    epoch: u64,
+    init: Option<&Path>,
+) -> Result<Vec<u8>, BuildError> {
     let mdir = k.modules_dir();
     let dep =
         std::fs::read_to_string(mdir.join("modules.dep")).map_err(|e| BuildError::io(&mdir, e))?;
@@ -35,20 +41,31 @@ pub fn initramfs(r: &Recipe, k: &KernelTree, epoch: u64) -> Result<Vec<u8>, Buil
     ] {
         e.push((d.into(), Entry::Dir { mode: 0o755 }));
     }
-    e.push((
-        "bin/busybox".into(),
-        Entry::File {
-            mode: 0o755,
-            data: read(Path::new(BUSYBOX))?,
-        },
-    ));
-    e.push((
-        "init".into(),
-        Entry::File {
-            mode: 0o755,
-            data: INITRAMFS_INIT.as_bytes().to_vec(),
-        },
-    ));
+    match init {
+        Some(path) => e.push((
+            "init".into(),
+            Entry::File {
+                mode: 0o755,
+                data: read(path)?,
+            },
+        )),
+        None => {
+            e.push((
+                "bin/busybox".into(),
+                Entry::File {
+                    mode: 0o755,
+                    data: read(Path::new(BUSYBOX))?,
+                },
+            ));
+            e.push((
+                "init".into(),
+                Entry::File {
+                    mode: 0o755,
+                    data: INITRAMFS_INIT.as_bytes().to_vec(),
+                },
+            ));
+        }
+    }
     let mut list = String::new();
     for rel in &order {
         let name = Path::new(rel)

@@ -9,6 +9,7 @@ pub mod console;
 pub mod http;
 pub mod qmp;
 pub mod scenario;
+pub mod scenarios;
 pub mod vm;
 
 pub use console::Console;

@@ -300,7 +300,8 @@ impl Vm {
     /// waits for its exit status, printed after a unique marker.
     pub fn run(&mut self, cmd: &str, timeout: Duration) -> Result<i32, RigError> {
         let tag = format!("RIG-DONE-{}", self.console.len());
-        self.send(&format!("{cmd}; echo \"{tag}:$?\""))?;
+        // A subshell, so `exit` in the command cannot end the console shell.
+        self.send(&format!("({cmd}); echo \"{tag}:$?\""))?;
         // The echo of the typed command contains the tag too; match ":<digit>".
         let deadline = Instant::now() + timeout;
         loop {

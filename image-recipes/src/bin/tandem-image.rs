@@ -18,7 +18,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) != Some("build") || args.len() < 2 {
-        return Err("usage: tandem-image build RECIPE.toml --agent PATH --key SECRET.key [--out DIR] [--work DIR] [--cache DIR] [--disk] [--version V] [--file DEST=SRC]...".into());
+        return Err("usage: tandem-image build RECIPE.toml --agent PATH --key SECRET.key [--out DIR] [--work DIR] [--cache DIR] [--disk] [--init STATIC_INIT] [--version V] [--file DEST=SRC]...".into());
     }
     let recipe_path = PathBuf::from(&args[1]);
     let mut out = PathBuf::from("out");
@@ -27,6 +27,7 @@ fn run() -> Result<(), String> {
     let mut agent: Option<PathBuf> = None;
     let mut key: Option<PathBuf> = None;
     let mut disk = false;
+    let mut init: Option<PathBuf> = None;
     let mut version: Option<semver::Version> = None;
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     let mut it = args[2..].iter();
@@ -40,6 +41,7 @@ fn run() -> Result<(), String> {
             "--key" => key = Some(val()?.into()),
             "--version" => version = Some(val()?.parse().map_err(|e| format!("--version: {e}"))?),
             "--disk" => disk = true,
+            "--init" => init = Some(val()?.into()),
             "--file" => {
                 let v = val()?;
                 let (dest, src) = v
@@ -67,6 +69,7 @@ fn run() -> Result<(), String> {
         agent: agent.ok_or("--agent PATH (a static tandem binary) is required")?,
         signing_key: key.ok_or("--key SECRET.key is required")?,
         make_disk: disk,
+        init,
     };
     let t = std::time::Instant::now();
     let res = build(&r, &o).map_err(|e| e.to_string())?;

@@ -14,7 +14,8 @@ fn main() -> ExitCode {
         Some("relay") if args.len() == 2 => tandem_qemu::http::relay(&args[1]).map_err(|e| e.to_string()),
         Some("boot") if args.len() >= 2 => boot(&args[1..]),
         Some("demo") if args.len() >= 2 => demo(&args[1..]),
-        _ => Err("usage: tandem-qemu demo IMAGES_DIR\n       tandem-qemu boot DISK.img [--expect MARKER] [--timeout SECONDS] [--arch x86_64|aarch64]\n       tandem-qemu relay HOST:PORT".into()),
+        Some("scenarios") if args.len() >= 2 => scenarios(&args[1..]),
+        _ => Err("usage: tandem-qemu demo IMAGES_DIR\n       tandem-qemu scenarios IMAGES_DIR [--power-cuts N] [--only NAME] [--seed S] [--tandem PATH]\n       tandem-qemu boot DISK.img [--expect MARKER] [--timeout SECONDS] [--arch x86_64|aarch64]\n       tandem-qemu relay HOST:PORT".into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -23,6 +24,45 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn scenarios(args: &[String]) -> Result<(), String> {
+    let images = PathBuf::from(&args[0]);
+    let mut cuts = 20usize;
+    let mut only: Option<String> = None;
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1);
+    let mut tandem = PathBuf::from("tandem");
+    let mut it = args[1..].iter();
+    while let Some(a) = it.next() {
+        let v = it.next().ok_or(format!("{a} needs a value"))?;
+        match a.as_str() {
+            "--power-cuts" => cuts = v.parse().map_err(|_| format!("bad number {v}"))?,
+            "--only" => only = Some(v.clone()),
+            "--seed" => seed = v.parse().map_err(|_| format!("bad seed {v}"))?,
+            "--tandem" => tandem = PathBuf::from(v),
+            _ => return Err(format!("unknown option {a}")),
+        }
+    }
+    let work = std::env::temp_dir().join(format!("tandem-scenarios-{}", std::process::id()));
+    let fx = tandem_qemu::scenario::Fixture::new(&images, &work).map_err(|e| e.to_string())?;
+    tandem_qemu::scenarios::make_hostile_bundles(&fx.images, &tandem).map_err(|e| e.to_string())?;
+    println!("scenarios: images {}, logs {}, power cuts {cuts}, seed {seed}", fx.images.display(), work.display());
+    let start = std::time::Instant::now();
+    let (passed, failed) = tandem_qemu::scenarios::run_all(
+        &fx,
+        tandem_qemu::scenarios::suite(cuts, seed),
+        only.as_deref(),
+    );
+    println!("scenarios finished in {:.0} s", start.elapsed().as_secs_f64());
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        return Err(format!("{failed} scenario(s) failed; logs in {}", work.display()));
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
 }
 
 fn demo(args: &[String]) -> Result<(), String> {

@@ -1,0 +1,402 @@
+//! The scenario suite (qemu-tests issue): each is a function that passes
+//! or returns an error naming what did not happen. `run_all` runs them on
+//! at most two VMs at once and prints one line per scenario and a summary.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::scenario::{booted, install_and_reboot, Fixture, Timeline, BOOT};
+use crate::vm::{Disk, Vm};
+use crate::RigError;
+
+fn fail(msg: impl Into<String>) -> RigError {
+    RigError::Setup(msg.into())
+}
+
+/// Runs a guest command and requires an exit status.
+fn expect_code(vm: &mut Vm, cmd: &str, want: i32) -> Result<(), RigError> {
+    let got = vm.run(cmd, Duration::from_secs(120))?;
+    if got != want {
+        return Err(fail(format!("`{cmd}` exited {got}, expected {want}")));
+    }
+    Ok(())
+}
+
+/// A trial boot of `slot` that must commit: markers in console order.
+fn trial_commits(vm: &mut Vm, slot: char, t: &mut Timeline) -> Result<(), RigError> {
+    vm.expect(&format!("TANDEM-BOOTED slot={slot}"), BOOT)?;
+    vm.expect(&format!("slot {slot} committed"), BOOT)?;
+    vm.expect(&format!("TANDEM-READY slot={slot}"), BOOT)?;
+    t.step(format!(
+        "trial boot of slot {slot}: health check passed, committed"
+    ));
+    Ok(())
+}
+
+/// 1. Update A→B over HTTP, reboot, health passes, B committed; then B→A.
+pub fn update_both_ways(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
+    let server = fx.serve()?;
+    let mut vm = Vm::start(&fx.config("s1-update", fx.fresh_disk("s1-update")?, Some(&server)))?;
+    booted(&mut vm, 'a', t)?;
+    install_and_reboot(&mut vm, "minimal-1.1.0.tnd", t)?;
+    trial_commits(&mut vm, 'b', t)?;
+    install_and_reboot(&mut vm, "minimal-1.1.0.tnd", t)?;
+    trial_commits(&mut vm, 'a', t)?;
+    expect_code(
+        &mut vm,
+        "tandem status --json | grep -c '\"state\": \"good\"' | grep -qx 2",
+        0,
+    )?;
+    t.step("both slots good, a primary again");
+    Ok(())
+}
+
+/// Scenario 2: the health check fails, so the slot is marked bad, the old
+/// slot boots, the failure is recorded, and it is not applied again
+/// without --force.
+pub fn health_failure(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
+    let server = fx.serve()?;
+    let mut vm = Vm::start(&fx.config("s2-health", fx.fresh_disk("s2-health")?, Some(&server)))?;
+    booted(&mut vm, 'a', t)?;
+    install_and_reboot(&mut vm, "minimal-1.2.0.tnd", t)?;
+    vm.expect("FAILED on slot b", BOOT)?;
+    t.step("health check failed on b; rebooting");
+    booted(&mut vm, 'a', t)?;
+    expect_code(
+        &mut vm,
+        "tandem status --json | grep -q 'image-self-test'",
+        0,
+    )?;
+    expect_code(
+        &mut vm,
+        "tandem install http://10.0.2.100/minimal-1.2.0.tnd",
+        4,
+    )?;
+    t.step("status names the failed check; reinstall refused (exit 4)");
+    Ok(())
+}
+
+fn fallback_after(
+    fx: &Fixture,
+    t: &mut Timeline,
+    name: &str,
+    bundle: &str,
+    sign: &str,
+) -> Result<(), RigError> {
+    let server = fx.serve()?;
+    let mut vm = Vm::start(&fx.config(name, fx.fresh_disk(name)?, Some(&server)))?;
+    booted(&mut vm, 'a', t)?;
+    install_and_reboot(&mut vm, bundle, t)?;
+    vm.expect("tandem: booting slot b", BOOT)?;
+    vm.expect(sign, BOOT)?;
+    t.step(format!("trial of b: saw {sign:?}"));
+    vm.expect("tandem: booting slot a", Duration::from_secs(180))?;
+    t.step("the bootloader fell back to a");
+    vm.expect("TANDEM-BOOTED slot=a", BOOT)?;
+    vm.expect("the bootloader fell back", BOOT)?;
+    vm.expect("TANDEM-READY slot=a", BOOT)?;
+    t.step("boot check on a recorded the fallback");
+    expect_code(&mut vm, "tandem status --json | grep -q 'fell back'", 0)?;
+    t.step("status records the fallback");
+    Ok(())
+}
+
+/// 3. The new image's init fails → kernel panic → fallback after its try.
+pub fn kernel_panic(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
+    fallback_after(fx, t, "s3-panic", "minimal-1.3.0.tnd", "Kernel panic")
+}
+
+/// 4. The new image hangs before commit → the watchdog resets → fallback.
+pub fn watchdog_hang(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
+    fallback_after(
+        fx,
+        t,
+        "s4-watchdog",
+        "minimal-1.4.0.tnd",
+        "watchdog armed; hanging",
+    )
+}
+
+/// 6. Tampered bundle, wrong compatible, downgrade: refused, slots unchanged.
+pub fn hostile(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
+    let server = fx.serve()?;
+    let mut vm = Vm::start(&fx.config("s6-hostile", fx.fresh_disk("s6-hostile")?, Some(&server)))?;
+    booted(&mut vm, 'a', t)?;
+    let sums =
+        "sha256sum /dev/disk/by-partlabel/tandem-root-a /dev/disk/by-partlabel/tandem-root-b";
+    expect_code(&mut vm, &format!("{sums} > /tmp/before"), 0)?;
+    expect_code(
+        &mut vm,
+        "sha256sum /dev/disk/by-partlabel/tandem-root-a > /tmp/before-a",
+        0,
+    )?;
+    for (bundle, why) in [
+        ("hostile-compatible.tnd", "compatible"),
+        ("hostile-downgrade.tnd", "older than"),
+    ] {
+        expect_code(&mut vm, &format!("tandem install http://10.0.2.100/{bundle} 2>/tmp/err; r=$?; grep -q '{why}' /tmp/err && exit $r"), 4)?;
+    }
+    expect_code(&mut vm, &format!("{sums} | cmp - /tmp/before"), 0)?;
+    t.step("wrong compatible and downgrade refused before writing; both slots byte-identical");
+    expect_code(&mut vm, "tandem install http://10.0.2.100/hostile-tampered.tnd 2>/tmp/err; r=$?; grep -qE 'hash mismatch|decompressing' /tmp/err && exit $r", 4)?;
+    expect_code(
+        &mut vm,
+        "sha256sum /dev/disk/by-partlabel/tandem-root-a | cmp - /tmp/before-a",
+        0,
+    )?;
+    expect_code(
+        &mut vm,
+        "tandem status --json | grep -q '\"state\": \"invalid\"'",
+        0,
+    )?;
+    t.step(
+        "tampered payload refused: target invalid, booted slot byte-identical, guest still running",
+    );
+    Ok(())
+}
+
+/// 7. Offline update from a second virtual disk (a FAT "USB stick").
+pub fn usb_stick(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
+    let stick = fx.work.join("s7-usb/stick.img");
+    std::fs::create_dir_all(fx.work.join("s7-usb")).map_err(crate::io("mkdir"))?;
+    let bundle = fx.images.join("minimal-1.1.0.tnd");
+    let size_kib = std::fs::metadata(&bundle)
+        .map_err(crate::io("bundle"))?
+        .len()
+        / 1024
+        + 4096;
+    let _ = std::fs::remove_file(&stick);
+    let sh = |cmd: &str| -> Result<(), RigError> {
+        let st = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .status()
+            .map_err(crate::io(cmd.to_string()))?;
+        st.success()
+            .then_some(())
+            .ok_or_else(|| fail(format!("`{cmd}` failed")))
+    };
+    sh(&format!(
+        "mkfs.fat -C {} {size_kib} >/dev/null",
+        stick.display()
+    ))?;
+    sh(&format!(
+        "MTOOLS_SKIP_CHECK=1 mcopy -i {} {} ::/update.tnd",
+        stick.display(),
+        bundle.display()
+    ))?;
+    let mut cfg = fx.config("s7-usb", fx.fresh_disk("s7-usb")?, None);
+    cfg.disks.push(Disk::raw(&stick));
+    let mut vm = Vm::start(&cfg)?;
+    booted(&mut vm, 'a', t)?;
+    expect_code(
+        &mut vm,
+        "mkdir -p /tmp/usb && mount -t vfat -o ro /dev/vdb /tmp/usb",
+        0,
+    )?;
+    vm.send("tandem install /tmp/usb/update.tnd --reboot")?;
+    vm.expect("armed for", Duration::from_secs(120))?;
+    t.step("installed from the stick (no network at all)");
+    trial_commits(&mut vm, 'b', t)?;
+    Ok(())
+}
+
+/// Deterministic pseudo-random numbers for cut times (xorshift).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// Scenario 5: power cuts at random moments during install, arming and the
+/// trial, commit and rollback. After every cut the next boot must reach a
+/// working slot and `tandem status` must read the state cleanly.
+pub fn power_cuts(
+    fx: &Fixture,
+    t: &mut Timeline,
+    cuts: usize,
+    seed: u64,
+    name: &str,
+) -> Result<(), RigError> {
+    let server = fx.serve()?;
+    let disk = fx.fresh_disk(name)?;
+    let mut rng = Rng::new(seed);
+    let mut cfg = fx.config(name, disk, Some(&server));
+    let mut vm = Vm::start(&cfg)?;
+    let (l, _) = vm.expect_any(&["TANDEM-READY slot=a", "TANDEM-READY slot=b"], BOOT)?;
+    let mut slot = if l.text.contains("slot=b") { 'b' } else { 'a' };
+    for i in 0..cuts {
+        let (what, cmd, window_ms): (&str, String, u64) = match i % 4 {
+            0 => (
+                "install",
+                "tandem install --force http://10.0.2.100/minimal-1.1.0.tnd".into(),
+                2500,
+            ),
+            1 => (
+                "arming + trial boot + commit",
+                "tandem install --force --reboot http://10.0.2.100/minimal-1.1.0.tnd".into(),
+                20_000,
+            ),
+            2 => ("rollback", "tandem rollback".into(), 400),
+            _ => (
+                "mark-bad + mark-good",
+                "tandem mark-bad; tandem mark-good".into(),
+                400,
+            ),
+        };
+        let delay = rng.below(window_ms);
+        vm.send(&cmd)?;
+        std::thread::sleep(Duration::from_millis(delay));
+        let took = vm.power_cut()?;
+        cfg.name = format!("{name}-{i}");
+        vm = Vm::start(&cfg)?;
+        let (l, _) = vm.expect_any(
+            &["TANDEM-READY slot=a", "TANDEM-READY slot=b"],
+            Duration::from_secs(150),
+        )?;
+        let now = if l.text.contains("slot=b") { 'b' } else { 'a' };
+        let code = vm.run("tandem status >/dev/null", Duration::from_secs(30))?;
+        if code != 0 {
+            return Err(fail(format!(
+                "cut {i} ({what} +{delay} ms): tandem status exited {code} afterwards"
+            )));
+        }
+        t.step(format!("cut {i:2} during {what} at +{delay} ms (QMP quit {} ms): booted {slot}→{now}, status reads", took.as_millis()));
+        slot = now;
+    }
+    Ok(())
+}
+
+type Scenario = (
+    String,
+    Box<dyn FnOnce(&Fixture, &mut Timeline) -> Result<(), RigError> + Send>,
+);
+
+/// The suite in CI order (longest first, so two workers finish together).
+pub fn suite(cuts: usize, seed: u64) -> Vec<Scenario> {
+    let half = cuts / 2;
+    let mut v: Vec<Scenario> = vec![
+        (
+            "5a power cuts".into(),
+            Box::new(move |fx, t| power_cuts(fx, t, half, seed, "s5-cuts-a")),
+        ),
+        (
+            "5b power cuts".into(),
+            Box::new(move |fx, t| power_cuts(fx, t, cuts - half, seed ^ 0x9e37_79b9, "s5-cuts-b")),
+        ),
+        ("1 update A->B->A".into(), Box::new(update_both_ways)),
+        ("4 watchdog fallback".into(), Box::new(watchdog_hang)),
+        ("3 kernel panic fallback".into(), Box::new(kernel_panic)),
+        ("2 health-check fallback".into(), Box::new(health_failure)),
+        ("7 USB stick".into(), Box::new(usb_stick)),
+        ("6 hostile bundles".into(), Box::new(hostile)),
+    ];
+    if cuts == 0 {
+        v.drain(..2);
+    }
+    v
+}
+
+/// Runs scenarios (optionally only those whose name contains `only`) on two
+/// workers; prints results; returns (passed, failed).
+pub fn run_all(fx: &Fixture, scenarios: Vec<Scenario>, only: Option<&str>) -> (usize, usize) {
+    let queue: Vec<Scenario> = scenarios
+        .into_iter()
+        .filter(|(n, _)| only.is_none_or(|o| n.contains(o)))
+        .collect();
+    let queue = Arc::new(Mutex::new(queue.into_iter()));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let (queue, results) = (queue.clone(), results.clone());
+            s.spawn(move || loop {
+                let next = queue.lock().expect("queue").next();
+                let Some((name, f)) = next else { break };
+                let start = Instant::now();
+                let mut t = Timeline::new(true);
+                let r = f(fx, &mut t);
+                let secs = start.elapsed().as_secs_f64();
+                let steps: Vec<String> = t
+                    .steps
+                    .iter()
+                    .map(|(at, _, w)| format!("    [{:6.1} s] {w}", at.as_secs_f64()))
+                    .collect();
+                match &r {
+                    Ok(()) => println!("PASS {name} ({secs:.0} s)\n{}", steps.join("\n")),
+                    Err(e) => println!("FAIL {name} ({secs:.0} s): {e}\n{}", steps.join("\n")),
+                }
+                results
+                    .lock()
+                    .expect("results")
+                    .push((name, r.is_ok(), secs));
+            });
+        }
+    });
+    let r = results.lock().expect("results");
+    let passed = r.iter().filter(|x| x.1).count();
+    (passed, r.len() - passed)
+}
+
+/// Makes the hostile bundles the suite serves, with the host's agent.
+pub fn make_hostile_bundles(images: &Path, tandem: &Path) -> Result<(), RigError> {
+    let key = images.join("vendor.key");
+    let rootfs = images.join("minimal-1.1.0.rootfs.img");
+    let run = |args: &[&str]| -> Result<(), RigError> {
+        let st = std::process::Command::new(tandem)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(crate::io("tandem"))?;
+        st.success()
+            .then_some(())
+            .ok_or_else(|| fail(format!("tandem {args:?} failed")))
+    };
+    let out = |n: &str| images.join(n).display().to_string();
+    let (k, r) = (
+        key.display().to_string(),
+        format!("rootfs={}", rootfs.display()),
+    );
+    run(&[
+        "bundle",
+        "create",
+        "-o",
+        &out("hostile-compatible.tnd"),
+        "--version",
+        "9.0.0",
+        "--compatible",
+        "some-other-board",
+        "--image",
+        &r,
+        "--key",
+        &k,
+    ])?;
+    run(&[
+        "bundle",
+        "create",
+        "-o",
+        &out("hostile-downgrade.tnd"),
+        "--version",
+        "0.9.0",
+        "--compatible",
+        "tandem-demo-x86_64",
+        "--image",
+        &r,
+        "--key",
+        &k,
+    ])?;
+    let good = std::fs::read(images.join("minimal-1.1.0.tnd")).map_err(crate::io("bundle"))?;
+    let mut bad = good;
+    let at = bad.len() / 2;
+    bad[at] ^= 0x55;
+    std::fs::write(images.join("hostile-tampered.tnd"), bad).map_err(crate::io("write"))?;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds the images and runs the QEMU scenario suite (qemu-tests): update
+# A->B->A, health-check / kernel-panic / watchdog fallbacks, power cuts at
+# random moments (POWER_CUTS, default 20; SEED to repeat a run), hostile
+# bundles, and an offline update from a second disk. Two VMs at a time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
+images=work-out/images
+scripts/build-images.sh "$images" > work-out/build-images.log 2>&1 || { cat work-out/build-images.log; exit 1; }
+args=(--power-cuts "${POWER_CUTS:-20}" --tandem target/x86_64-unknown-linux-gnu/release/tandem)
+[[ -n ${SEED:-} ]] && args+=(--seed "$SEED")
+[[ -n ${ONLY:-} ]] && args+=(--only "$ONLY")
+target/release/tandem-qemu scenarios "$images" "${args[@]}"
