@@ -35,6 +35,15 @@ if [[ ${TANDEM_SKIP_QEMU:-} != 1 ]]; then
         [[ -z $qf || $qf -eq 0 ]] && failed=$((failed + 1))
     fi
     rm -f "$log.qemu"
+    # Same recipe and inputs, byte-identical slot image, bundle and disk.
+    rrc=0
+    scripts/check-reproducible.sh 2>&1 | tee "$log.repro" || rrc=$?
+    rp=$(sed -n 's/^reproducible: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$log.repro")
+    rf=$(sed -n 's/^reproducible: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$log.repro")
+    passed=$((passed + ${rp:-0}))
+    failed=$((failed + ${rf:-1}))
+    [[ $rrc -ne 0 ]] && rc=$rrc
+    rm -f "$log.repro"
 fi
 echo
 echo "tests: $passed passed, $failed failed"
