@@ -49,17 +49,27 @@ fn scenarios(args: &[String]) -> Result<(), String> {
     let work = std::env::temp_dir().join(format!("tandem-scenarios-{}", std::process::id()));
     let fx = tandem_qemu::scenario::Fixture::new(&images, &work).map_err(|e| e.to_string())?;
     tandem_qemu::scenarios::make_hostile_bundles(&fx.images, &tandem).map_err(|e| e.to_string())?;
-    println!("scenarios: images {}, logs {}, power cuts {cuts}, seed {seed}", fx.images.display(), work.display());
+    println!(
+        "scenarios: images {}, logs {}, power cuts {cuts}, seed {seed}",
+        fx.images.display(),
+        work.display()
+    );
     let start = std::time::Instant::now();
     let (passed, failed) = tandem_qemu::scenarios::run_all(
         &fx,
         tandem_qemu::scenarios::suite(cuts, seed),
         only.as_deref(),
     );
-    println!("scenarios finished in {:.0} s", start.elapsed().as_secs_f64());
+    println!(
+        "scenarios finished in {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
     println!("{passed} passed, {failed} failed");
     if failed > 0 {
-        return Err(format!("{failed} scenario(s) failed; logs in {}", work.display()));
+        return Err(format!(
+            "{failed} scenario(s) failed; logs in {}",
+            work.display()
+        ));
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
