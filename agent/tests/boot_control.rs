@@ -224,16 +224,15 @@ fn a_failing_helper_is_reported_with_its_stderr() {
         "1.1.0",
         &[("rootfs", &pattern(1000, 1), Compression::None)],
     );
+    let snap = fx.snapshot();
     let o = tandem(&fx, &["install", b.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(
-        err.contains("could not be armed") && err.contains("flash is write-protected"),
-        "{err}"
-    );
-    // The slot itself is installed (verified); only arming failed.
+    assert!(err.contains("flash is write-protected"), "{err}");
+    // The target could not be made unbootable first, so nothing was written.
+    assert_eq!(fx.snapshot(), snap);
     let st = fx.state();
-    assert_eq!(st.slot(B).state, tandem::fsm::SlotState::Installed);
+    assert_eq!(st.slot(B).state, tandem::fsm::SlotState::Invalid);
 }
 
 fn grub_fx(health: &str) -> (Fx, std::path::PathBuf) {
@@ -348,4 +347,30 @@ fn boot_check_records_a_bootloader_fallback() {
         .contains("fell back"));
     let out = ok(&tandem(&fx, &["boot-check"]));
     assert!(out.contains("nothing to do"), "recorded once: {out}");
+}
+
+#[test]
+fn the_target_is_unbootable_while_it_is_written() {
+    let (fx, env) = grub_fx("");
+    // b holds a committed older version: the bootloader's fallback.
+    let mut v = GrubStore::new(&env).load().unwrap();
+    abvars::set_primary(&mut v, A);
+    v.insert("TANDEM_B_OK".into(), "1".into());
+    GrubStore::new(&env).save(&v).unwrap();
+    // An install into b that fails midway (truncated) must leave b not OK.
+    let img = pattern(300_000, 7);
+    let m = manifest_for("1.1.0", &[("rootfs", &img)]);
+    let mut bytes = signed_bundle(&m, &[&img], &fx.key);
+    bytes.truncate(bytes.len() - 200_000);
+    std::fs::write(fx.path("cut.tnd"), &bytes).unwrap();
+    let o = tandem(&fx, &["install", fx.path("cut.tnd").to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = GrubStore::new(&env).load().unwrap();
+    assert_eq!(abvars::state(&v, B), tandem::boot::Mark::Bad);
+    assert_eq!(abvars::primary(&v), Some(A));
 }

@@ -211,7 +211,7 @@ impl Job<'_, '_> {
         &mut self,
         open: impl FnOnce() -> Result<Box<dyn Read + Send>, crate::fetch::FetchError>,
         opts: &Options,
-        boot: Option<&mut dyn crate::boot::Bootloader>,
+        mut boot: Option<&mut dyn crate::boot::Bootloader>,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Report, InstallError> {
         let settings = self.ctx.settings;
@@ -287,6 +287,11 @@ impl Job<'_, '_> {
         self.state.last_operation = Some(self.op.clone());
         self.store.save(self.state)?;
         self.touched = true;
+        // The target may be the bootloader's fallback (an older committed
+        // version): make sure nothing can boot it while it is half-written.
+        if let Some(b) = boot.as_deref_mut() {
+            b.set_state(target, crate::boot::Mark::Bad)?;
+        }
 
         let mut writers = BTreeMap::new();
         for class in settings.classes() {
