@@ -147,3 +147,19 @@ fn exit_codes() {
     ]);
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
 }
+
+#[test]
+fn shipped_default_config_parses() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dist/config/tandem.toml"
+    ))
+    .unwrap();
+    let s = tandem::config::parse(&[tandem::config::Source {
+        path: "dist/config/tandem.toml".into(),
+        text,
+    }])
+    .unwrap();
+    assert_eq!(s.boot_tries, 1);
+    assert_eq!(s.slots.len(), 2);
+}
