@@ -54,6 +54,8 @@ impl Timeline {
 
 /// Built images: a disk whose slot a holds `base`, and bundles.
 pub struct Fixture {
+    /// `tcg` or `kvm` (when a probe showed KVM works).
+    pub accel: String,
     pub images: PathBuf,
     pub work: PathBuf,
     pub relay: PathBuf,
@@ -69,12 +71,29 @@ impl Fixture {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| p.to_string_lossy().ends_with(".disk.img"))
             .ok_or_else(|| RigError::Setup(format!("no *.disk.img in {}", images.display())))?;
-        Ok(Fixture {
+        let mut fx = Fixture {
+            accel: "tcg".into(),
             images: images.to_path_buf(),
             work: work.to_path_buf(),
             relay: std::env::current_exe().map_err(crate::io("current exe"))?,
             disk,
-        })
+        };
+        // TANDEM_QEMU_ACCEL=tcg|kvm forces; otherwise KVM only if a probe works.
+        fx.accel = match std::env::var("TANDEM_QEMU_ACCEL").as_deref() {
+            Ok("kvm") => "kvm".into(),
+            Ok("tcg") => "tcg".into(),
+            _ => {
+                let mut probe = fx.config("probe", Disk::raw(&fx.disk), None);
+                probe.disks[0].readonly = true;
+                if crate::vm::probe_kvm(&probe) {
+                    "kvm"
+                } else {
+                    "tcg"
+                }
+                .into()
+            }
+        };
+        Ok(fx)
     }
 
     /// A fresh copy-on-write disk for one VM (the base stays pristine).
@@ -107,6 +126,7 @@ impl Fixture {
     pub fn config(&self, name: &str, disk: Disk, server: Option<&FileServer>) -> VmConfig {
         let mut c = VmConfig::new(name, Arch::X86_64, &self.work.join(name));
         c.disks.push(disk);
+        c.accel = self.accel.clone();
         c.watchdog = true;
         c.relay = Some(self.relay.clone());
         c.forwards = server.map(|s| {

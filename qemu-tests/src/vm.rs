@@ -62,6 +62,8 @@ pub struct VmConfig {
     pub dir: PathBuf,
     pub firmware: Firmware,
     pub extra_args: Vec<String>,
+    /// `tcg` (default) or `kvm`; see [`probe_kvm`].
+    pub accel: String,
 }
 
 /// Firmware files; the defaults are Debian's.
@@ -95,6 +97,7 @@ impl VmConfig {
             dir: dir.to_path_buf(),
             firmware: Firmware::default(),
             extra_args: vec![],
+            accel: "tcg".into(),
         }
     }
 
@@ -116,15 +119,9 @@ impl VmConfig {
                 "qemu-system-aarch64"
             }
         };
-        for s in [
-            "-accel",
-            "tcg",
-            "-nodefaults",
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-        ] {
+        push("-accel");
+        push(&self.accel);
+        for s in ["-nodefaults", "-display", "none", "-serial", "stdio"] {
             push(s);
         }
         push("-m");
@@ -187,6 +184,30 @@ impl VmConfig {
         }
         (program.to_string(), a)
     }
+}
+
+/// Whether KVM really runs guests here: boots the firmware of `cfg` with
+/// `-accel kvm` and waits a few seconds for its first boot-manager line.
+/// On these machines `/dev/kvm` exists but guests hang (FACTS.md), so the
+/// answer is usually no and the rig stays on TCG.
+pub fn probe_kvm(cfg: &VmConfig) -> bool {
+    if !Path::new("/dev/kvm").exists() {
+        return false;
+    }
+    let mut probe = cfg.clone();
+    probe.name = format!("{}-kvm-probe", cfg.name);
+    probe.dir = cfg.dir.join("kvm-probe");
+    probe.accel = "kvm".into();
+    probe.watchdog = false;
+    probe.forwards = None;
+    let Ok(mut vm) = Vm::start(&probe) else {
+        return false;
+    };
+    // OVMF prints BdsDxe after ~4 s under TCG, well under 1 s under KVM.
+    let ok = vm.expect("BdsDxe", Duration::from_secs(3)).is_ok();
+    drop(vm);
+    let _ = std::fs::remove_dir_all(&probe.dir);
+    ok
 }
 
 /// A running VM. Dropping it kills QEMU.

@@ -50,9 +50,10 @@ fn scenarios(args: &[String]) -> Result<(), String> {
     let fx = tandem_qemu::scenario::Fixture::new(&images, &work).map_err(|e| e.to_string())?;
     tandem_qemu::scenarios::make_hostile_bundles(&fx.images, &tandem).map_err(|e| e.to_string())?;
     println!(
-        "scenarios: images {}, logs {}, power cuts {cuts}, seed {seed}",
+        "scenarios: images {}, logs {}, power cuts {cuts}, seed {seed}, accel {}",
         fx.images.display(),
-        work.display()
+        work.display(),
+        fx.accel
     );
     let start = std::time::Instant::now();
     let (passed, failed) = tandem_qemu::scenarios::run_all(
