@@ -237,10 +237,68 @@ pub fn reboot() -> io::Result<()> {
     }
 }
 
-/// Sends SIGKILL to a whole process group (a check started with
+/// What a program run by [`run_with_timeout`] left behind.
+pub struct Finished {
+    /// `None` when it was killed at the timeout.
+    pub status: Option<std::process::ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a program without a shell, stdin closed, in its own process group;
+/// drains its output on threads (a chatty program cannot block on a full
+/// pipe) and kills the whole group at `timeout`. `tick` is called while
+/// waiting (the watchdog is petted there).
+pub fn run_with_timeout(
+    program: &Path,
+    args: &[&str],
+    timeout: std::time::Duration,
+    tick: &mut dyn FnMut(),
+) -> io::Result<Finished> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(program)
+        .args(args)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped")));
+    let err = drain(Box::new(child.stderr.take().expect("piped")));
+    let start = std::time::Instant::now();
+    let status = loop {
+        tick();
+        match child.try_wait()? {
+            Some(s) => break Some(s),
+            None if start.elapsed() >= timeout => {
+                kill_group(child.id());
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    };
+    Ok(Finished {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
+/// Sends SIGKILL to a whole process group (a child started with
 /// `process_group(0)`), so grandchildren holding its pipes die too.
 #[allow(unsafe_code)]
-pub fn kill_group(pgid: u32) {
+fn kill_group(pgid: u32) {
     let Ok(pgid) = i32::try_from(pgid) else {
         return;
     };

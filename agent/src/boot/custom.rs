@@ -17,10 +17,8 @@
 //! Every `set-*`/`arm` must be power-safe on the helper's side: after a
 //! power cut the board must boot the old or the new choice.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{BootError, Bootloader, Mark};
 use crate::slot::SlotGroup;
@@ -53,40 +51,16 @@ impl Custom {
             args: args.join(" "),
             message,
         };
-        let mut child = Command::new(&self.command)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+        let f = crate::sys::run_with_timeout(&self.command, args, TIMEOUT, &mut || {})
             .map_err(|e| err(format!("cannot run: {e}")))?;
-        let start = Instant::now();
-        let status = loop {
-            match child.try_wait().map_err(|e| err(e.to_string()))? {
-                Some(s) => break s,
-                None if start.elapsed() > TIMEOUT => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(err(format!(
-                        "no answer within {} s; killed",
-                        TIMEOUT.as_secs()
-                    )));
-                }
-                None => std::thread::sleep(Duration::from_millis(10)),
-            }
-        };
-        let mut out = String::new();
-        let mut errs = String::new();
-        if let Some(mut o) = child.stdout.take() {
-            let _ = o.read_to_string(&mut out);
+        match f.status {
+            None => Err(err(format!(
+                "no answer within {} s; killed",
+                TIMEOUT.as_secs()
+            ))),
+            Some(s) if !s.success() => Err(err(format!("{s}: {}", f.stderr.trim()))),
+            Some(_) => Ok(f.stdout),
         }
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut errs);
-        }
-        if !status.success() {
-            return Err(err(format!("{status}: {}", errs.trim())));
-        }
-        Ok(out)
     }
 
     fn parse_slot(&self, out: &str, verb: &str) -> Result<Option<SlotGroup>, BootError> {

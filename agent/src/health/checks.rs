@@ -1,8 +1,7 @@
 //! The individual checks: a command, a file, an HTTP GET, a systemd unit.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use super::{Check, CheckKind};
 
@@ -36,50 +35,11 @@ fn tail(s: &str, max: usize) -> String {
 }
 
 fn command(argv: &[String], timeout: Duration, tick: &mut dyn FnMut()) -> Result<String, String> {
-    use std::os::unix::process::CommandExt;
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+    let f = crate::sys::run_with_timeout(Path::new(&argv[0]), &args, timeout, tick)
         .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
-    // Drain output on threads so a chatty check cannot block on a full pipe.
-    let mut so = child.stdout.take().expect("piped");
-    let mut se = child.stderr.take().expect("piped");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = so.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        tick();
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if start.elapsed() >= timeout => {
-                crate::sys::kill_group(child.id());
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => return Err(format!("waiting for {}: {e}", argv[0])),
-        }
-    };
-    let output = format!(
-        "{}{}",
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default()
-    );
-    let output = tail(&output, 2000);
-    match status {
+    let output = tail(&format!("{}{}", f.stdout, f.stderr), 2000);
+    match f.status {
         Some(s) if s.success() => Ok(output),
         Some(s) => Err(format!("{} exited with {s}: {output}", argv[0])),
         None => Err(format!(
@@ -164,7 +124,7 @@ mod tests {
 
     #[test]
     fn http_check_against_a_real_server() {
-        use std::io::Write;
+        use std::io::{Read, Write};
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         std::thread::spawn(move || {
