@@ -27,6 +27,13 @@ pub enum ControlError {
     BootedUnknown(String),
     #[error("refused: {0}")]
     Refused(String),
+    #[error(
+        "watchdog {path}: {source}; check [health] watchdog (the device must exist and not be held by another process)"
+    )]
+    Watchdog {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What `boot-check` found and did.
@@ -70,12 +77,15 @@ impl Control<'_> {
             .ok_or_else(|| ControlError::BootedUnknown(self.settings.slot_parameter.clone()))
     }
 
+    /// Records the operation as the last one and persists the state, once.
     fn record(
         &self,
         store: &Store,
         state: &mut State,
         kind: OperationKind,
         target: SlotGroup,
+        error: Option<String>,
+        checks: Vec<CheckResult>,
     ) -> Result<(), ControlError> {
         let now = crate::timefmt::rfc3339(self.now);
         state.last_operation = Some(Operation {
@@ -85,9 +95,13 @@ impl Control<'_> {
             version: state.slot(target).version.clone(),
             started_at: now.clone(),
             finished_at: Some(now),
-            result: OperationResult::Succeeded,
-            error: None,
-            checks: vec![],
+            result: if error.is_some() {
+                OperationResult::Failed
+            } else {
+                OperationResult::Succeeded
+            },
+            error,
+            checks,
         });
         store.save(state)?;
         Ok(())
@@ -112,8 +126,7 @@ impl Control<'_> {
         checks: Vec<CheckResult>,
     ) -> Result<(), ControlError> {
         let before = state.slot(booted).state;
-        let mut check = state.clone();
-        check.apply(booted, Event::MarkedGood).map_err(|_| {
+        crate::fsm::transition(before, Event::MarkedGood).map_err(|_| {
             ControlError::Refused(format!(
                 "slot {booted} is recorded as {}; it cannot be committed",
                 before.as_str()
@@ -131,12 +144,7 @@ impl Control<'_> {
         } else {
             OperationKind::BootCheck
         };
-        self.record(store, state, kind, booted)?;
-        if let Some(op) = state.last_operation.as_mut() {
-            op.checks = checks;
-            store.save(state)?;
-        }
-        Ok(())
+        self.record(store, state, kind, booted, None, checks)
     }
 
     /// After boot: decide (see `trial`) and act. On a trial boot the health
@@ -182,15 +190,25 @@ impl Control<'_> {
                     ),
                     checks: vec![],
                 });
-                self.record(&store, &mut state, OperationKind::BootCheck, failed)?;
+                self.record(
+                    &store,
+                    &mut state,
+                    OperationKind::BootCheck,
+                    failed,
+                    None,
+                    vec![],
+                )?;
                 Ok(BootCheck::FellBack { failed, version })
             }
             Decision::Trial => {
                 // Armed only for the trial: a hang from here on resets the
                 // board, and the bootloader's spent try makes it fall back.
                 let mut watchdog = match &health.watchdog {
-                    Some(p) => Some(crate::sys::Watchdog::open(p).map_err(|e| {
-                        ControlError::Refused(format!("watchdog {}: {e}", p.display()))
+                    Some(p) => Some(crate::sys::Watchdog::open(p).map_err(|source| {
+                        ControlError::Watchdog {
+                            path: p.clone(),
+                            source,
+                        }
                     })?),
                     None => None,
                 };
@@ -204,9 +222,10 @@ impl Control<'_> {
                     None => {
                         let n = results.len();
                         self.commit(&store, &mut state, booted, results)?;
-                        if let Some(w) = watchdog {
-                            w.close_clean().map_err(|e| {
-                                ControlError::Refused(format!("watchdog close: {e}"))
+                        if let (Some(w), Some(path)) = (watchdog, &health.watchdog) {
+                            w.close_clean().map_err(|source| ControlError::Watchdog {
+                                path: path.clone(),
+                                source,
                             })?;
                         }
                         Ok(BootCheck::Committed { booted, checks: n })
@@ -225,13 +244,14 @@ impl Control<'_> {
                             reason: reason.clone(),
                             checks: results.clone(),
                         });
-                        self.record(&store, &mut state, OperationKind::BootCheck, booted)?;
-                        if let Some(op) = state.last_operation.as_mut() {
-                            op.result = OperationResult::Failed;
-                            op.error = Some(reason.clone());
-                            op.checks = results;
-                            store.save(&state)?;
-                        }
+                        self.record(
+                            &store,
+                            &mut state,
+                            OperationKind::BootCheck,
+                            booted,
+                            Some(reason.clone()),
+                            results,
+                        )?;
                         // Keep the watchdog armed: if the reboot hangs, it resets.
                         std::mem::forget(watchdog);
                         Ok(BootCheck::Failed {
@@ -259,7 +279,7 @@ impl Control<'_> {
             b.set_state(g, Mark::Bad)?;
         }
         state.apply(g, Event::MarkedBad)?;
-        self.record(&store, &mut state, OperationKind::MarkBad, g)?;
+        self.record(&store, &mut state, OperationKind::MarkBad, g, None, vec![])?;
         Ok(g)
     }
 
@@ -296,7 +316,14 @@ impl Control<'_> {
             )));
         }
         b.set_primary(other)?;
-        self.record(&store, &mut state, OperationKind::Rollback, other)?;
+        self.record(
+            &store,
+            &mut state,
+            OperationKind::Rollback,
+            other,
+            None,
+            vec![],
+        )?;
         Ok(other)
     }
 }
