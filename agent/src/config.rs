@@ -205,6 +205,17 @@ pub struct HttpSettings {
     pub retries: u32,
 }
 
+impl Default for HttpSettings {
+    /// The documented defaults (docs/config.md, `[http]`).
+    fn default() -> Self {
+        HttpSettings {
+            connect_timeout_secs: 15,
+            stall_timeout_secs: 30,
+            retries: 5,
+        }
+    }
+}
+
 /// Validated settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -303,10 +314,11 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
     let health = crate::health::validate(raw.health.unwrap_or_default())
         .map_err(|(key, msg)| invalid(key, msg))?;
     let http = raw.http.unwrap_or_default();
+    let d = HttpSettings::default();
     let http = HttpSettings {
-        connect_timeout_secs: http.connect_timeout_secs.unwrap_or(15),
-        stall_timeout_secs: http.stall_timeout_secs.unwrap_or(30),
-        retries: http.retries.unwrap_or(5),
+        connect_timeout_secs: http.connect_timeout_secs.unwrap_or(d.connect_timeout_secs),
+        stall_timeout_secs: http.stall_timeout_secs.unwrap_or(d.stall_timeout_secs),
+        retries: http.retries.unwrap_or(d.retries),
     };
     if http.stall_timeout_secs == 0 || http.connect_timeout_secs == 0 {
         return Err(invalid("http", "timeouts must be at least 1 second"));

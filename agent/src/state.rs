@@ -109,6 +109,19 @@ pub enum OperationKind {
     BootCheck,
 }
 
+impl OperationKind {
+    /// The name used in JSON and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::Install => "install",
+            OperationKind::MarkGood => "mark-good",
+            OperationKind::MarkBad => "mark-bad",
+            OperationKind::Rollback => "rollback",
+            OperationKind::BootCheck => "boot-check",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OperationResult {
@@ -322,6 +335,14 @@ mod tests {
         drop(l);
         assert!(!st.is_locked());
         st.lock().unwrap();
+    }
+
+    #[test]
+    fn operation_names_match_json() {
+        use OperationKind::*;
+        for k in [Install, MarkGood, MarkBad, Rollback, BootCheck] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
     }
 
     #[test]

@@ -216,10 +216,7 @@ impl Status {
         match &self.last_operation {
             None => out += "last operation: none\n",
             Some(o) => {
-                let kind = serde_json::to_value(o.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
+                let kind = o.kind.as_str();
                 out += &match o.kind {
                     crate::state::OperationKind::Install => format!(
                         "last operation: install {} of {} into slot {}: {}\n",

@@ -104,7 +104,7 @@ pub(super) fn run(
                 Some(dir) => (
                     Keyring::load_dir(&dir)?,
                     threshold.unwrap_or(1),
-                    default_http(),
+                    crate::config::HttpSettings::default(),
                 ),
                 None => {
                     let s = load()?;
@@ -118,14 +118,6 @@ pub(super) fn run(
             verify(&bundle, &ring, threshold, &http)
         }
         BundleCmd::Info { bundle, json } => info(&bundle, json),
-    }
-}
-
-fn default_http() -> crate::config::HttpSettings {
-    crate::config::HttpSettings {
-        connect_timeout_secs: 15,
-        stall_timeout_secs: 30,
-        retries: 5,
     }
 }
 
@@ -284,7 +276,7 @@ fn verify(
 }
 
 fn info(src: &str, json: bool) -> Result<(), CliError> {
-    let b = UnverifiedBundle::open(open_source(src, &default_http())?)?;
+    let b = UnverifiedBundle::open(open_source(src, &crate::config::HttpSettings::default())?)?;
     let m = b.manifest();
     let signers: Vec<&str> = b
         .signatures()
