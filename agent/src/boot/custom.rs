@@ -28,20 +28,27 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Custom {
     command: PathBuf,
-    max_tries: u32,
+    /// Asked of the helper the first time it matters, not on every start.
+    max_tries: std::cell::OnceCell<u32>,
 }
 
 impl Custom {
     pub fn new(command: &Path) -> Result<Custom, BootError> {
-        let mut c = Custom {
+        Ok(Custom {
             command: command.to_path_buf(),
-            max_tries: 1,
-        };
+            max_tries: std::cell::OnceCell::new(),
+        })
+    }
+
+    fn max(&self) -> u32 {
         // Optional verb: a helper that does not know it keeps the default.
-        if let Ok(out) = c.run(&["max-tries"]) {
-            c.max_tries = out.trim().parse().unwrap_or(1).max(1);
-        }
-        Ok(c)
+        *self.max_tries.get_or_init(|| {
+            self.run(&["max-tries"])
+                .ok()
+                .and_then(|out| out.trim().parse().ok())
+                .unwrap_or(1)
+                .max(1)
+        })
     }
 
     fn run(&self, args: &[&str]) -> Result<String, BootError> {
@@ -113,12 +120,12 @@ impl Bootloader for Custom {
     }
 
     fn arm(&mut self, g: SlotGroup, tries: u32) -> Result<(), BootError> {
-        if tries > self.max_tries {
+        if tries > self.max() {
             return Err(BootError::Unsupported {
                 backend: BACKEND,
                 message: format!(
                     "cannot arm for {tries} tries: the helper counts at most {}",
-                    self.max_tries
+                    self.max()
                 ),
             });
         }
@@ -139,6 +146,6 @@ impl Bootloader for Custom {
     }
 
     fn max_tries(&self) -> u32 {
-        self.max_tries
+        self.max()
     }
 }
