@@ -157,7 +157,11 @@ impl Control<'_> {
         let booted = self.booted()?;
         let other = booted.other();
         let (other_mark, other_tries_left, primary) = match self.boot.as_deref_mut() {
-            Some(b) => (Some(b.state(other)?), b.tries_left(other)?, b.primary()?),
+            Some(b) => {
+                let s = b.snapshot()?;
+                let (mark, tries) = s.slots.get(&other).copied().unzip();
+                (mark, tries.flatten(), s.primary)
+            }
             None => (None, None, None),
         };
         let facts = BootFacts {

@@ -53,20 +53,17 @@ pub struct BootView {
 
 /// Reads the bootloader's view, turning a failure into `error`.
 pub fn boot_view(b: &mut dyn crate::boot::Bootloader) -> BootView {
-    let mut read = || -> Result<BootView, crate::boot::BootError> {
-        let mut v = BootView {
-            primary: b.primary()?,
+    match b.snapshot() {
+        Ok(s) => BootView {
+            primary: s.primary,
+            marks: s.slots,
+            error: None,
+        },
+        Err(e) => BootView {
+            error: Some(e.to_string()),
             ..Default::default()
-        };
-        for g in SlotGroup::ALL {
-            v.marks.insert(g, (b.state(g)?, b.tries_left(g)?));
-        }
-        Ok(v)
-    };
-    read().unwrap_or_else(|e| BootView {
-        error: Some(e.to_string()),
-        ..Default::default()
-    })
+        },
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

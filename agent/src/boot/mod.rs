@@ -58,6 +58,13 @@ pub enum Mark {
     Bad,
 }
 
+/// The bootloader's whole view, read at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub primary: Option<SlotGroup>,
+    pub slots: BTreeMap<SlotGroup, (Mark, Option<u32>)>,
+}
+
 /// The operations the agent needs from any bootloader (RAUC's model plus
 /// trial arming). Implementations store; they never decide.
 pub trait Bootloader {
@@ -75,6 +82,18 @@ pub trait Bootloader {
     fn tries_left(&mut self, g: SlotGroup) -> Result<Option<u32>, BootError>;
     /// Largest `tries` this backend's boot script can count.
     fn max_tries(&self) -> u32;
+    /// Everything the agent reads at once: primary, and per group its mark
+    /// and trial tries. Backends that can read it in one go override this.
+    fn snapshot(&mut self) -> Result<Snapshot, BootError> {
+        let mut s = Snapshot {
+            primary: self.primary()?,
+            slots: BTreeMap::new(),
+        };
+        for g in SlotGroup::ALL {
+            s.slots.insert(g, (self.state(g)?, self.tries_left(g)?));
+        }
+        Ok(s)
+    }
 }
 
 /// Opens the configured backend; `None` for backend `none`.
@@ -179,5 +198,17 @@ impl<S: EnvStore> Bootloader for EnvBootloader<S> {
 
     fn max_tries(&self) -> u32 {
         self.store.max_tries()
+    }
+
+    /// One load of the variables instead of one per question.
+    fn snapshot(&mut self) -> Result<Snapshot, BootError> {
+        let v = self.store.load()?;
+        Ok(Snapshot {
+            primary: abvars::primary(&v),
+            slots: SlotGroup::ALL
+                .iter()
+                .map(|&g| (g, (abvars::state(&v, g), abvars::tries_left(&v, g))))
+                .collect(),
+        })
     }
 }
