@@ -502,13 +502,7 @@ fn lower_security_epoch_refused_even_with_allow_downgrade() {
 
 #[test]
 fn below_threshold_refused() {
-    let mut fx = Fx::new(&["rootfs"]);
-    std::fs::write(
-        fx.path("keys/second.pub"),
-        tandem::bundle::keys::format_public(&fx.other_key.verifying_key(), ""),
-    )
-    .unwrap();
-    fx.extra_config = "[keyring]\nthreshold = 2\n".into();
+    let fx = Fx::two_trusted_keys_threshold_two();
     let b = fx.bundle(
         "t.tnd",
         "1.1.0",

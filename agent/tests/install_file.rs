@@ -89,13 +89,7 @@ fn exact_slot_size_fits_and_reinstall_of_same_version_works() {
 
 #[test]
 fn threshold_two_with_two_signers() {
-    let mut fx = Fx::new(&["rootfs"]);
-    std::fs::write(
-        fx.path("keys/second.pub"),
-        tandem::bundle::keys::format_public(&fx.other_key.verifying_key(), ""),
-    )
-    .unwrap();
-    fx.extra_config = "[keyring]\nthreshold = 2\n".into();
+    let fx = Fx::two_trusted_keys_threshold_two();
     let img = pattern(1000, 4);
     let keys = [fx.key.clone(), fx.other_key.clone()];
     let b = fx.bundle_with(

@@ -80,6 +80,18 @@ impl Fx {
         }
     }
 
+    /// A device that trusts both test keys and requires two signatures.
+    pub fn two_trusted_keys_threshold_two() -> Fx {
+        let mut fx = Fx::new(&["rootfs"]);
+        std::fs::write(
+            fx.path("keys/second.pub"),
+            keys::format_public(&fx.other_key.verifying_key(), ""),
+        )
+        .unwrap();
+        fx.extra_config = "[keyring]\nthreshold = 2\n".into();
+        fx
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
