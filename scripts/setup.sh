@@ -19,6 +19,10 @@ want python3 python3
 want zstd zstd
 want /usr/bin/time time
 want openssl openssl
+want dbus-daemon dbus-daemon
+want busctl systemd
+want gdbus libglib2.0-bin
+want setpriv util-linux
 want qemu-system-x86_64 qemu-system-x86
 want /usr/share/OVMF/OVMF_CODE_4M.fd ovmf
 want /usr/lib/grub/x86_64-efi/linux.mod grub-efi-amd64-bin

@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod dbus;
 pub mod fetch;
 pub mod fsm;
 pub mod health;

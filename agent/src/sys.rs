@@ -223,6 +223,10 @@ pub fn read_cmdline(path: &Path) -> io::Result<String> {
 /// reboot (`reboot -f`: a plain init such as a busybox script would
 /// ignore the polite request).
 pub fn reboot() -> io::Result<()> {
+    match crate::dbus::systemd::logind_reboot() {
+        Ok(()) => return Ok(()),
+        Err(e) => tracing::info!("logind reboot not available ({e}); falling back"),
+    }
     let (cmd, args): (&str, &[&str]) = if Path::new("/run/systemd/system").exists() {
         ("systemctl", &["reboot"])
     } else {

@@ -484,6 +484,7 @@ fn lower_security_epoch_refused_even_with_allow_downgrade() {
             &tandem::install::Options {
                 allow_downgrade: true,
                 force: true,
+                ..Default::default()
             },
         )
         .unwrap_err();

@@ -1,7 +1,7 @@
 //! The device-side commands: install, boot-check, mark-good, mark-bad,
 //! rollback, status.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 
 use super::CliError;
 use crate::config::Settings;
@@ -23,7 +23,7 @@ fn context(s: &Settings) -> Result<Context<'_>, CliError> {
     })
 }
 
-pub(super) fn with_control<T>(
+pub(crate) fn with_control<T>(
     s: &Settings,
     f: impl FnOnce(&mut crate::control::Control<'_>) -> Result<T, crate::control::ControlError>,
 ) -> Result<T, CliError> {
@@ -40,6 +40,50 @@ pub(super) fn with_control<T>(
     Ok(f(&mut c)?)
 }
 
+/// Verifies and writes `source` (a path or URL) into the inactive group and
+/// arms it; the daemon and the direct CLI both come here.
+pub(crate) fn install_with(
+    s: &Settings,
+    source: &str,
+    opts: &install::Options,
+    show: &mut dyn FnMut(Progress<'_>),
+) -> Result<install::Report, CliError> {
+    let ctx = context(s)?;
+    let mut boot = crate::boot::open(s)?;
+    let src = Source::parse(source);
+    Ok(install::install(
+        &ctx,
+        &src.to_string(),
+        || fetch::open(&src, &s.http),
+        opts,
+        boot.as_deref_mut()
+            .map(|b| b as &mut dyn crate::boot::Bootloader),
+        show,
+    )?)
+}
+
+/// The lines an install prints when it succeeded.
+pub(crate) fn describe_install(r: &install::Report) -> String {
+    let armed = match r.armed {
+        Some(n) => format!("slot group {} armed for {n} trial boot(s)", r.target),
+        None => format!(
+            "no bootloader configured: slot group {} is not armed",
+            r.target
+        ),
+    };
+    format!(
+        "installed {} into slot group {} ({} image(s), {} bytes); {armed}",
+        r.version, r.target, r.images, r.bytes
+    )
+}
+
+/// The booted group per the kernel command line, if it can be read.
+pub(crate) fn booted_slot(s: &Settings) -> Option<crate::slot::SlotGroup> {
+    sys::read_cmdline(&s.cmdline_path)
+        .ok()
+        .and_then(|c| booted_from_cmdline(&c, &s.slot_parameter).ok().flatten())
+}
+
 pub(super) fn run_install(
     s: &Settings,
     source: &str,
@@ -47,75 +91,22 @@ pub(super) fn run_install(
     force: bool,
     reboot: bool,
 ) -> Result<(), CliError> {
-    let ctx = context(s)?;
-    let mut boot = crate::boot::open(s)?;
-    let tty = std::io::stderr().is_terminal();
-    let mut last_pct = u64::MAX;
-    let mut last_decile = u64::MAX;
-    let mut show = |p: Progress<'_>| match p {
-        Progress::Verified {
-            version,
-            target,
-            signers,
-        } => eprintln!(
-            "verified {version} ({signers} trusted signature(s)); writing slot group {target}"
-        ),
-        Progress::Writing {
-            index,
-            class,
-            done,
-            total,
-        } => {
-            let pct = done * 100 / total.max(1);
-            if pct == last_pct {
-                return;
-            }
-            last_pct = pct;
-            if tty {
-                eprint!(
-                    "\r  image {index} ({class}): {pct:3}% {} / {} MiB",
-                    done >> 20,
-                    total >> 20
-                );
-                let _ = std::io::stderr().flush();
-            } else if pct / 10 != last_decile {
-                last_decile = pct / 10;
-                eprintln!("  image {index} ({class}): {pct}%");
-            }
-        }
-        Progress::ImageDone { index, class } => {
-            if tty {
-                eprintln!();
-            }
-            eprintln!("  image {index} ({class}): written, synced, sha256 verified");
-            last_pct = u64::MAX;
-            last_decile = u64::MAX;
+    let mut printer = super::progress::Printer::new(std::io::stderr().is_terminal());
+    let mut tracker = install::Tracker::default();
+    let mut show = |p: Progress<'_>| {
+        if let Some(snap) = tracker.update(p) {
+            printer.show(&snap);
         }
     };
-    let src = Source::parse(source);
-    let r = install::install(
-        &ctx,
-        &src.to_string(),
-        || fetch::open(&src, &s.http),
-        &install::Options {
-            allow_downgrade,
-            force,
-        },
-        boot.as_deref_mut()
-            .map(|b| b as &mut dyn crate::boot::Bootloader),
-        &mut show,
-    )?;
-    println!(
-        "installed {} into slot group {} ({} image(s), {} bytes)",
-        r.version, r.target, r.images, r.bytes
-    );
-    match r.armed {
-        Some(n) => println!("slot group {} armed for {n} trial boot(s)", r.target),
-        None => println!(
-            "no bootloader configured: slot group {} is not armed",
-            r.target
-        ),
-    }
+    let opts = install::Options {
+        allow_downgrade,
+        force,
+        cancel: None,
+    };
+    let r = install_with(s, source, &opts, &mut show);
+    printer.finish();
+    let r = r?;
+    println!("{}", describe_install(&r));
     if reboot {
         if r.armed.is_none() {
             return Err(CliError::Usage(
@@ -128,12 +119,10 @@ pub(super) fn run_install(
     Ok(())
 }
 
-pub(super) fn status_of(s: &Settings) -> Result<status::Status, CliError> {
+pub(crate) fn status_of(s: &Settings) -> Result<status::Status, CliError> {
     let store = Store::new(&s.state_dir);
     let state = store.load()?;
-    let booted = sys::read_cmdline(&s.cmdline_path)
-        .ok()
-        .and_then(|c| booted_from_cmdline(&c, &s.slot_parameter).ok().flatten());
+    let booted = booted_slot(s);
     let view = match crate::boot::open(s) {
         Ok(Some(mut b)) => Some(status::boot_view(b.as_mut())),
         Ok(None) => None,

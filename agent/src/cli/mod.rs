@@ -2,10 +2,16 @@
 //! documented exit codes (docs/cli.md):
 //! 0 ok, 1 other error, 2 usage, 3 configuration, 4 bundle refused,
 //! 5 another operation is running, 6 source unreachable,
-//! 7 refused because of a slot's state (e.g. rollback to an untried slot).
+//! 7 refused because of a slot's state (e.g. rollback to an untried slot),
+//! 8 cancelled, 9 not authorized (by the daemon).
+//!
+//! When the daemon runs (or is D-Bus activatable), install, cancel,
+//! mark-good, mark-bad, rollback and status go through it; otherwise, or
+//! with `--direct`, the CLI does the work itself.
 
 mod bundle;
-mod device;
+pub(crate) mod device;
+mod progress;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -34,6 +40,9 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); TANDEM_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)
+    #[arg(long, global = true)]
+    direct: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +88,10 @@ enum Command {
     },
     /// Make the other slot group primary, if it is known to be good
     Rollback,
+    /// Stop the daemon's running install (the target group stays invalid)
+    Cancel,
+    /// Serve the D-Bus API on the system bus (docs/dbus.md); run by tandem.service
+    Daemon,
     /// Show both slot groups, the booted and primary slot, and the last operation
     Status {
         #[arg(long)]
@@ -108,6 +121,8 @@ pub enum CliError {
     Boot(#[from] crate::boot::BootError),
     #[error("{0}")]
     Usage(String),
+    #[error("{message}")]
+    Daemon { code: u8, message: String },
     #[error("{0}")]
     Other(String),
 }
@@ -115,6 +130,8 @@ pub enum CliError {
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
+            CliError::Daemon { code, .. } => *code,
+            CliError::Install(InstallError::Cancelled(_) | InstallError::CancelledEarly) => 8,
             CliError::Usage(_) => 2,
             CliError::Config(_) => 3,
             CliError::Bundle(BundleError::Io { .. }) => 6,
@@ -164,6 +181,14 @@ fn init_logging(verbose: u8) {
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let load = || config::load(&cli.root, cli.config.as_deref());
+    let daemon = || {
+        if cli.direct {
+            None
+        } else {
+            crate::dbus::client::connect()
+        }
+    };
+    use crate::dbus::client;
     match cli.command {
         Command::Keygen { output, comment } => bundle::keygen(&output, &comment),
         Command::Bundle(cmd) => bundle::run(cmd, &load),
@@ -173,6 +198,18 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             force,
             reboot,
         } => {
+            if let Some(conn) = daemon() {
+                let mut printer = progress::Printer::new(std::io::stderr().is_terminal());
+                let opts = crate::dbus::service::InstallOptions {
+                    allow_downgrade,
+                    force,
+                    reboot,
+                };
+                let r = client::install(&conn, &source, &opts, &mut |s| printer.show(s));
+                printer.finish();
+                println!("{}", r?);
+                return Ok(());
+            }
             let s = load()?;
             device::run_install(&s, &source, allow_downgrade, force, reboot)
         }
@@ -181,26 +218,50 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             device::boot_check(&s)
         }
         Command::MarkGood => {
-            let s = load()?;
-            let g = device::with_control(&s, |c| c.mark_good())?;
+            let g = match daemon() {
+                Some(conn) => client::mark_good(&conn)?,
+                None => device::with_control(&load()?, |c| c.mark_good())?.to_string(),
+            };
             println!("slot group {g} committed");
             Ok(())
         }
         Command::MarkBad { slot } => {
-            let s = load()?;
-            let g = device::with_control(&s, |c| c.mark_bad(slot))?;
+            let g = match daemon() {
+                Some(conn) => client::mark_bad(&conn, slot)?,
+                None => device::with_control(&load()?, |c| c.mark_bad(slot))?.to_string(),
+            };
             println!("slot group {g} marked bad");
             Ok(())
         }
         Command::Rollback => {
-            let s = load()?;
-            let g = device::with_control(&s, |c| c.rollback())?;
+            let g = match daemon() {
+                Some(conn) => client::rollback(&conn)?,
+                None => device::with_control(&load()?, |c| c.rollback())?.to_string(),
+            };
             println!("slot group {g} is now primary; reboot to switch to it");
             Ok(())
         }
+        Command::Cancel => {
+            let conn = daemon().ok_or_else(|| {
+                CliError::Usage(
+                    "the tandem daemon is not running: only its installs can be cancelled (stop a direct `tandem install` with Ctrl-C)".into(),
+                )
+            })?;
+            client::cancel(&conn)?;
+            println!("cancel requested");
+            Ok(())
+        }
+        Command::Daemon => crate::dbus::service::serve(load()?),
         Command::Status { json } => {
-            let s = load()?;
-            let st = device::status_of(&s)?;
+            // JSON comes from the daemon when it runs (any user may ask
+            // it); the text form is built from the state files directly.
+            let st = match if json { daemon() } else { None } {
+                Some(conn) => {
+                    print!("{}", client::status(&conn)?);
+                    return Ok(());
+                }
+                _ => device::status_of(&load()?)?,
+            };
             if json {
                 print!("{}", st.to_json());
             } else {

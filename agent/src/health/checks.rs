@@ -17,7 +17,7 @@ pub fn run(c: &Check, timeout: Duration, tick: &mut dyn FnMut()) -> Result<Strin
             }
         }
         CheckKind::Http(url) => http(url, timeout),
-        CheckKind::Unit(u) => Err(format!("unit check {u}: not supported by this build")),
+        CheckKind::Unit(u) => crate::dbus::systemd::check_unit(u, timeout, tick),
     }
 }
 

@@ -111,12 +111,6 @@ pub fn validate(raw: RawHealth) -> Result<HealthSettings, (String, String)> {
                 return Err((key, "command must name a program".into()));
             }
         }
-        if let CheckKind::Unit(u) = &kind {
-            return Err((
-                key,
-                format!("unit check {u:?}: systemd unit checks over D-Bus are not supported by this build yet; use command = [\"systemctl\", \"is-active\", \"--quiet\", \"{u}\"]"),
-            ));
-        }
         if let CheckKind::Http(url) = &kind {
             if !url.starts_with("http://") && !url.starts_with("https://") {
                 return Err((key, format!("http check {url:?} must be an http(s) URL")));

@@ -13,6 +13,8 @@ pub mod policy;
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::bundle::keys::{KeyError, Keyring};
 use crate::bundle::reader::truncated_at;
@@ -87,6 +89,10 @@ pub enum InstallError {
     },
     #[error("bootloader: {0}")]
     Boot(#[from] crate::boot::BootError),
+    #[error("cancelled on request; slot {0} left invalid")]
+    Cancelled(SlotGroup),
+    #[error("cancelled on request before anything was written")]
+    CancelledEarly,
     #[error("{0}; additionally, recording the failure failed: {1}")]
     Record(Box<InstallError>, StateError),
 }
@@ -112,6 +118,25 @@ pub struct Options {
     pub allow_downgrade: bool,
     /// Install even a version that failed on this device before.
     pub force: bool,
+    /// Set from another thread to stop the job: the next read of the
+    /// bundle fails, the target group stays invalid.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// Passes reads through until the cancel flag is set.
+struct CancelReader {
+    inner: Box<dyn Read + Send>,
+    flag: Arc<AtomicBool>,
+}
+
+impl Read for CancelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.flag.load(Ordering::Relaxed) {
+            // Not ErrorKind::Interrupted: std's read loops retry that.
+            return Err(std::io::Error::other("cancelled"));
+        }
+        self.inner.read(buf)
+    }
 }
 
 /// What the caller supplies from the outside world.
@@ -128,6 +153,8 @@ pub enum Progress<'a> {
         version: &'a semver::Version,
         target: SlotGroup,
         signers: usize,
+        /// Bytes of all images together (uncompressed).
+        total: u64,
     },
     Writing {
         index: usize,
@@ -190,9 +217,29 @@ pub fn install(
         op: &mut op,
         touched: false,
     };
+    let cancel = opts.cancel.clone();
+    let open = || -> Result<Box<dyn Read + Send>, crate::fetch::FetchError> {
+        let inner = open()?;
+        Ok(match cancel.clone() {
+            Some(flag) => Box::new(CancelReader { inner, flag }),
+            None => inner,
+        })
+    };
     let result = job.run(open, opts, boot, progress);
+    let cancelled = || {
+        opts.cancel
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    };
     match result {
         Ok(r) => Ok(r),
+        Err(e) if cancelled() && !matches!(e, InstallError::State(_)) => {
+            let e = match (job.touched, job.op.target) {
+                (true, Some(t)) => InstallError::Cancelled(t),
+                _ => InstallError::CancelledEarly,
+            };
+            Err(job.record_failure(e))
+        }
         Err(e) => Err(job.record_failure(e)),
     }
 }
@@ -273,6 +320,7 @@ impl Job<'_, '_> {
             version: &manifest.version,
             target,
             signers: bundle.signers().len(),
+            total: manifest.images.iter().map(|i| i.size).sum(),
         });
         tracing::info!(version = %manifest.version, %target, "bundle verified; writing");
 
@@ -429,5 +477,98 @@ fn payload_error(index: usize, class: &SlotClass, e: PipelineError) -> InstallEr
         index,
         class: class.clone(),
         source: e,
+    }
+}
+
+/// What a progress display needs: overall percent, a stage name and a
+/// one-line message. The daemon publishes it as its `Progress` property;
+/// the CLI prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    pub percent: u32,
+    /// `starting`, `verified`, `writing`, `synced` (one image written and
+    /// verified), `done`, `failed`, `cancelled`. Every stage but `writing`
+    /// is a milestone worth a line of its own.
+    pub stage: String,
+    pub message: String,
+}
+
+impl Snapshot {
+    pub fn new(percent: u32, stage: &str, message: impl Into<String>) -> Snapshot {
+        Snapshot {
+            percent,
+            stage: stage.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn is_milestone(&self) -> bool {
+        self.stage != "writing"
+    }
+}
+
+/// Folds [`Progress`] events into [`Snapshot`]s, percent over all images.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    total: u64,
+    done_before: u64,
+    image_total: u64,
+    last: Snapshot,
+}
+
+impl Tracker {
+    /// The new snapshot when something visible changed (a milestone, or
+    /// the percent moved).
+    pub fn update(&mut self, p: Progress<'_>) -> Option<Snapshot> {
+        let next = match p {
+            Progress::Verified {
+                version,
+                target,
+                signers,
+                total,
+            } => {
+                self.total = total;
+                Snapshot::new(
+                    0,
+                    "verified",
+                    format!("verified {version} ({signers} trusted signature(s)); writing slot group {target}"),
+                )
+            }
+            Progress::Writing {
+                index,
+                class,
+                done,
+                total,
+            } => {
+                self.image_total = total;
+                Snapshot::new(
+                    self.percent(self.done_before + done),
+                    "writing",
+                    format!(
+                        "image {index} ({class}): {} / {} MiB",
+                        done >> 20,
+                        total >> 20
+                    ),
+                )
+            }
+            Progress::ImageDone { index, class } => {
+                self.done_before += self.image_total;
+                self.image_total = 0;
+                Snapshot::new(
+                    self.percent(self.done_before),
+                    "synced",
+                    format!("image {index} ({class}): written, synced, sha256 verified"),
+                )
+            }
+        };
+        if !next.is_milestone() && next.percent == self.last.percent && !self.last.is_milestone() {
+            return None;
+        }
+        self.last = next.clone();
+        Some(next)
+    }
+
+    fn percent(&self, done: u64) -> u32 {
+        (done.saturating_mul(100) / self.total.max(1)).min(100) as u32
     }
 }

@@ -1,0 +1,492 @@
+//! `tandem daemon`: the agent as a system service on D-Bus.
+//!
+//! One object at [`OBJECT_PATH`] with interface [`INTERFACE`]
+//! (docs/dbus.md). One job at a time: a second request while one runs is
+//! refused with `…Error.Busy`. Install runs on its own thread and reports
+//! through the `Progress` property and the `Completed` signal; the other
+//! methods are short and answer when done. Callers are authorized per
+//! method ([`super::auth`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::OwnedValue;
+use zbus::Connection;
+
+use super::auth::authorize;
+use super::{result_name, ACTION_INSTALL, ACTION_MANAGE, BUS_NAME, INTERFACE_VERSION, OBJECT_PATH};
+use crate::cli::{device, CliError};
+use crate::config::Settings;
+use crate::install::{self, Snapshot, Tracker};
+
+/// Errors a method call can return, named `dev.tandem.Agent1.Error.<Variant>`.
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "dev.tandem.Agent1.Error")]
+pub enum AgentError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// Another operation is running (exit code 5).
+    Busy(String),
+    /// The caller may not do this (exit code 9).
+    AccessDenied(String),
+    /// Bad arguments or options (exit code 2).
+    InvalidArgs(String),
+    /// The configuration is unusable (exit code 3).
+    Config(String),
+    /// Refused because of a slot's state (exit code 7).
+    SlotState(String),
+    /// Anything else (exit code 1).
+    Failed(String),
+}
+
+impl From<zbus::fdo::Error> for AgentError {
+    fn from(e: zbus::fdo::Error) -> Self {
+        AgentError::ZBus(zbus::Error::FDO(Box::new(e)))
+    }
+}
+
+impl From<CliError> for AgentError {
+    fn from(e: CliError) -> Self {
+        let m = e.to_string();
+        match e.exit_code() {
+            2 => AgentError::InvalidArgs(m),
+            3 => AgentError::Config(m),
+            5 => AgentError::Busy(m),
+            7 => AgentError::SlotState(m),
+            _ => AgentError::Failed(m),
+        }
+    }
+}
+
+/// Exit code for an error name a client received (the inverse of the
+/// mapping above).
+pub fn exit_code_of_error(name: &str) -> u8 {
+    match name.rsplit('.').next().unwrap_or("") {
+        "InvalidArgs" => 2,
+        "Config" => 3,
+        "Busy" => 5,
+        "SlotState" => 7,
+        "AccessDenied" => 9,
+        _ => 1,
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// `idle`, `install`, `mark-good`, `mark-bad`, `rollback`.
+    operation: &'static str,
+    progress: Snapshot,
+    last_error: String,
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+struct Inner {
+    settings: Settings,
+    shared: Mutex<Shared>,
+}
+
+/// The served object. Cheap to clone: the install thread keeps one.
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+/// Install options (`a{sv}`), all optional booleans.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct InstallOptions {
+    pub allow_downgrade: bool,
+    pub force: bool,
+    pub reboot: bool,
+}
+
+impl InstallOptions {
+    /// Reads `allow-downgrade`, `force`, `reboot`; anything else is an error.
+    pub fn parse(map: &HashMap<String, OwnedValue>) -> Result<InstallOptions, String> {
+        let mut o = InstallOptions::default();
+        for (k, v) in map {
+            let flag = match k.as_str() {
+                "allow-downgrade" => &mut o.allow_downgrade,
+                "force" => &mut o.force,
+                "reboot" => &mut o.reboot,
+                _ => {
+                    return Err(format!(
+                        "unknown install option {k:?} (known: allow-downgrade, force, reboot)"
+                    ))
+                }
+            };
+            *flag =
+                bool::try_from(v).map_err(|_| format!("install option {k:?} must be a boolean"))?;
+        }
+        Ok(o)
+    }
+}
+
+impl Agent {
+    pub fn new(settings: Settings) -> Agent {
+        Agent {
+            inner: Arc::new(Inner {
+                settings,
+                shared: Mutex::new(Shared {
+                    operation: "idle",
+                    progress: Snapshot::new(0, "idle", ""),
+                    last_error: String::new(),
+                    cancel: None,
+                }),
+            }),
+        }
+    }
+
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.inner.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Claims the one job slot.
+    fn begin(&self, op: &'static str, cancel: Option<Arc<AtomicBool>>) -> Result<(), AgentError> {
+        let mut s = self.shared();
+        if s.operation != "idle" {
+            return Err(AgentError::Busy(format!(
+                "another operation is running: {}",
+                s.operation
+            )));
+        }
+        s.operation = op;
+        s.cancel = cancel;
+        s.progress = Snapshot::new(0, "starting", format!("{op} started"));
+        Ok(())
+    }
+
+    /// Releases the job slot and publishes the outcome.
+    async fn finish(
+        &self,
+        emitter: &SignalEmitter<'_>,
+        result: Result<String, (u8, String)>,
+    ) -> zbus::Result<()> {
+        let op;
+        let (name, message) = {
+            let mut s = self.shared();
+            op = s.operation;
+            s.operation = "idle";
+            s.cancel = None;
+            let pct = s.progress.percent;
+            match &result {
+                Ok(m) => {
+                    s.progress = Snapshot::new(100, "done", m.clone());
+                    s.last_error.clear();
+                    ("success", m.clone())
+                }
+                Err((code, m)) => {
+                    let stage = if *code == 8 { "cancelled" } else { "failed" };
+                    s.progress = Snapshot::new(pct, stage, m.clone());
+                    s.last_error = m.clone();
+                    (result_name(*code), m.clone())
+                }
+            }
+        };
+        tracing::info!(operation = op, result = name, "{message}");
+        self.operation_changed(emitter).await?;
+        self.progress_changed(emitter).await?;
+        self.last_error_changed(emitter).await?;
+        self.primary_slot_changed(emitter).await?;
+        Agent::completed(emitter, op, name, &message).await
+    }
+
+    /// Runs a short operation off the executor and publishes it.
+    async fn quick(
+        &self,
+        op: &'static str,
+        emitter: &SignalEmitter<'_>,
+        f: impl FnOnce(&Settings) -> Result<String, CliError> + Send + 'static,
+    ) -> Result<String, AgentError> {
+        self.begin(op, None)?;
+        self.operation_changed(emitter).await?;
+        let me = self.clone();
+        let r = blocking::unblock(move || f(&me.inner.settings)).await;
+        let published = r
+            .as_ref()
+            .map(Clone::clone)
+            .map_err(|e| (e.exit_code(), e.to_string()));
+        self.finish(emitter, published).await?;
+        r.map_err(AgentError::from)
+    }
+
+    /// The install job, on its own thread.
+    fn run_install(
+        &self,
+        source: String,
+        opts: InstallOptions,
+        cancel: Arc<AtomicBool>,
+        emitter: SignalEmitter<'static>,
+    ) {
+        let mut tracker = Tracker::default();
+        let mut show = |p: install::Progress<'_>| {
+            if let Some(snap) = tracker.update(p) {
+                self.shared().progress = snap;
+                if let Err(e) = async_io::block_on(self.progress_changed(&emitter)) {
+                    tracing::warn!("cannot publish progress: {e}");
+                }
+            }
+        };
+        let r = device::install_with(
+            &self.inner.settings,
+            &source,
+            &install::Options {
+                allow_downgrade: opts.allow_downgrade,
+                force: opts.force,
+                cancel: Some(cancel),
+            },
+            &mut show,
+        );
+        let reboot = opts.reboot && matches!(&r, Ok(rep) if rep.armed.is_some());
+        let published = match &r {
+            Ok(rep) => Ok(device::describe_install(rep)),
+            Err(CliError::Install(
+                e @ (install::InstallError::Cancelled(_) | install::InstallError::CancelledEarly),
+            )) => Err((8, e.to_string())),
+            Err(e) => Err((e.exit_code(), e.to_string())),
+        };
+        if let Err(e) = async_io::block_on(self.finish(&emitter, published)) {
+            tracing::warn!("cannot publish the result: {e}");
+        }
+        if reboot {
+            tracing::info!("rebooting into the new slot group");
+            if let Err(e) = crate::sys::reboot() {
+                tracing::error!("reboot failed: {e}");
+            }
+        }
+    }
+}
+
+#[zbus::interface(name = "dev.tandem.Agent1")]
+impl Agent {
+    /// Starts installing `source` (an absolute path or an http(s) URL) into
+    /// the inactive slot group and returns at once; watch `Progress` and
+    /// wait for `Completed`. Options: `allow-downgrade`, `force`, `reboot`
+    /// (booleans).
+    async fn install(
+        &self,
+        source: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), AgentError> {
+        authorize(conn, &hdr, ACTION_INSTALL).await?;
+        let opts = InstallOptions::parse(&options).map_err(AgentError::InvalidArgs)?;
+        let is_url = source.contains("://");
+        if !is_url && !source.starts_with('/') {
+            return Err(AgentError::InvalidArgs(format!(
+                "source {source:?} must be an absolute path or a URL: the daemon does not share the caller's working directory"
+            )));
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.begin("install", Some(cancel.clone()))?;
+        self.operation_changed(&emitter).await?;
+        self.progress_changed(&emitter).await?;
+        let me = self.clone();
+        let emitter = emitter.into_owned();
+        std::thread::Builder::new()
+            .name("install".into())
+            .spawn(move || me.run_install(source, opts, cancel, emitter))
+            .map_err(|e| AgentError::Failed(format!("cannot start the install thread: {e}")))?;
+        Ok(())
+    }
+
+    /// Stops the running install: the target group stays invalid, the
+    /// booted one is untouched. `Completed` reports `cancelled`.
+    async fn cancel(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), AgentError> {
+        authorize(conn, &hdr, ACTION_INSTALL).await?;
+        let s = self.shared();
+        match (&s.cancel, s.operation) {
+            (Some(flag), "install") => {
+                flag.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            _ => Err(AgentError::InvalidArgs(format!(
+                "nothing to cancel: the current operation is {}",
+                s.operation
+            ))),
+        }
+    }
+
+    /// Commits the booted slot group; returns it (`a` or `b`).
+    async fn mark_good(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<String, AgentError> {
+        authorize(conn, &hdr, ACTION_MANAGE).await?;
+        self.quick("mark-good", &emitter, |s| {
+            let g = device::with_control(s, |c| c.mark_good())?;
+            Ok(g.to_string())
+        })
+        .await
+    }
+
+    /// Marks `slot` (`a`, `b`, or empty for the booted one) bad; returns it.
+    async fn mark_bad(
+        &self,
+        slot: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<String, AgentError> {
+        authorize(conn, &hdr, ACTION_MANAGE).await?;
+        let slot = match slot.as_str() {
+            "" => None,
+            s => Some(
+                s.parse::<crate::slot::SlotGroup>()
+                    .map_err(|e| AgentError::InvalidArgs(e.to_string()))?,
+            ),
+        };
+        self.quick("mark-bad", &emitter, move |s| {
+            let g = device::with_control(s, |c| c.mark_bad(slot))?;
+            Ok(g.to_string())
+        })
+        .await
+    }
+
+    /// Makes the other slot group primary if it is known good; returns it.
+    async fn rollback(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<String, AgentError> {
+        authorize(conn, &hdr, ACTION_MANAGE).await?;
+        self.quick("rollback", &emitter, |s| {
+            let g = device::with_control(s, |c| c.rollback())?;
+            Ok(g.to_string())
+        })
+        .await
+    }
+
+    /// The same JSON document as `tandem status --json` (docs/status.md).
+    async fn get_status(&self) -> Result<String, AgentError> {
+        let me = self.clone();
+        let st = blocking::unblock(move || device::status_of(&me.inner.settings)).await?;
+        Ok(st.to_json())
+    }
+
+    /// Minor version of this interface.
+    #[zbus(property)]
+    fn version(&self) -> u32 {
+        INTERFACE_VERSION
+    }
+
+    /// `idle`, `install`, `mark-good`, `mark-bad` or `rollback`.
+    #[zbus(property)]
+    fn operation(&self) -> String {
+        self.shared().operation.to_string()
+    }
+
+    /// (percent, stage, message) of the current or last operation.
+    #[zbus(property)]
+    fn progress(&self) -> (u32, String, String) {
+        let s = self.shared();
+        (
+            s.progress.percent,
+            s.progress.stage.clone(),
+            s.progress.message.clone(),
+        )
+    }
+
+    /// The last operation's error; empty after a success.
+    #[zbus(property)]
+    fn last_error(&self) -> String {
+        self.shared().last_error.clone()
+    }
+
+    /// `a` or `b` from the kernel command line; empty when unknown.
+    #[zbus(property)]
+    fn booted_slot(&self) -> String {
+        device::booted_slot(&self.inner.settings).map_or(String::new(), |g| g.to_string())
+    }
+
+    /// The group the bootloader boots next; empty when unknown.
+    #[zbus(property)]
+    fn primary_slot(&self) -> String {
+        device::status_of(&self.inner.settings)
+            .ok()
+            .and_then(|s| s.primary)
+            .map_or(String::new(), |g| g.to_string())
+    }
+
+    /// Sent when an operation ends: its name, a result (`success`,
+    /// `refused`, `cancelled`, … one per CLI exit code, docs/cli.md) and a
+    /// message.
+    #[zbus(signal)]
+    async fn completed(
+        emitter: &SignalEmitter<'_>,
+        operation: &str,
+        result: &str,
+        message: &str,
+    ) -> zbus::Result<()>;
+}
+
+/// Serves the agent on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` or the
+/// standard socket) until killed.
+pub fn serve(settings: Settings) -> Result<(), CliError> {
+    let agent = Agent::new(settings);
+    let conn = zbus::blocking::connection::Builder::system()
+        .and_then(|b| b.name(BUS_NAME))
+        .and_then(|b| b.serve_at(OBJECT_PATH, agent))
+        .and_then(|b| b.build())
+        .map_err(|e| CliError::Other(format!("cannot serve {BUS_NAME} on the system bus: {e}")))?;
+    tracing::info!("serving {BUS_NAME} at {OBJECT_PATH}");
+    eprintln!(
+        "tandem daemon: serving {BUS_NAME} on {}",
+        conn.unique_name()
+            .map_or("the system bus".into(), |n| n.to_string())
+    );
+    loop {
+        std::thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_options() {
+        let mut m = HashMap::new();
+        assert_eq!(
+            InstallOptions::parse(&m).unwrap(),
+            InstallOptions::default()
+        );
+        m.insert("force".to_string(), OwnedValue::from(true));
+        m.insert("reboot".to_string(), OwnedValue::from(false));
+        let o = InstallOptions::parse(&m).unwrap();
+        assert!(o.force && !o.reboot && !o.allow_downgrade);
+        m.insert("allow-downgrade".to_string(), OwnedValue::from(7u32));
+        assert!(InstallOptions::parse(&m).unwrap_err().contains("boolean"));
+        m.remove("allow-downgrade");
+        m.insert("fast".to_string(), OwnedValue::from(true));
+        assert!(InstallOptions::parse(&m)
+            .unwrap_err()
+            .contains("unknown install option \"fast\""));
+    }
+
+    #[test]
+    fn error_names_map_back_to_exit_codes() {
+        for (name, code) in [
+            ("dev.tandem.Agent1.Error.Busy", 5),
+            ("dev.tandem.Agent1.Error.AccessDenied", 9),
+            ("dev.tandem.Agent1.Error.SlotState", 7),
+            ("dev.tandem.Agent1.Error.Config", 3),
+            ("dev.tandem.Agent1.Error.InvalidArgs", 2),
+            ("dev.tandem.Agent1.Error.Failed", 1),
+            ("org.freedesktop.DBus.Error.ServiceUnknown", 1),
+        ] {
+            assert_eq!(exit_code_of_error(name), code, "{name}");
+        }
+    }
+}

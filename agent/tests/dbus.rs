@@ -1,0 +1,500 @@
+//! The D-Bus API against a real dbus-daemon (private bus, our shipped bus
+//! policy included), driven by foreign clients: `busctl` calls, `gdbus
+//! monitor` watches signals. Needs root (the policy lets only root own the
+//! name) and the tools; a missing one fails the test when
+//! TANDEM_TEST_REQUIRE_TOOLS=1 (CI) and skips it otherwise.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::http;
+use common::*;
+use tandem::bundle::manifest::Compression;
+use tandem::slot::SlotGroup::{A, B};
+
+const NAME: &str = "dev.tandem.Agent1";
+const PATH: &str = "/dev/tandem/Agent1";
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// False (skip) when something needed is missing, unless CI requires it.
+fn runnable(test: &str) -> bool {
+    let mut missing: Vec<&str> = ["dbus-daemon", "busctl", "gdbus", "setpriv"]
+        .into_iter()
+        .filter(|t| !have(t))
+        .collect();
+    if !is_root() {
+        missing.push("root");
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("TANDEM_TEST_REQUIRE_TOOLS").as_deref() != Ok("1"),
+        "{test}: needs {missing:?} (TANDEM_TEST_REQUIRE_TOOLS=1)"
+    );
+    eprintln!("SKIP {test}: needs {missing:?}");
+    false
+}
+
+fn dist(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("dist").join(rel)
+}
+
+/// A dbus-daemon with the system bus's default policy (deny method calls
+/// and owning names) plus our shipped policy, and `tandem daemon` on it.
+struct Bus {
+    dir: tempfile::TempDir,
+    address: String,
+    children: Vec<Child>,
+}
+
+impl Bus {
+    fn start(extra_policy: &str) -> Bus {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sock = dir.path().join("bus");
+        let conf = dir.path().join("bus.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={sock}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  <include>{policy}</include>
+  {extra_policy}
+</busconfig>
+"#,
+                sock = sock.display(),
+                policy = dist("dbus/dev.tandem.Agent1.conf").display(),
+            ),
+        )
+        .unwrap();
+        let daemon = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .args(["--nofork", "--nopidfile"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let address = format!("unix:path={}", sock.display());
+        let bus = Bus {
+            dir,
+            address,
+            children: vec![daemon],
+        };
+        wait_for(Duration::from_secs(10), "the bus socket", || sock.exists());
+        bus
+    }
+
+    /// Starts `tandem daemon` for the device in `fx` and waits for its name.
+    fn serve(&mut self, fx: &Fx) {
+        let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .arg("--config")
+            .arg(fx.path("tandem.toml"))
+            .arg("--root")
+            .arg(fx.dir.path())
+            .arg("daemon")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
+            .env("TANDEM_LOG", "info")
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+        wait_for(Duration::from_secs(10), "the daemon's bus name", || {
+            self.busctl(&["status", NAME]).status.success()
+        });
+    }
+
+    fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    fn busctl(&self, args: &[&str]) -> Output {
+        Command::new("busctl")
+            .arg(format!("--address={}", self.address))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// busctl as user nobody (65534), no groups.
+    fn busctl_nobody(&self, args: &[&str]) -> Output {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "busctl"])
+            .arg(format!("--address={}", self.address))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn call(&self, member: &str, sig_args: &[&str]) -> Output {
+        let mut a = vec!["call", NAME, PATH, NAME, member];
+        a.extend_from_slice(sig_args);
+        self.busctl(&a)
+    }
+
+    fn property(&self, prop: &str) -> String {
+        let o = self.busctl(&["get-property", NAME, PATH, NAME, prop]);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// `gdbus monitor` on the daemon: every line it prints is collected.
+    fn monitor(&mut self) -> Arc<Mutex<Vec<String>>> {
+        let mut child = Command::new("gdbus")
+            .args(["monitor", "--address", &self.address, "--dest", NAME])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let l2 = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                l2.lock().unwrap().push(line);
+            }
+        });
+        self.children.push(child);
+        // gdbus prints a first line once its match rules are in place.
+        wait_for(Duration::from_secs(10), "gdbus monitor", || {
+            !lines.lock().unwrap().is_empty()
+        });
+        lines
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Waits for a `Completed` signal line and returns it.
+fn completed(lines: &Mutex<Vec<String>>, bus: &Bus) -> String {
+    let start = Instant::now();
+    loop {
+        if let Some(l) = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(&format!("{NAME}.Completed")))
+        {
+            return l.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no Completed signal; monitor: {:?}\ndaemon log:\n{}",
+            lines.lock().unwrap(),
+            bus.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The percents of the `Progress` changes the monitor saw, in order.
+fn progress_percents(lines: &Mutex<Vec<String>>) -> Vec<(u32, String)> {
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| {
+            let i = l.find("'Progress': <(uint32 ")?;
+            let rest = &l[i + "'Progress': <(uint32 ".len()..];
+            let (pct, rest) = rest.split_once(", '")?;
+            let stage = rest.split('\'').next()?;
+            Some((pct.parse().ok()?, stage.to_string()))
+        })
+        .collect()
+}
+
+fn device() -> Fx {
+    let fx = Fx::new(&["rootfs"]);
+    fx.write_config();
+    fx
+}
+
+#[test]
+fn install_reports_progress_and_completed_to_a_foreign_client() {
+    if !runnable("install_reports_progress_and_completed_to_a_foreign_client") {
+        return;
+    }
+    let fx = device();
+    let img = pattern(SLOT_SIZE as usize, 7);
+    let b = fx.bundle("u.tnd", "1.1.0", &[("rootfs", &img, Compression::None)]);
+    let server = http::serve(std::fs::read(&b).unwrap(), vec![]);
+    let mut bus = Bus::start("");
+    bus.serve(&fx);
+    assert_eq!(bus.property("Operation"), "s \"idle\"");
+    assert_eq!(bus.property("BootedSlot"), "s \"a\"");
+    assert_eq!(bus.property("Version"), "u 1");
+    let lines = bus.monitor();
+
+    let o = bus.call("Install", &["sa{sv}", &server.url, "0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let done = completed(&lines, &bus);
+    assert!(
+        done.contains("('install', 'success', 'installed 1.1.0 into slot group b"),
+        "{done}"
+    );
+    let seen = progress_percents(&lines);
+    let writing: Vec<u32> = seen
+        .iter()
+        .filter(|(_, s)| s == "writing")
+        .map(|(p, _)| *p)
+        .collect();
+    assert!(writing.len() >= 2, "progress never moved: {seen:?}");
+    assert!(writing.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert_eq!(seen.last().unwrap(), &(100, "done".to_string()), "{seen:?}");
+    assert!(seen.iter().any(|(_, s)| s == "verified"), "{seen:?}");
+    assert!(lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("'Operation': <'install'>")));
+
+    assert_eq!(bus.property("Operation"), "s \"idle\"");
+    assert_eq!(bus.property("LastError"), "s \"\"");
+    assert_eq!(fx.slot(B, "rootfs"), img);
+    let o = bus.call("GetStatus", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let json = out
+        .trim()
+        .strip_prefix("s \"")
+        .unwrap()
+        .strip_suffix('"')
+        .unwrap();
+    let json = json.replace("\\\"", "\"").replace("\\n", "\n");
+    let v: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(v["status_version"], 1, "{v}");
+    assert!(json.contains("\"1.1.0\""), "{json}");
+}
+
+#[test]
+fn one_job_at_a_time_and_cancel_leaves_the_target_invalid() {
+    if !runnable("one_job_at_a_time_and_cancel_leaves_the_target_invalid") {
+        return;
+    }
+    let fx = device();
+    let before = fx.snapshot();
+    let img = pattern(SLOT_SIZE as usize, 9);
+    let b = fx.bundle("u.tnd", "1.1.0", &[("rootfs", &img, Compression::None)]);
+    // 1 MiB in, the server goes silent for 3 s: the job is running.
+    let server = http::serve(
+        std::fs::read(&b).unwrap(),
+        vec![http::Fault::StallAfter(1 << 20, Duration::from_secs(3))],
+    );
+    let mut bus = Bus::start("");
+    bus.serve(&fx);
+    let lines = bus.monitor();
+    let o = bus.call("Install", &["sa{sv}", &server.url, "0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    wait_for(
+        Duration::from_secs(10),
+        "the install to start writing",
+        || {
+            progress_percents(&lines)
+                .iter()
+                .any(|(_, s)| s == "verified")
+        },
+    );
+    assert_eq!(bus.property("Operation"), "s \"install\"");
+
+    let second = bus.call("Install", &["sa{sv}", &server.url, "0"]);
+    assert!(!second.status.success());
+    assert!(
+        text(&second).contains("another operation is running: install"),
+        "{}",
+        text(&second)
+    );
+    let mb = bus.call("MarkGood", &[]);
+    assert!(
+        text(&mb).contains("another operation is running"),
+        "{}",
+        text(&mb)
+    );
+
+    let o = bus.call("Cancel", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let done = completed(&lines, &bus);
+    assert!(
+        done.contains("('install', 'cancelled', 'cancelled on request; slot b left invalid')"),
+        "{done}"
+    );
+    assert_eq!(bus.property("Operation"), "s \"idle\"");
+    assert!(bus.property("LastError").contains("cancelled"));
+    let st = fx.state();
+    assert_eq!(st.slot(B).state.as_str(), "invalid");
+    assert_eq!(st.slot(B).version, None);
+    // The booted group was never written.
+    assert_eq!(fx.snapshot()[0], before[0]);
+    assert_eq!(fx.slot(A, "rootfs"), pattern(SLOT_SIZE as usize, 0xA0));
+    // Nothing left to cancel now.
+    let o = bus.call("Cancel", &[]);
+    assert!(text(&o).contains("nothing to cancel"), "{}", text(&o));
+}
+
+#[test]
+fn other_users_may_read_but_not_change_anything() {
+    if !runnable("other_users_may_read_but_not_change_anything") {
+        return;
+    }
+    let fx = device();
+    let img = pattern(SLOT_SIZE as usize, 3);
+    let b = fx.bundle("u.tnd", "1.1.0", &[("rootfs", &img, Compression::None)]);
+    std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = fx.snapshot();
+    let mut bus = Bus::start("");
+    bus.serve(&fx);
+    let bundle = b.display().to_string();
+
+    let o = bus.busctl_nobody(&["call", NAME, PATH, NAME, "Install", "sa{sv}", &bundle, "0"]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("uid 65534 may not install"), "{t}");
+    for m in ["MarkGood", "Rollback", "Cancel"] {
+        let o = bus.busctl_nobody(&["call", NAME, PATH, NAME, m]);
+        assert!(!o.status.success(), "{m}");
+        assert!(text(&o).contains("uid 65534 may not"), "{m}: {}", text(&o));
+    }
+    let o = bus.busctl_nobody(&["call", NAME, PATH, NAME, "MarkBad", "s", "b"]);
+    assert!(text(&o).contains("uid 65534 may not"), "{}", text(&o));
+    // Properties.Set is not open to others by the bus policy itself.
+    let o = bus.busctl_nobody(&["set-property", NAME, PATH, NAME, "Operation", "s", "x"]);
+    assert!(!o.status.success());
+    assert_eq!(fx.snapshot(), before);
+    assert_eq!(fx.state().slot(B).version, None);
+
+    let o = bus.busctl_nobody(&["call", NAME, PATH, NAME, "GetStatus"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("status_version"), "{}", text(&o));
+    let o = bus.busctl_nobody(&["get-property", NAME, PATH, NAME, "BootedSlot"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Nobody may own the daemon's name either.
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_tandem"))
+        .arg("--config")
+        .arg(fx.path("tandem.toml"))
+        .arg("daemon")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("cannot serve dev.tandem.Agent1"),
+        "{}",
+        text(&o)
+    );
+}
+
+fn cli(bus: &Bus, args: &[&str]) -> Output {
+    // No usable configuration here: only the daemon can do the work.
+    Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["--root", "/nonexistent"])
+        .args(args)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cli_goes_through_the_daemon_when_it_runs() {
+    if !runnable("the_cli_goes_through_the_daemon_when_it_runs") {
+        return;
+    }
+    let fx = device();
+    let img = pattern(SLOT_SIZE as usize, 5);
+    let good = fx.bundle("good.tnd", "1.1.0", &[("rootfs", &img, Compression::None)]);
+    let mut bad = std::fs::read(&good).unwrap();
+    let n = bad.len();
+    bad[n - 2048] ^= 1; // a payload byte
+    std::fs::write(fx.path("bad.tnd"), &bad).unwrap();
+    let mut bus = Bus::start("");
+    bus.serve(&fx);
+
+    let o = cli(
+        &bus,
+        &["install", &fx.path("bad.tnd").display().to_string()],
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("hash mismatch"), "{}", text(&o));
+    assert!(bus.property("LastError").contains("hash mismatch"));
+
+    let o = cli(&bus, &["install", &good.display().to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("installed 1.1.0 into slot group b"), "{t}");
+    assert!(t.contains("verified 1.1.0"), "{t}");
+    assert_eq!(fx.slot(B, "rootfs"), img);
+
+    let o = cli(&bus, &["status", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("\"1.1.0\""), "{}", text(&o));
+    // Rollback to an untried group is refused with the slot-state code.
+    let o = cli(&bus, &["rollback"]);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    let o = cli(&bus, &["cancel"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("nothing to cancel"), "{}", text(&o));
+    // --direct ignores the daemon (and here finds no configuration).
+    let o = cli(&bus, &["--direct", "status", "--json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+}
