@@ -1,5 +1,5 @@
-//! The `unit` health check against a real dbus-daemon on which this test
-//! serves a small stand-in for systemd's Manager and Unit objects (the
+//! The `unit` health check and the logind reboot request against a real dbus-daemon on which this test
+//! serves a small stand-in for systemd's Manager and Unit objects and logind's Manager (the
 //! same interfaces, properties and method). Skipped without dbus-daemon
 //! unless TANDEM_TEST_REQUIRE_TOOLS=1 (CI).
 
@@ -67,6 +67,17 @@ impl Unit {
     }
 }
 
+struct Login {
+    reboots: Arc<Mutex<Vec<bool>>>,
+}
+
+#[zbus::interface(name = "org.freedesktop.login1.Manager")]
+impl Login {
+    fn reboot(&self, interactive: bool) {
+        self.reboots.lock().unwrap().push(interactive);
+    }
+}
+
 struct Daemon(Child);
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -76,7 +87,7 @@ impl Drop for Daemon {
 }
 
 #[test]
-fn unit_check_asks_systemd_over_dbus() {
+fn unit_check_and_reboot_ask_systemd_over_dbus() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("bus");
     let conf = dir.path().join("bus.conf");
@@ -155,6 +166,24 @@ fn unit_check_asks_systemd_over_dbus() {
             .unwrap();
     }
     let _systemd = builder.build().unwrap();
+    let reboots = Arc::new(Mutex::new(Vec::new()));
+    let _logind = zbus::blocking::connection::Builder::address(address.as_str())
+        .unwrap()
+        .name("org.freedesktop.login1")
+        .unwrap()
+        .serve_at(
+            "/org/freedesktop/login1",
+            Login {
+                reboots: reboots.clone(),
+            },
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+
+    // Reboot goes to logind, non-interactively.
+    tandem::dbus::systemd::logind_reboot().unwrap();
+    assert_eq!(*reboots.lock().unwrap(), vec![false]);
 
     let mut ticks = 0;
     let mut tick = || ticks += 1;
