@@ -3,6 +3,7 @@
 # work-out/images): a static tandem agent, the minimal image 1.0.0 as a
 # GPT disk (slot a), and signed bundles 1.1.0 (good), 1.2.0 (its health
 # check fails), 1.3.0 (its init crashes) and 1.4.0 (it hangs). Reuses the kernel download in /var/cache/tandem-image.
+# Then the aarch64 images (scripts/build-images-arm64.sh) into $1/arm64.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -32,4 +33,5 @@ echo "== minimal 1.3.0 (bundle, init crashes: kernel panic)"
 echo "== minimal 1.4.0 (bundle, boot hangs with the watchdog armed)"
 "$img" build "$recipe" "${common[@]}" --version 1.4.0 --file /usr/lib/tandem/on-boot="$f/on-boot-hang"
 rm -rf "$out/work"
+scripts/build-images-arm64.sh "$out/arm64" "$out/vendor.key"
 ls -la "$out"

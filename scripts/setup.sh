@@ -34,6 +34,13 @@ want mkfs.fat dosfstools
 want mcopy mtools
 want /sbin/depmod kmod
 want cpio cpio
+# aarch64 (QEMU scenario 8): the cross compiler for ring's C and the static
+# link, QEMU for arm, Debian's U-Boot for QEMU virt, mkenvimage.
+want aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu
+want /usr/aarch64-linux-gnu/lib/libc.a libc6-dev-arm64-cross
+want qemu-system-aarch64 qemu-system-arm
+want /usr/lib/u-boot/qemu_arm64/u-boot.bin u-boot-qemu
+want mkenvimage u-boot-tools
 
 if ((${#need_pkgs[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
@@ -53,6 +60,18 @@ fi
 if ! compgen -G "/var/lib/apt/lists/*Packages*" >/dev/null; then
     apt-get update -qq
 fi
+# ...and for the aarch64 image, arm64 ones (linux-image-arm64:arm64 and
+# busybox-static:arm64 are downloaded, never installed).
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "setup: need root to run: dpkg --add-architecture arm64 && apt-get update" >&2
+        exit 1
+    fi
+    dpkg --add-architecture arm64
+fi
+if ! compgen -G "/var/lib/apt/lists/*binary-arm64_Packages*" >/dev/null; then
+    apt-get update -qq
+fi
 
 # Rust: this project needs rustc >= 1.89 (see Cargo.toml rust-version).
 if ! have cargo && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
@@ -66,5 +85,8 @@ if have rustup; then
     for c in rustfmt clippy; do
         rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
     done
+    # The aarch64 agent and initramfs (scripts/build-images-arm64.sh).
+    rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu \
+        || rustup target add aarch64-unknown-linux-gnu
 fi
 echo "setup: ok ($(cargo --version))"

@@ -12,7 +12,13 @@ for u in /sys/class/block/*/uevent; do
     dev=$(sed -n 's/^DEVNAME=//p' "$u")
     [ -n "$name" ] && ln -sf "/dev/$dev" "/dev/disk/by-partlabel/$name"
 done
-mount -t vfat /dev/disk/by-partlabel/esp /boot/efi || echo "tandem: cannot mount the ESP"
+# The FAT boot partition, where the bootloader's A/B state lives: the ESP
+# (GRUB, grubenv) on x86_64, "boot" (U-Boot, tandem.env) on aarch64.
+if [ -e /dev/disk/by-partlabel/esp ]; then
+    mount -t vfat /dev/disk/by-partlabel/esp /boot/efi || echo "tandem: cannot mount the ESP"
+else
+    mount -t vfat /dev/disk/by-partlabel/boot /boot/firmware || echo "tandem: cannot mount the boot partition"
+fi
 ip link set lo up
 if [ -e /sys/class/net/eth0 ]; then
     ip addr add 10.0.2.15/24 dev eth0
@@ -25,8 +31,11 @@ echo "TANDEM-BOOTED slot=$slot version=$(cat /usr/lib/tandem/version)"
 tandem boot-check
 echo "TANDEM-BOOTCHECK rc=$?"
 echo "TANDEM-READY slot=$slot"
-# A shell on the serial console, for the operator and the test rig.
+# A shell on the serial console (PL011 on aarch64), for the operator and
+# the test rig.
+tty=ttyS0
+[ -c /dev/ttyAMA0 ] && tty=ttyAMA0
 while true; do
-    setsid sh -c 'exec sh -i </dev/ttyS0 >/dev/ttyS0 2>&1'
+    setsid sh -c "exec sh -i </dev/$tty >/dev/$tty 2>&1"
     sleep 1
 done

@@ -1,12 +1,14 @@
-//! Whole disks: GPT with the ESP (GRUB + the shipped grub.cfg + grubenv),
-//! slot a (the image), slot b (empty, marked not bootable), data (ext4).
-//! No root and no loop mounts: sgdisk, mtools and file writes at offsets.
+//! Whole disks: GPT with a FAT boot partition (amd64: the ESP with GRUB,
+//! the shipped grub.cfg and grubenv; arm64: U-Boot's boot.scr and
+//! tandem.env), slot a (the image), slot b (empty, marked not bootable),
+//! data (ext4). No root and no loop mounts: sgdisk, mtools and file writes
+//! at offsets.
 
 use std::collections::BTreeMap;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
-use crate::recipe::DiskSpec;
+use crate::recipe::{BootChain, DiskSpec};
 use crate::{derive_uuid, run, run_env, BuildError};
 
 const MIB: u64 = 1 << 20;
@@ -48,11 +50,12 @@ pub fn initial_grubenv() -> Vec<u8> {
     tandem::boot::grub::encode(&vars, tandem::boot::grub::DEFAULT_SIZE).expect("fits")
 }
 
-fn esp(
+/// An empty FAT32 image of the boot partition's size.
+fn fat(
     spec: &DiskSpec,
     work: &Path,
     seed: &str,
-    epoch: u64,
+    label: &str,
 ) -> Result<std::path::PathBuf, BuildError> {
     let img = work.join("esp.img");
     let _ = std::fs::remove_file(&img);
@@ -68,11 +71,42 @@ fn esp(
             "-i",
             volid,
             "-n",
-            "ESP",
+            label,
             &i,
             &(spec.esp_mib * 1024).to_string(),
         ],
     )?;
+    Ok(img)
+}
+
+/// Copies files into a FAT image (`dirs` first, then `(source, ::dest)`).
+fn fat_copy(
+    img: &Path,
+    epoch: u64,
+    dirs: &[&str],
+    files: &[(String, String)],
+) -> Result<(), BuildError> {
+    let i = img.display().to_string();
+    let env = [
+        ("MTOOLS_SKIP_CHECK", "1".to_string()),
+        ("SOURCE_DATE_EPOCH", epoch.to_string()),
+    ];
+    for d in dirs {
+        run_env(None, "mmd", &["-i", &i, d], &env)?;
+    }
+    for (src, dest) in files {
+        run_env(None, "mcopy", &["-i", &i, src, dest], &env)?;
+    }
+    Ok(())
+}
+
+fn esp(
+    spec: &DiskSpec,
+    work: &Path,
+    seed: &str,
+    epoch: u64,
+) -> Result<std::path::PathBuf, BuildError> {
+    let img = fat(spec, work, seed, "ESP")?;
     let efi = work.join("BOOTX64.EFI");
     let mods: Vec<&str> = GRUB_MODULES.to_vec();
     let mut args = vec!["-O", "x86_64-efi", "-p", "/EFI/tandem", "-o"];
@@ -84,32 +118,45 @@ fn esp(
         ("grub.cfg", GRUB_CFG.as_bytes().to_vec()),
         ("grubenv", initial_grubenv()),
     ];
+    let mut copies = vec![(e, "::/EFI/BOOT/BOOTX64.EFI".to_string())];
     for (name, data) in &files {
         let p = work.join(name);
         std::fs::write(&p, data).map_err(|err| BuildError::io(&p, err))?;
+        copies.push((p.display().to_string(), format!("::/EFI/tandem/{name}")));
     }
-    let env = [
-        ("MTOOLS_SKIP_CHECK", "1".to_string()),
-        ("SOURCE_DATE_EPOCH", epoch.to_string()),
-    ];
-    for d in ["::/EFI", "::/EFI/BOOT", "::/EFI/tandem"] {
-        run_env(None, "mmd", &["-i", &i, d], &env)?;
-    }
-    run_env(
-        None,
-        "mcopy",
-        &["-i", &i, &e, "::/EFI/BOOT/BOOTX64.EFI"],
-        &env,
+    fat_copy(
+        &img,
+        epoch,
+        &["::/EFI", "::/EFI/BOOT", "::/EFI/tandem"],
+        &copies,
     )?;
-    for (name, _) in &files {
-        let p = work.join(name).display().to_string();
-        run_env(
-            None,
-            "mcopy",
-            &["-i", &i, &p, &format!("::/EFI/tandem/{name}")],
-            &env,
-        )?;
-    }
+    Ok(img)
+}
+
+/// U-Boot's boot partition: `/boot.scr` and `/tandem.env`.
+fn uboot_boot(
+    spec: &DiskSpec,
+    work: &Path,
+    seed: &str,
+    epoch: u64,
+) -> Result<std::path::PathBuf, BuildError> {
+    let img = fat(spec, work, seed, "BOOT")?;
+    let scr = work.join("boot.scr");
+    crate::uboot::boot_script(work, &scr, epoch)?;
+    let env = work.join(tandem::boot::uboot_file::FILE_NAME);
+    std::fs::write(&env, crate::uboot::initial_env()).map_err(|e| BuildError::io(&env, e))?;
+    fat_copy(
+        &img,
+        epoch,
+        &[],
+        &[
+            (scr.display().to_string(), "::/boot.scr".into()),
+            (
+                env.display().to_string(),
+                format!("::/{}", tandem::boot::uboot_file::FILE_NAME),
+            ),
+        ],
+    )?;
     Ok(img)
 }
 
@@ -128,6 +175,7 @@ fn copy_at(disk: &Path, offset: u64, src: &Path) -> Result<(), BuildError> {
 /// Builds the disk image at `out`.
 pub fn build(
     spec: &DiskSpec,
+    chain: BootChain,
     slot_image: &Path,
     work: &Path,
     out: &Path,
@@ -143,7 +191,11 @@ pub fn build(
             spec.slot_mib
         )));
     }
-    let esp = esp(spec, work, seed, epoch)?;
+    let (esp, esp_type) = match chain {
+        BootChain::Grub => (esp(spec, work, seed, epoch)?, "ef00"),
+        // Microsoft basic data: a plain FAT partition, as U-Boot boards use.
+        BootChain::UbootFile => (uboot_boot(spec, work, seed, epoch)?, "0700"),
+    };
     let data = work.join("data.img");
     let _ = std::fs::remove_file(&data);
     let f = std::fs::File::create(&data).map_err(|e| BuildError::io(&data, e))?;
@@ -181,8 +233,8 @@ pub fn build(
             "-U",
             &g("disk"),
             &format!("-n1:1M:+{}M", spec.esp_mib),
-            "-t1:ef00",
-            "-c1:esp",
+            &format!("-t1:{esp_type}"),
+            &format!("-c1:{}", chain.partition_name()),
             &format!("-u1:{}", g("p1")),
             &format!("-n2:0:+{}M", spec.slot_mib),
             "-t2:8300",

@@ -72,6 +72,7 @@ pub fn make(
                 ],
                 &[("E2FSPROGS_FAKE_TIME", e.clone())],
             )?;
+            pin_ext4_times(stage, out, epoch)?;
         }
     }
     let len = std::fs::metadata(out)
@@ -118,6 +119,59 @@ pub fn make(
         hash_block_size: BLOCK as u32,
         hash_algorithm: "sha256".into(),
     }))
+}
+
+/// `mke2fs -d` copies each file's atime, mtime and ctime from the stage
+/// (e2fsprogs 1.47.0 has no SOURCE_DATE_EPOCH; E2FSPROGS_FAKE_TIME only
+/// sets the superblock and crtime). Sets all three to `epoch` on every
+/// inode with one `debugfs -w` script, in sorted path order.
+fn pin_ext4_times(stage: &Path, image: &Path, epoch: u64) -> Result<(), BuildError> {
+    let mut paths = vec![String::from("/")];
+    walk(stage, "", &mut paths)?;
+    let mut script = String::new();
+    for p in &paths {
+        for field in ["atime", "mtime", "ctime"] {
+            script += &format!("sif \"{p}\" {field} @{epoch}\n");
+        }
+    }
+    let f = image.with_extension("debugfs");
+    std::fs::write(&f, script).map_err(|err| BuildError::io(&f, err))?;
+    // With the fake time debugfs also leaves the superblock's write time.
+    let r = run_env(
+        None,
+        "debugfs",
+        &[
+            "-w",
+            "-f",
+            &f.display().to_string(),
+            &image.display().to_string(),
+        ],
+        &[("E2FSPROGS_FAKE_TIME", epoch.to_string())],
+    );
+    let _ = std::fs::remove_file(&f);
+    r.map(drop)
+}
+
+/// Paths under `dir` relative to the stage root (`/bin`, `/bin/sh`, ...),
+/// sorted, depth first; symlinks are not followed.
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), BuildError> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| BuildError::io(dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| BuildError::io(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = format!("{prefix}/{}", e.file_name().to_string_lossy());
+        let is_dir = e
+            .file_type()
+            .map_err(|err| BuildError::io(&e.path(), err))?
+            .is_dir();
+        out.push(name.clone());
+        if is_dir {
+            walk(&e.path(), &name, out)?;
+        }
+    }
+    Ok(())
 }
 
 fn dir_size(p: &Path) -> Result<u64, BuildError> {

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use crate::recipe::Arch;
 use crate::{run, BuildError};
 
 /// An unpacked kernel package.
@@ -23,54 +24,37 @@ impl KernelTree {
     }
 }
 
-/// Resolves a metapackage such as `linux-image-amd64` to the versioned one.
-pub fn resolve_package(pkg: &str) -> Result<String, BuildError> {
+/// Resolves a metapackage such as `linux-image-amd64` to the versioned one,
+/// for `arch` (`linux-image-arm64` on an amd64 host becomes
+/// `linux-image-6.1.0-NN-arm64:arm64`).
+pub fn resolve_package(pkg: &str, arch: Arch) -> Result<String, BuildError> {
+    let pkg = arch.package(pkg);
     if pkg.starts_with("linux-image-6") || pkg.starts_with("linux-image-5") {
-        return Ok(pkg.to_string());
+        return Ok(pkg);
     }
-    let out = run("apt-cache", &["depends", pkg])?;
+    let out = run("apt-cache", &["depends", &pkg])?;
     out.lines()
         .filter_map(|l| l.trim().strip_prefix("Depends: "))
         .find(|d| d.starts_with("linux-image-"))
         .map(str::to_string)
         .ok_or_else(|| {
+            let hint = if arch.is_host() {
+                "run apt-get update?".to_string()
+            } else {
+                format!(
+                    "run dpkg --add-architecture {0} && apt-get update?",
+                    arch.debian()
+                )
+            };
             BuildError::Step(format!(
-                "apt-cache depends {pkg}: no linux-image dependency (run apt-get update?)"
+                "apt-cache depends {pkg}: no linux-image dependency ({hint})"
             ))
         })
 }
 
 /// Downloads and unpacks `pkg` under `cache` (reused when present).
 pub fn fetch(pkg: &str, cache: &Path) -> Result<KernelTree, BuildError> {
-    let dir = cache.join(pkg);
-    let root = dir.join("root");
-    if !root.join("lib/modules").exists() {
-        std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
-        let deb = std::fs::read_dir(&dir)
-            .map_err(|e| BuildError::io(&dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|e| e == "deb"));
-        let deb = match deb {
-            Some(d) => d,
-            None => {
-                crate::run_in(&dir, "apt-get", &["download", pkg])?;
-                std::fs::read_dir(&dir)
-                    .map_err(|e| BuildError::io(&dir, e))?
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .find(|p| p.extension().is_some_and(|e| e == "deb"))
-                    .ok_or_else(|| {
-                        BuildError::Step(format!("apt-get download {pkg} produced no .deb"))
-                    })?
-            }
-        };
-        let tmp = dir.join("root.tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
-        run(
-            "dpkg-deb",
-            &["-x", &deb.display().to_string(), &tmp.display().to_string()],
-        )?;
-        std::fs::rename(&tmp, &root).map_err(|e| BuildError::io(&root, e))?;
-    }
+    let root = crate::deb::unpack(pkg, cache)?;
     let release = std::fs::read_dir(root.join("lib/modules"))
         .map_err(|e| BuildError::io(&root, e))?
         .filter_map(|e| e.ok())

@@ -8,11 +8,13 @@
 //! and salt is derived from the recipe's name and version.
 
 pub mod cpio;
+pub mod deb;
 pub mod disk;
 pub mod fsimage;
 pub mod kernel;
 pub mod recipe;
 pub mod rootfs;
+pub mod uboot;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -125,6 +127,8 @@ pub struct Outputs {
     pub slot_image: PathBuf,
     pub bundle: PathBuf,
     pub disk: Option<PathBuf>,
+    /// With a U-Boot disk: the board environment for pflash unit 1.
+    pub uboot_env: Option<PathBuf>,
     pub verity_root_hash: Option<String>,
 }
 
@@ -155,11 +159,12 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
     let key = tandem::bundle::keys::parse_secret(&key_text, &o.signing_key.display().to_string())
         .map_err(|e| BuildError::Step(e.to_string()))?;
 
-    let pkg = kernel::resolve_package(&r.kernel.package)?;
+    let pkg = kernel::resolve_package(&r.kernel.package, r.arch)?;
     let k = kernel::fetch(&pkg, &o.cache)?;
-    let initrd = rootfs::initramfs(r, &k, epoch, o.init.as_deref())?;
+    let bb = rootfs::busybox(r.arch, &o.cache)?;
+    let initrd = rootfs::initramfs(r, &k, epoch, o.init.as_deref(), &bb.path)?;
     let stage = o.work.join(format!("{seed}.stage"));
-    rootfs::stage_busybox(r, o, &k, &initrd, &key, &stage)?;
+    rootfs::stage_busybox(r, o, &k, &initrd, &key, &bb, &stage)?;
     let slot_image = o.out.join(format!("{}-{}.rootfs.img", r.name, r.version));
     let verity = fsimage::make(r, &stage, &slot_image, &seed, epoch)?;
 
@@ -183,10 +188,21 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
     };
     tandem::bundle::writer::create(&bundle, &meta, &[input], &[key])?;
 
+    let chain = r.arch.boot_chain();
     let disk = match (&r.disk, o.make_disk) {
         (Some(spec), true) => {
             let path = o.out.join(format!("{}-{}.disk.img", r.name, r.version));
-            disk::build(spec, &slot_image, &o.work, &path, &seed, epoch)?;
+            disk::build(spec, chain, &slot_image, &o.work, &path, &seed, epoch)?;
+            Some(path)
+        }
+        _ => None,
+    };
+    let uboot_env = match (chain, &disk) {
+        (recipe::BootChain::UbootFile, Some(_)) => {
+            let path = o
+                .out
+                .join(format!("{}-{}.uboot-env.img", r.name, r.version));
+            uboot::env_image(&o.work, &path)?;
             Some(path)
         }
         _ => None,
@@ -195,6 +211,7 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
         slot_image,
         bundle,
         disk,
+        uboot_env,
         verity_root_hash: verity.map(|v| v.root_hash),
     })
 }

@@ -25,6 +25,10 @@ pub struct Recipe {
     pub version: semver::Version,
     #[serde(default)]
     pub security_epoch: u64,
+    /// The Debian architecture the image is for; decides the kernel and
+    /// busybox packages and the boot chain (GRUB/UEFI or U-Boot).
+    #[serde(default)]
+    pub arch: Arch,
     pub kernel: Kernel,
     pub rootfs: Rootfs,
     #[serde(default)]
@@ -45,6 +49,80 @@ pub struct Kernel {
 
 fn default_cmdline() -> String {
     "console=ttyS0 panic=5".into()
+}
+
+/// A target architecture, by its Debian name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// x86_64: UEFI (OVMF) and GRUB, `grubenv` on the ESP.
+    #[default]
+    Amd64,
+    /// aarch64: U-Boot with `boot.scr` and the text env file `tandem.env`
+    /// on the FAT boot partition (agent backend `uboot-file`).
+    Arm64,
+}
+
+/// How a disk of this architecture boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootChain {
+    /// ESP with GRUB, `/EFI/tandem/grub.cfg` and `grubenv`, mounted at `/boot/efi`.
+    Grub,
+    /// FAT partition with `boot.scr` and `tandem.env`, mounted at `/boot/firmware`.
+    UbootFile,
+}
+
+impl Arch {
+    /// The Debian architecture name (`dpkg --print-architecture`).
+    pub fn debian(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
+    /// Whether binaries of this architecture run on the build host.
+    pub fn is_host(self) -> bool {
+        matches!(
+            (self, std::env::consts::ARCH),
+            (Arch::Amd64, "x86_64") | (Arch::Arm64, "aarch64")
+        )
+    }
+
+    /// A Debian package name for this architecture: `pkg` on the host's
+    /// architecture, `pkg:arm64` (multiarch) otherwise.
+    pub fn package(self, pkg: &str) -> String {
+        if self.is_host() || pkg.contains(':') {
+            pkg.to_string()
+        } else {
+            format!("{pkg}:{}", self.debian())
+        }
+    }
+
+    pub fn boot_chain(self) -> BootChain {
+        match self {
+            Arch::Amd64 => BootChain::Grub,
+            Arch::Arm64 => BootChain::UbootFile,
+        }
+    }
+}
+
+impl BootChain {
+    /// Where the running system mounts the FAT boot partition.
+    pub fn mount_point(self) -> &'static str {
+        match self {
+            BootChain::Grub => "/boot/efi",
+            BootChain::UbootFile => "/boot/firmware",
+        }
+    }
+
+    /// The GPT partition name of the FAT boot partition.
+    pub fn partition_name(self) -> &'static str {
+        match self {
+            BootChain::Grub => "esp",
+            BootChain::UbootFile => "boot",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -80,6 +158,8 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskSpec {
+    /// The FAT boot partition: the ESP (GRUB) or U-Boot's boot partition.
+    #[serde(alias = "boot_mib")]
     pub esp_mib: u64,
     pub slot_mib: u64,
     pub data_mib: u64,
@@ -116,9 +196,15 @@ impl Recipe {
             if d.esp_mib < 33 || d.slot_mib == 0 || d.data_mib == 0 {
                 return Err(invalid(
                     "disk",
-                    "esp_mib >= 33 (FAT32), slot_mib and data_mib > 0",
+                    "esp_mib (or boot_mib) >= 33 (FAT32), slot_mib and data_mib > 0",
                 ));
             }
+        }
+        if r.arch.boot_chain() == BootChain::UbootFile && r.rootfs.filesystem != Filesystem::Ext4 {
+            return Err(invalid(
+                "rootfs.filesystem",
+                "U-Boot (arch arm64) reads only ext4 slots here (Debian's qemu_arm64 build has no squashfs)",
+            ));
         }
         Ok(r)
     }
@@ -153,6 +239,7 @@ filesystem = "squashfs"
         let r = Recipe::parse(MIN, Path::new("r.toml")).unwrap();
         assert_eq!(r.kernel.cmdline, "console=ttyS0 panic=5");
         assert!(r.rootfs.verity);
+        assert_eq!(r.arch, Arch::Amd64);
         for (bad, needle) in [
             (MIN.replace("minimal", "a b"), "name"),
             (
@@ -160,11 +247,34 @@ filesystem = "squashfs"
                 "files.etc/x",
             ),
             (format!("{MIN}\nbogus = 1\n"), "bogus"),
+            (format!("arch = \"arm64\"\n{MIN}"), "rootfs.filesystem"),
+            (format!("arch = \"riscv64\"\n{MIN}"), "arch"),
         ] {
             let e = Recipe::parse(&bad, Path::new("r.toml"))
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(needle), "{needle} in {e}");
         }
+    }
+
+    #[test]
+    fn arm64_with_boot_mib() {
+        let text = format!(
+            "arch = \"arm64\"\n{}\n[disk]\nboot_mib = 40\nslot_mib = 1\ndata_mib = 1\n",
+            MIN.replace("squashfs", "ext4")
+        );
+        let r = Recipe::parse(&text, Path::new("r.toml")).unwrap();
+        assert_eq!(r.arch, Arch::Arm64);
+        assert_eq!(r.arch.boot_chain(), BootChain::UbootFile);
+        assert_eq!(r.disk.unwrap().esp_mib, 40);
+        assert_eq!(BootChain::UbootFile.mount_point(), "/boot/firmware");
+        if std::env::consts::ARCH == "x86_64" {
+            assert_eq!(
+                Arch::Arm64.package("busybox-static"),
+                "busybox-static:arm64"
+            );
+            assert_eq!(Arch::Amd64.package("busybox-static"), "busybox-static");
+        }
+        assert_eq!(Arch::Arm64.package("x:arm64"), "x:arm64");
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cpio::{self, Entry};
 use crate::kernel::{self, KernelTree};
-use crate::recipe::Recipe;
+use crate::recipe::{Arch, BootChain, Recipe};
 use crate::{run, BuildError, BuildOptions};
 
 const INITRAMFS_INIT: &str = include_str!("../assets/initramfs-init.sh");
@@ -16,6 +16,60 @@ fn read(p: &Path) -> Result<Vec<u8>, BuildError> {
     std::fs::read(p).map_err(|e| BuildError::io(p, e))
 }
 
+/// The busybox an image carries and the applets it links to it.
+pub struct Busybox {
+    pub path: PathBuf,
+    pub applets: Vec<String>,
+}
+
+/// The host's `/bin/busybox` for the host's architecture; otherwise
+/// Debian's `busybox-static` for `arch` from the cache (`apt-get
+/// download`), whose applets are read from the binary since it cannot run
+/// here.
+pub fn busybox(arch: Arch, cache: &Path) -> Result<Busybox, BuildError> {
+    if arch.is_host() {
+        let applets = run(BUSYBOX, &["--list"])?
+            .lines()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect();
+        return Ok(Busybox {
+            path: BUSYBOX.into(),
+            applets,
+        });
+    }
+    let root = crate::deb::unpack(&arch.package("busybox-static"), cache)?;
+    let path = root.join("bin/busybox");
+    let applets = applet_names(&read(&path)?).ok_or_else(|| {
+        BuildError::Step(format!(
+            "{}: no applet name table found (not a busybox binary?)",
+            path.display()
+        ))
+    })?;
+    Ok(Busybox { path, applets })
+}
+
+/// The applet names compiled into a busybox binary: its `applet_names`
+/// table, NUL-separated and sorted, which starts with `[` and `[[` and ends
+/// at an empty name. Pure.
+pub fn applet_names(binary: &[u8]) -> Option<Vec<String>> {
+    const START: &[u8] = b"[\0[[\0";
+    let at = binary.windows(START.len()).position(|w| w == START)?;
+    let names: Vec<String> = binary[at..]
+        .split(|&b| b == 0)
+        .take_while(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    let plausible = names.len() > 2
+        && names.iter().all(|n| {
+            n.len() < 64
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"[-_.".contains(&b))
+        });
+    plausible.then_some(names)
+}
+
 /// The initramfs: `/init` (the static Rust init when given, else the busybox
 /// script with busybox), and the modules in load order.
 pub fn initramfs(
@@ -23,6 +77,7 @@ pub fn initramfs(
     k: &KernelTree,
     epoch: u64,
     init: Option<&Path>,
+    busybox: &Path,
 ) -> Result<Vec<u8>, BuildError> {
     let mdir = k.modules_dir();
     let dep =
@@ -54,7 +109,7 @@ pub fn initramfs(
                 "bin/busybox".into(),
                 Entry::File {
                     mode: 0o755,
-                    data: read(Path::new(BUSYBOX))?,
+                    data: read(busybox)?,
                 },
             ));
             e.push((
@@ -113,6 +168,18 @@ fn write(stage: &Path, rel: &str, data: &[u8], mode: u32) -> Result<(), BuildErr
 
 /// The agent configuration every image carries (the device's view).
 pub fn agent_config(r: &Recipe) -> String {
+    let chain = r.arch.boot_chain();
+    let boot = match chain {
+        BootChain::Grub => format!(
+            "backend = \"grub\"\ngrubenv = \"{}/EFI/tandem/grubenv\"",
+            chain.mount_point()
+        ),
+        BootChain::UbootFile => format!(
+            "backend = \"uboot-file\"\nuboot_env_file = \"{}/{}\"",
+            chain.mount_point(),
+            tandem::boot::uboot_file::FILE_NAME
+        ),
+    };
     format!(
         r#"# Written by tandem-image for recipe {name}.
 compatible = "{compatible}"
@@ -124,8 +191,7 @@ directory = "/etc/tandem/keys"
 directory = "/var/lib/tandem"
 
 [boot]
-backend = "grub"
-grubenv = "/boot/efi/EFI/tandem/grubenv"
+{boot}
 tries = 1
 
 [slots.a.rootfs]
@@ -139,6 +205,22 @@ device = "/dev/disk/by-partlabel/tandem-root-b"
     )
 }
 
+/// The slot's own kernel arguments, in the bootloader's syntax: a GRUB
+/// snippet `/boot/tandem.cfg` that grub.cfg sources, or a U-Boot text env
+/// `/boot/tandem-args.env` whose `tandem_bootargs` boot.scr imports.
+pub fn boot_args_file(r: &Recipe) -> (&'static str, String) {
+    match r.arch.boot_chain() {
+        BootChain::Grub => (
+            "boot/tandem.cfg",
+            format!("set tandem_cmdline=\"{}\"\n", r.kernel.cmdline),
+        ),
+        BootChain::UbootFile => (
+            "boot/tandem-args.env",
+            format!("tandem_bootargs={}\n", r.kernel.cmdline),
+        ),
+    }
+}
+
 /// Lays out the slot's tree: busybox userland, the agent, its config and
 /// key, the kernel and initramfs, and the recipe's files.
 pub fn stage_busybox(
@@ -147,6 +229,7 @@ pub fn stage_busybox(
     k: &KernelTree,
     initrd: &[u8],
     key: &ed25519_dalek::SigningKey,
+    bb: &Busybox,
     stage: &Path,
 ) -> Result<(), BuildError> {
     let _ = std::fs::remove_dir_all(stage);
@@ -163,20 +246,15 @@ pub fn stage_busybox(
         "tmp",
         "var",
         "data",
-        "boot/efi",
+        r.arch.boot_chain().mount_point().trim_start_matches('/'),
         "root",
         "lib/modules",
     ] {
         let p = stage.join(d);
         std::fs::create_dir_all(&p).map_err(|e| BuildError::io(&p, e))?;
     }
-    write(stage, "bin/busybox", &read(Path::new(BUSYBOX))?, 0o755)?;
-    let applets = run(BUSYBOX, &["--list"])?;
-    for a in applets
-        .lines()
-        .map(str::trim)
-        .filter(|a| !a.is_empty() && *a != "busybox")
-    {
+    write(stage, "bin/busybox", &read(&bb.path)?, 0o755)?;
+    for a in bb.applets.iter().filter(|a| *a != "busybox") {
         let link = stage.join("bin").join(a);
         if !link.exists() {
             symlink("busybox", &link).map_err(|e| BuildError::io(&link, e))?;
@@ -227,12 +305,8 @@ pub fn stage_busybox(
     )?;
     write(stage, "boot/vmlinuz", &read(&k.vmlinuz())?, 0o644)?;
     write(stage, "boot/initrd.img", initrd, 0o644)?;
-    write(
-        stage,
-        "boot/tandem.cfg",
-        format!("set tandem_cmdline=\"{}\"\n", r.kernel.cmdline).as_bytes(),
-        0o644,
-    )?;
+    let (args_path, args) = boot_args_file(r);
+    write(stage, args_path, args.as_bytes(), 0o644)?;
     for (dest, src) in &r.files {
         let src = o.recipe_dir.join(src);
         let mode = std::fs::metadata(&src)
@@ -243,4 +317,34 @@ pub fn stage_busybox(
         write(stage, dest, &read(&src)?, mode)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applet_table() {
+        let mut bin = b"\x7fELF junk [ not this\0".to_vec();
+        bin.extend_from_slice(b"[\0[[\0ash\0ls\0sh\0\0\x01\x02");
+        assert_eq!(
+            applet_names(&bin).unwrap(),
+            vec!["[", "[[", "ash", "ls", "sh"]
+        );
+        assert_eq!(applet_names(b"no table here"), None);
+    }
+
+    #[test]
+    fn applet_table_matches_busybox_list() {
+        // The host's busybox, where there is one, lists the same applets.
+        let Ok(bin) = std::fs::read(BUSYBOX) else {
+            eprintln!("no {BUSYBOX}; skipped");
+            return;
+        };
+        let Ok(list) = run(BUSYBOX, &["--list"]) else {
+            return;
+        };
+        let want: Vec<&str> = list.lines().map(str::trim).collect();
+        assert_eq!(applet_names(&bin).unwrap(), want);
+    }
 }

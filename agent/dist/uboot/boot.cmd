@@ -12,8 +12,10 @@
 # out and the other group boots. Nothing bootable: slot a.
 #
 # Disk layout: partition 1 FAT (this script, tandem.env), 2 = slot a,
-# 3 = slot b (ext4, /boot/vmlinuz and /boot/initrd.img). The tandem_*
-# variables below may be preset in the board's default environment.
+# 3 = slot b (ext4, /boot/vmlinuz, /boot/initrd.img and optionally
+# /boot/tandem-args.env). The tandem_* variables below may be preset in the
+# board's default environment; devtype and devnum must be set (distro boot
+# sets them; tandem-image's board env for QEMU sets virtio 0).
 # Tries count at most 9: setexpr prints hex, which equals decimal only for
 # 0-9 (the agent refuses to arm more). Set bootdelay=0 in the board env:
 # it saves 2 s per boot.
@@ -98,6 +100,12 @@ fi
 
 if test "${tandem_slot}" = "b"; then setenv tandem_part ${tandem_part_b}; else setenv tandem_part ${tandem_part_a}; fi
 echo "tandem: booting slot ${tandem_slot} from ${devtype} ${devnum}:${tandem_part}"
+# The slot's own kernel arguments: a text env file in the slot whose
+# tandem_bootargs (only that) replaces the board's (like GRUB's
+# /boot/tandem.cfg), e.g. "console=ttyAMA0 panic=5".
+if load ${devtype} ${devnum}:${tandem_part} ${tandem_envaddr} /boot/tandem-args.env; then
+	env import -t ${tandem_envaddr} ${filesize} tandem_bootargs
+fi
 setenv tandem_root
 if part uuid ${devtype} ${devnum}:${tandem_part} tandem_partuuid; then
 	setenv tandem_root "root=PARTUUID=${tandem_partuuid} rootwait"

@@ -87,6 +87,9 @@ fn run() -> Result<(), String> {
     if let Some(d) = &res.disk {
         println!("disk:       {} ({} bytes)", d.display(), size(d));
     }
+    if let Some(e) = &res.uboot_env {
+        println!("u-boot env: {} ({} bytes)", e.display(), size(e));
+    }
     if let Some(h) = &res.verity_root_hash {
         println!("verity:     root hash {h}");
     }
