@@ -374,3 +374,72 @@ fn the_target_is_unbootable_while_it_is_written() {
     assert_eq!(abvars::state(&v, B), tandem::boot::Mark::Bad);
     assert_eq!(abvars::primary(&v), Some(A));
 }
+
+#[test]
+fn grub_install_passes_the_verity_root_hash_before_arming() {
+    use tandem::bundle::manifest::Verity;
+    use tandem::bundle::writer::{self, BundleMeta, ImageInput};
+    let mut fx = Fx::new(&["rootfs"]);
+    let env = fx.path("grubenv");
+    tandem::boot::grub::create(&env).unwrap();
+    fx.extra_config = format!(
+        "[boot]\nbackend = \"grub\"\ngrubenv = \"{}\"\n",
+        env.display()
+    );
+    fx.write_config();
+    let img = fx.write_image("v.img", &pattern(200_000, 4));
+    let verity = Verity {
+        root_hash: "ab".repeat(32),
+        salt: "cd".repeat(32),
+        hash_offset: 196_608,
+        data_block_size: 4096,
+        hash_block_size: 4096,
+        hash_algorithm: "sha256".into(),
+    };
+    let meta = |v: &str| BundleMeta {
+        version: v.parse().unwrap(),
+        compatible: "tandem-test".into(),
+        security_epoch: 0,
+        created_unix: 1_795_651_200,
+        description: None,
+    };
+    let input = |verity: Option<Verity>| ImageInput {
+        slot_class: tandem::slot::SlotClass::new("rootfs").unwrap(),
+        path: img.clone(),
+        compression: Compression::None,
+        verity,
+    };
+    let with = fx.path("with.tnd");
+    writer::create(
+        &with,
+        &meta("1.1.0"),
+        &[input(Some(verity))],
+        &[fx.key.clone()],
+    )
+    .unwrap();
+    ok(&tandem(&fx, &["install", with.to_str().unwrap()]));
+    let want = format!(
+        "tandem.verity.roothash={} tandem.verity.hashoffset=196608 tandem.verity.salt={}",
+        "ab".repeat(32),
+        "cd".repeat(32)
+    );
+    let v = GrubStore::new(&env).load().unwrap();
+    assert_eq!(v.get("TANDEM_B_VERITY"), Some(&want));
+    assert_eq!(v.get("TANDEM_A_VERITY"), None);
+    assert_eq!(abvars::tries_left(&v, B), Some(1));
+    // grub-editenv (what GRUB's load_env parses the same way) agrees.
+    if let Ok(o) = Command::new("grub-editenv").arg(&env).arg("list").output() {
+        let list = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(
+            list.contains(&format!("TANDEM_B_VERITY={want}\n")),
+            "{list}"
+        );
+    }
+
+    // A bundle without verity data clears the group's parameters.
+    let without = fx.path("without.tnd");
+    writer::create(&without, &meta("1.2.0"), &[input(None)], &[fx.key.clone()]).unwrap();
+    ok(&tandem(&fx, &["install", without.to_str().unwrap()]));
+    let v = GrubStore::new(&env).load().unwrap();
+    assert_eq!(v.get("TANDEM_B_VERITY"), None);
+}

@@ -5,6 +5,11 @@
 //! | `TANDEM_ORDER` | `"a b"` or `"b a"` | groups in boot preference order |
 //! | `TANDEM_A_OK`, `TANDEM_B_OK` | `1` / `0` | group may be booted / must not be |
 //! | `TANDEM_A_TRIES`, `TANDEM_B_TRIES` | empty, or `0`–`N` | empty: committed; a number: trial boots left |
+//! | `TANDEM_A_VERITY`, `TANDEM_B_VERITY` | kernel parameters | appended to the group's command line: its dm-verity root hash, hash offset and salt |
+//!
+//! The first three are the boot decision; the `VERITY` variables are data
+//! the decision uses, written only while their group cannot be booted
+//! (`OK=0`, during an install) and before it is armed.
 //!
 //! The boot script walks `TANDEM_ORDER` and boots the first group with
 //! `OK=1` whose `TRIES` is empty, or a number above zero, which it first
@@ -29,6 +34,31 @@ pub enum SchemeError {
 
 pub fn ok_var(g: SlotGroup) -> String {
     format!("TANDEM_{}_OK", g.as_str().to_uppercase())
+}
+
+pub fn verity_var(g: SlotGroup) -> String {
+    format!("TANDEM_{}_VERITY", g.as_str().to_uppercase())
+}
+
+/// True for the variables of the boot decision (order, OK, tries), which a
+/// store must keep together against torn writes.
+pub fn is_decision_var(name: &str) -> bool {
+    name == ORDER
+        || SlotGroup::ALL
+            .iter()
+            .any(|&g| name == ok_var(g) || name == tries_var(g))
+}
+
+/// Sets (or with `None` removes) the group's verity kernel parameters.
+pub fn set_verity(v: &mut BTreeMap<String, String>, g: SlotGroup, args: Option<&str>) {
+    match args {
+        Some(a) if !a.is_empty() => {
+            v.insert(verity_var(g), a.to_string());
+        }
+        _ => {
+            v.remove(&verity_var(g));
+        }
+    }
 }
 
 pub fn tries_var(g: SlotGroup) -> String {

@@ -104,12 +104,18 @@ fn escape(v: &str) -> String {
     s
 }
 
-/// Encodes variables into a block of exactly `size` bytes, `TANDEM_*`
-/// variables first (they must end within the first sector).
+/// Encodes variables into a block of exactly `size` bytes: the boot
+/// decision's variables first (they must end within the first sector),
+/// then the other `TANDEM_*` ones, then the rest.
 pub fn encode(vars: &BTreeMap<String, String>, size: usize) -> Result<Vec<u8>, EnvError> {
     let mut out = String::from(HEADER);
-    let (ours, theirs): (Vec<_>, Vec<_>) = vars.iter().partition(|(k, _)| k.starts_with("TANDEM_"));
-    for (i, group) in [ours, theirs].into_iter().enumerate() {
+    let (decision, rest): (Vec<_>, Vec<_>) = vars
+        .iter()
+        .partition(|(k, _)| super::abvars::is_decision_var(k));
+    let (ours, theirs): (Vec<_>, Vec<_>) = rest
+        .into_iter()
+        .partition(|(k, _)| k.starts_with("TANDEM_"));
+    for (i, group) in [decision, ours, theirs].into_iter().enumerate() {
         for (k, v) in group {
             if !valid_name(k) {
                 return Err(EnvError::Name(k.clone()));
@@ -278,8 +284,26 @@ mod tests {
     fn limits() {
         let big = map(&[("x", &"y".repeat(2000))]);
         assert!(matches!(encode(&big, 1024), Err(EnvError::TooLarge { .. })));
-        let ours = map(&[("TANDEM_X", &"y".repeat(600))]);
+        let ours = map(&[("TANDEM_ORDER", &"y".repeat(600))]);
         assert!(matches!(encode(&ours, 4096), Err(EnvError::FirstSector(_))));
+        // Verity parameters of both groups need not fit the first sector.
+        let v = format!(
+            "tandem.verity.roothash={} tandem.verity.hashoffset=100663296 tandem.verity.salt={}",
+            "a".repeat(64),
+            "b".repeat(64)
+        );
+        let full = map(&[
+            ("TANDEM_ORDER", "b a"),
+            ("TANDEM_A_OK", "1"),
+            ("TANDEM_B_OK", "1"),
+            ("TANDEM_A_TRIES", "3"),
+            ("TANDEM_B_TRIES", "3"),
+            ("TANDEM_A_VERITY", &v),
+            ("TANDEM_B_VERITY", &v),
+        ]);
+        let b = encode(&full, 1024).unwrap();
+        let text = String::from_utf8_lossy(&b[..SECTOR]).to_string();
+        assert!(text.contains("TANDEM_B_TRIES=3\n"), "{text}");
         assert!(matches!(
             encode(&map(&[("a b", "1")]), 1024),
             Err(EnvError::Name(_))
@@ -287,13 +311,14 @@ mod tests {
     }
 
     /// A torn write (one sector new, the other old) yields the old or the
-    /// new TANDEM_* variables, never a mix.
+    /// new boot decision, never a mix.
     #[test]
-    fn torn_write_keeps_tandem_vars_whole() {
+    fn torn_write_keeps_the_decision_whole() {
         let old = map(&[
             ("TANDEM_ORDER", "a b"),
             ("TANDEM_A_OK", "1"),
-            ("saved_entry", &"s".repeat(600)),
+            ("TANDEM_A_VERITY", &"v".repeat(300)),
+            ("saved_entry", &"s".repeat(300)),
         ]);
         let new = map(&[
             ("TANDEM_ORDER", "b a"),
@@ -306,7 +331,7 @@ mod tests {
             decode(b)
                 .unwrap()
                 .into_iter()
-                .filter(|(k, _)| k.starts_with("TANDEM_"))
+                .filter(|(k, _)| crate::boot::abvars::is_decision_var(k))
                 .collect()
         };
         let first_new: Vec<u8> = n[..SECTOR].iter().chain(&o[SECTOR..]).copied().collect();

@@ -82,6 +82,13 @@ pub trait Bootloader {
     fn tries_left(&mut self, g: SlotGroup) -> Result<Option<u32>, BootError>;
     /// Largest `tries` this backend's boot script can count.
     fn max_tries(&self) -> u32;
+    /// Passes kernel parameters (dm-verity's root hash, hash offset and
+    /// salt) to the group's next boots, or clears them with `None`.
+    /// Called while the group is marked bad, before it is armed. `Ok(false)`:
+    /// this backend cannot, and the group boots without them.
+    fn set_verity(&mut self, _g: SlotGroup, _args: Option<&str>) -> Result<bool, BootError> {
+        Ok(false)
+    }
     /// Everything the agent reads at once: primary, and per group its mark
     /// and trial tries. Backends that can read it in one go override this.
     fn snapshot(&mut self) -> Result<Snapshot, BootError> {
@@ -198,6 +205,14 @@ impl<S: EnvStore> Bootloader for EnvBootloader<S> {
 
     fn max_tries(&self) -> u32 {
         self.store.max_tries()
+    }
+
+    fn set_verity(&mut self, g: SlotGroup, args: Option<&str>) -> Result<bool, BootError> {
+        self.update(|v| {
+            abvars::set_verity(v, g, args);
+            Ok(())
+        })?;
+        Ok(true)
     }
 
     /// One load of the variables instead of one per question.

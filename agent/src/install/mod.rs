@@ -412,9 +412,14 @@ impl Job<'_, '_> {
         self.touched = false;
         tracing::info!(version = %manifest.version, %target, bytes, "installed");
 
-        // Only now may the bootloader learn of the new group.
+        // Only now may the bootloader learn of the new group: first its
+        // verity parameters (the group still cannot boot), then the trial.
         let mut armed = None;
         if let Some(b) = boot {
+            let args = verity_args(&manifest);
+            if !b.set_verity(target, args.as_deref())? && args.is_some() {
+                tracing::warn!(backend = b.name(), %target, "this boot backend cannot pass the dm-verity root hash: the group boots without dm-verity");
+            }
             b.arm(target, settings.boot_tries)
                 .map_err(|source| InstallError::Arm {
                     group: target,
@@ -453,6 +458,32 @@ impl Job<'_, '_> {
             Err(se) => InstallError::Record(Box::new(e), se),
         }
     }
+}
+
+/// Kernel parameters for the initramfs's dm-verity set-up (docs/disk-layout.md),
+/// from the `rootfs` image's verity data: root hash, hash offset, salt.
+/// `None` without verity data, or with parameters the initramfs does not
+/// take (it assumes sha256 and 4096-byte blocks).
+pub fn verity_args(m: &crate::bundle::manifest::Manifest) -> Option<String> {
+    let img = m
+        .images
+        .iter()
+        .find(|i| i.slot_class.as_str() == "rootfs")?;
+    let v = img.verity.as_ref()?;
+    if v.hash_algorithm != "sha256" || v.data_block_size != 4096 || v.hash_block_size != 4096 {
+        tracing::warn!(
+            algorithm = %v.hash_algorithm,
+            data_block = v.data_block_size,
+            hash_block = v.hash_block_size,
+            "verity parameters the initramfs cannot use (it wants sha256, 4096-byte blocks); not passed"
+        );
+        return None;
+    }
+    let salt = if v.salt.is_empty() { "-" } else { &v.salt };
+    Some(format!(
+        "tandem.verity.roothash={} tandem.verity.hashoffset={} tandem.verity.salt={salt}",
+        v.root_hash, v.hash_offset
+    ))
 }
 
 fn device_error(group: SlotGroup, class: &SlotClass, source: SysError) -> InstallError {
@@ -570,5 +601,71 @@ impl Tracker {
 
     fn percent(&self, done: u64) -> u32 {
         (done.saturating_mul(100) / self.total.max(1)).min(100) as u32
+    }
+}
+
+#[cfg(test)]
+mod verity_tests {
+    use super::verity_args;
+    use crate::bundle::manifest::{Compression, Image, Manifest, Verity, FORMAT};
+    use crate::slot::SlotClass;
+
+    fn manifest(images: &[(&str, Option<Verity>)]) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            version: "1.0.0".parse().unwrap(),
+            compatible: "x".into(),
+            security_epoch: 0,
+            created: "2026-11-26T00:00:00Z".into(),
+            description: None,
+            features: vec![],
+            images: images
+                .iter()
+                .map(|(c, v)| Image {
+                    slot_class: SlotClass::new(c).unwrap(),
+                    size: 8192,
+                    sha256: "00".repeat(32),
+                    compression: Compression::None,
+                    payload_size: 8192,
+                    verity: v.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn verity(salt: &str, alg: &str, block: u32) -> Verity {
+        Verity {
+            root_hash: "12".repeat(32),
+            salt: salt.into(),
+            hash_offset: 4096,
+            data_block_size: block,
+            hash_block_size: 4096,
+            hash_algorithm: alg.into(),
+        }
+    }
+
+    #[test]
+    fn kernel_parameters_from_the_rootfs_image() {
+        let h = "12".repeat(32);
+        type Images<'a> = Vec<(&'a str, Option<Verity>)>;
+        let cases: Vec<(Images, Option<String>)> = vec![
+            (vec![("rootfs", None)], None),
+            (
+                vec![("rootfs", Some(verity("ab", "sha256", 4096)))],
+                Some(format!("tandem.verity.roothash={h} tandem.verity.hashoffset=4096 tandem.verity.salt=ab")),
+            ),
+            (
+                vec![("rootfs", Some(verity("", "sha256", 4096)))],
+                Some(format!("tandem.verity.roothash={h} tandem.verity.hashoffset=4096 tandem.verity.salt=-")),
+            ),
+            // Only the rootfs image's verity reaches the command line.
+            (vec![("boot", Some(verity("ab", "sha256", 4096))), ("rootfs", None)], None),
+            // Parameters the initramfs cannot use are not passed.
+            (vec![("rootfs", Some(verity("ab", "sha512", 4096)))], None),
+            (vec![("rootfs", Some(verity("ab", "sha256", 1024)))], None),
+        ];
+        for (images, want) in cases {
+            assert_eq!(verity_args(&manifest(&images)), want, "{images:?}");
+        }
     }
 }
