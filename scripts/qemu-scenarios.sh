@@ -2,7 +2,8 @@
 # Builds the images and runs the QEMU scenario suite (qemu-tests): update
 # A->B->A, health-check / kernel-panic / watchdog fallbacks, power cuts at
 # random moments (POWER_CUTS, default 20; SEED to repeat a run), hostile
-# bundles, and an offline update from a second disk. Two VMs at a time.
+# bundles, an offline update from a second disk, and aarch64 with U-Boot
+# (scenario 8; ONLY=8 runs it alone). Two VMs at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"

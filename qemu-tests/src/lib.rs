@@ -5,6 +5,7 @@
 //! It is a library for scenario tests and a CLI (`tandem-qemu`) for users'
 //! CI. See qemu-tests/README.md.
 
+pub mod aarch64;
 pub mod console;
 pub mod http;
 pub mod qmp;

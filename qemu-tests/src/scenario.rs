@@ -56,27 +56,37 @@ impl Timeline {
 pub struct Fixture {
     /// `tcg` or `kvm` (when a probe showed KVM works).
     pub accel: String,
+    pub arch: Arch,
     pub images: PathBuf,
     pub work: PathBuf,
     pub relay: PathBuf,
     pub disk: PathBuf,
+    /// aarch64: U-Boot's board environment for pflash unit 1.
+    pub uboot_env: Option<PathBuf>,
+}
+
+/// The one file in `dir` whose name ends with `suffix`.
+fn find_image(dir: &Path, suffix: &str, hint: &str) -> Result<PathBuf, RigError> {
+    std::fs::read_dir(dir)
+        .map_err(crate::io(format!("read {} ({hint})", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(suffix))
+        .ok_or_else(|| RigError::Setup(format!("no *{suffix} in {} ({hint})", dir.display())))
 }
 
 impl Fixture {
     pub fn new(images: &Path, work: &Path) -> Result<Fixture, RigError> {
         let images =
             &std::fs::canonicalize(images).map_err(crate::io(format!("{}", images.display())))?;
-        let disk = std::fs::read_dir(images)
-            .map_err(crate::io(format!("read {}", images.display())))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.to_string_lossy().ends_with(".disk.img"))
-            .ok_or_else(|| RigError::Setup(format!("no *.disk.img in {}", images.display())))?;
+        let disk = find_image(images, ".disk.img", "scripts/build-images.sh")?;
         let mut fx = Fixture {
             accel: "tcg".into(),
+            arch: Arch::X86_64,
             images: images.to_path_buf(),
             work: work.to_path_buf(),
             relay: std::env::current_exe().map_err(crate::io("current exe"))?,
             disk,
+            uboot_env: None,
         };
         // TANDEM_QEMU_ACCEL=tcg|kvm forces; otherwise KVM only if a probe works.
         fx.accel = match std::env::var("TANDEM_QEMU_ACCEL").as_deref() {
@@ -94,6 +104,24 @@ impl Fixture {
             }
         };
         Ok(fx)
+    }
+
+    /// The aarch64 images built by scripts/build-images-arm64.sh into
+    /// `images` (a disk, its U-Boot environment, bundles). Always TCG: an
+    /// x86_64 host cannot run aarch64 guests under KVM.
+    pub fn aarch64(images: &Path, work: &Path) -> Result<Fixture, RigError> {
+        let hint = "scripts/build-images-arm64.sh";
+        let images = &std::fs::canonicalize(images)
+            .map_err(crate::io(format!("{} ({hint})", images.display())))?;
+        Ok(Fixture {
+            accel: "tcg".into(),
+            arch: Arch::Aarch64,
+            images: images.to_path_buf(),
+            work: work.to_path_buf(),
+            relay: std::env::current_exe().map_err(crate::io("current exe"))?,
+            disk: find_image(images, ".disk.img", hint)?,
+            uboot_env: Some(find_image(images, ".uboot-env.img", hint)?),
+        })
     }
 
     /// A fresh copy-on-write disk for one VM (the base stays pristine).
@@ -124,9 +152,10 @@ impl Fixture {
     /// A VM config on `disk`, with the bundle server forwarded to
     /// http://10.0.2.100/ and a watchdog.
     pub fn config(&self, name: &str, disk: Disk, server: Option<&FileServer>) -> VmConfig {
-        let mut c = VmConfig::new(name, Arch::X86_64, &self.work.join(name));
+        let mut c = VmConfig::new(name, self.arch, &self.work.join(name));
         c.disks.push(disk);
         c.accel = self.accel.clone();
+        c.uboot_env = self.uboot_env.clone();
         c.watchdog = true;
         c.relay = Some(self.relay.clone());
         c.forwards = server.map(|s| {

@@ -297,6 +297,10 @@ pub fn suite(cuts: usize, seed: u64) -> Vec<Scenario> {
         ("4 watchdog fallback".into(), Box::new(watchdog_hang)),
         ("3 kernel panic fallback".into(), Box::new(kernel_panic)),
         ("2 health-check fallback".into(), Box::new(health_failure)),
+        (
+            "8 aarch64 U-Boot update and fallback".into(),
+            Box::new(crate::aarch64::uboot_update_and_fallback),
+        ),
         ("7 USB stick".into(), Box::new(usb_stick)),
         ("6 hostile bundles".into(), Box::new(hostile)),
     ];

@@ -58,9 +58,13 @@ pub struct VmConfig {
     pub forwards: Option<Vec<GuestFwd>>,
     /// Relay program for forwards (the `tandem-qemu` binary: `relay ADDR`).
     pub relay: Option<PathBuf>,
-    /// Where logs, the OVMF vars copy and the QMP socket go.
+    /// Where logs, the OVMF vars copy (x86_64) or the two flash images
+    /// (aarch64) and the QMP socket go.
     pub dir: PathBuf,
     pub firmware: Firmware,
+    /// aarch64: U-Boot's environment (`mkenvimage`, 0x40000 bytes) for
+    /// pflash unit 1; `None` leaves it blank (U-Boot's built-in env).
+    pub uboot_env: Option<PathBuf>,
     pub extra_args: Vec<String>,
     /// `tcg` (default) or `kvm`; see [`probe_kvm`].
     pub accel: String,
@@ -90,12 +94,15 @@ impl VmConfig {
             name: name.into(),
             arch,
             disks: vec![],
-            memory_mib: 512,
+            // booti needs the kernel, its decompression buffer and the
+            // initrd below 0x80000000 on virt (RAM starts at 1 GiB).
+            memory_mib: if arch == Arch::Aarch64 { 1024 } else { 512 },
             watchdog: false,
             forwards: None,
             relay: None,
             dir: dir.to_path_buf(),
             firmware: Firmware::default(),
+            uboot_env: None,
             extra_args: vec![],
             accel: "tcg".into(),
         }
@@ -139,8 +146,18 @@ impl VmConfig {
                 push(&format!("if=pflash,format=raw,file={}", vars.display()));
             }
             Arch::Aarch64 => {
-                push("-bios");
-                push(&self.firmware.uboot_arm64.display().to_string());
+                // U-Boot runs from flash 0; its env is read from flash 1.
+                let (f0, f1) = self.flash_paths();
+                push("-drive");
+                push(&format!(
+                    "if=pflash,unit=0,format=raw,readonly=on,file={}",
+                    f0.display()
+                ));
+                push("-drive");
+                push(&format!(
+                    "if=pflash,unit=1,format=raw,file={}",
+                    f1.display()
+                ));
             }
         }
         for d in &self.disks {
@@ -184,7 +201,50 @@ impl VmConfig {
         }
         (program.to_string(), a)
     }
+
+    /// aarch64: the per-VM copies of U-Boot (flash 0) and its environment
+    /// (flash 1), made by [`Vm::start`].
+    pub fn flash_paths(&self) -> (PathBuf, PathBuf) {
+        (self.dir.join("flash0.img"), self.dir.join("flash1.img"))
+    }
+
+    /// Writes the two 64 MiB flash images QEMU `virt` wants: U-Boot and
+    /// the environment (or nothing), each padded with zeros. A fresh pair
+    /// per start, like the OVMF vars.
+    fn prepare_flash(&self) -> Result<(), RigError> {
+        let (f0, f1) = self.flash_paths();
+        let pad = |src: Option<&Path>, dst: &Path| -> Result<(), RigError> {
+            let _ = std::fs::remove_file(dst);
+            let what = format!("flash image {}", dst.display());
+            match src {
+                Some(s) => {
+                    std::fs::copy(s, dst).map_err(io(format!(
+                        "copy {} to {}",
+                        s.display(),
+                        dst.display()
+                    )))?;
+                }
+                None => drop(File::create(dst).map_err(io(what.clone()))?),
+            }
+            let f = File::options()
+                .write(true)
+                .open(dst)
+                .map_err(io(what.clone()))?;
+            let len = f.metadata().map_err(io(what.clone()))?.len();
+            if len > FLASH_SIZE {
+                return Err(RigError::Setup(format!(
+                    "{what}: {len} bytes do not fit the 64 MiB flash"
+                )));
+            }
+            f.set_len(FLASH_SIZE).map_err(io(what))
+        };
+        pad(Some(&self.firmware.uboot_arm64), &f0)?;
+        pad(self.uboot_env.as_deref(), &f1)
+    }
 }
+
+/// Size of each of QEMU `virt`'s two flash banks.
+pub const FLASH_SIZE: u64 = 64 << 20;
 
 /// Whether KVM really runs guests here: boots the firmware of `cfg` with
 /// `-accel kvm` and waits a few seconds for its first boot-manager line.
@@ -230,6 +290,9 @@ impl Vm {
             // A fresh copy per VM (FACTS: a reused one can strand OVMF in its shell).
             std::fs::copy(&cfg.firmware.ovmf_vars, &vars)
                 .map_err(io(format!("copy {}", cfg.firmware.ovmf_vars.display())))?;
+        }
+        if cfg.arch == Arch::Aarch64 {
+            cfg.prepare_flash()?;
         }
         let qmp = cfg.dir.join("qmp.sock");
         let _ = std::fs::remove_file(&qmp);
@@ -336,6 +399,18 @@ impl Vm {
         }
     }
 
+    /// Runs a shell command in the guest and returns its standard output
+    /// as one line (newlines become spaces: enough for JSON and short
+    /// files). The guest prints it after `TAG=`; the echo of the typed
+    /// command has `TAG""=` there instead, so it never matches.
+    pub fn output(&mut self, cmd: &str, timeout: Duration) -> Result<String, RigError> {
+        let tag = format!("RIG-OUT-{}", self.console.len());
+        self.send(&format!("echo \"{tag}\"\"=$( ({cmd}) | tr '\\n' ' ')\""))?;
+        let line = self.expect(&format!("{tag}="), timeout)?;
+        let rest = line.text.split(&format!("{tag}=")).nth(1).unwrap_or("");
+        Ok(rest.trim_end().to_string())
+    }
+
     /// Cuts power at once through QMP and waits for QEMU to exit.
     pub fn power_cut(mut self) -> Result<Duration, RigError> {
         let t = Instant::now();
@@ -419,5 +494,50 @@ mod tests {
         c.forwards = None;
         let (_, a) = c.command_line(Path::new("v"), Path::new("q"));
         assert!(a.join(" ").contains("-nic none"));
+    }
+
+    #[test]
+    fn aarch64_command_line() {
+        let mut c = VmConfig::new("t", Arch::Aarch64, Path::new("/tmp/y"));
+        c.disks.push(Disk::raw(Path::new("/d.img")));
+        c.forwards = Some(vec![GuestFwd {
+            guest_port: 80,
+            host_port: 18080,
+        }]);
+        let (p, a) = c.command_line(Path::new("/unused"), Path::new("/tmp/y/q.sock"));
+        assert_eq!(p, "qemu-system-aarch64");
+        let s = a.join(" ");
+        for want in [
+            "-machine virt -cpu cortex-a57",
+            "-accel tcg",
+            "-m 1024",
+            "if=pflash,unit=0,format=raw,readonly=on,file=/tmp/y/flash0.img",
+            "if=pflash,unit=1,format=raw,file=/tmp/y/flash1.img",
+            "file=/d.img,format=raw,if=virtio",
+            "model=virtio-net-pci,restrict=on",
+        ] {
+            assert!(s.contains(want), "{want} in {s}");
+        }
+        assert!(!s.contains("OVMF") && !s.contains("-bios"), "{s}");
+    }
+
+    #[test]
+    fn flash_images_are_padded_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = VmConfig::new("t", Arch::Aarch64, dir.path());
+        let fw = dir.path().join("u-boot.bin");
+        let env = dir.path().join("env.img");
+        std::fs::write(&fw, b"uboot").unwrap();
+        std::fs::write(&env, b"env").unwrap();
+        c.firmware.uboot_arm64 = fw;
+        c.prepare_flash().unwrap();
+        let (f0, f1) = c.flash_paths();
+        assert_eq!(std::fs::metadata(&f1).unwrap().len(), FLASH_SIZE);
+        assert!(std::fs::read(&f1).unwrap().iter().all(|&b| b == 0));
+        c.uboot_env = Some(env);
+        c.prepare_flash().unwrap();
+        let f0 = std::fs::read(f0).unwrap();
+        assert_eq!((f0.len() as u64, &f0[..5]), (FLASH_SIZE, &b"uboot"[..]));
+        assert_eq!(&std::fs::read(f1).unwrap()[..4], b"env\0");
     }
 }

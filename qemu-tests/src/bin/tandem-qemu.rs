@@ -1,6 +1,7 @@
 //! `tandem-qemu`: the rig's command line. Subcommands:
 //! - `relay ADDR` — byte relay used by QEMU's guestfwd (internal);
-//! - `boot DISK --expect MARKER [--timeout S]` — boot a disk, wait for a marker.
+//! - `boot DISK --expect MARKER [--timeout S] [--arch aarch64 --uboot-env ENV]`
+//!   — boot a disk, wait for a marker.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +16,7 @@ fn main() -> ExitCode {
         Some("boot") if args.len() >= 2 => boot(&args[1..]),
         Some("demo") if args.len() >= 2 => demo(&args[1..]),
         Some("scenarios") if args.len() >= 2 => scenarios(&args[1..]),
-        _ => Err("usage: tandem-qemu demo IMAGES_DIR\n       tandem-qemu scenarios IMAGES_DIR [--power-cuts N] [--only NAME] [--seed S] [--tandem PATH]\n       tandem-qemu boot DISK.img [--expect MARKER] [--timeout SECONDS] [--arch x86_64|aarch64]\n       tandem-qemu relay HOST:PORT".into()),
+        _ => Err("usage: tandem-qemu demo IMAGES_DIR\n       tandem-qemu scenarios IMAGES_DIR [--power-cuts N] [--only NAME] [--seed S] [--tandem PATH]\n       tandem-qemu boot DISK.img [--expect MARKER] [--timeout SECONDS] [--arch x86_64|aarch64] [--uboot-env ENV.img]\n       tandem-qemu relay HOST:PORT".into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -96,12 +97,14 @@ fn boot(args: &[String]) -> Result<(), String> {
     let mut expect = "login:".to_string();
     let mut timeout = 120u64;
     let mut arch = Arch::X86_64;
+    let mut uboot_env = None;
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
         let v = it.next().ok_or(format!("{a} needs a value"))?;
         match a.as_str() {
             "--expect" => expect = v.clone(),
             "--timeout" => timeout = v.parse().map_err(|_| format!("bad timeout {v}"))?,
+            "--uboot-env" => uboot_env = Some(PathBuf::from(v)),
             "--arch" => {
                 arch = match v.as_str() {
                     "x86_64" => Arch::X86_64,
@@ -115,6 +118,7 @@ fn boot(args: &[String]) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("tandem-qemu-{}", std::process::id()));
     let mut cfg = VmConfig::new("vm", arch, &dir);
     cfg.disks.push(Disk::raw(&disk));
+    cfg.uboot_env = uboot_env;
     let mut vm = Vm::start(&cfg).map_err(|e| e.to_string())?;
     let line = vm
         .expect(&expect, Duration::from_secs(timeout))

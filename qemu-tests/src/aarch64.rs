@@ -1,0 +1,186 @@
+//! Scenario 8: aarch64 with U-Boot (`-M virt -cpu cortex-a57`, Debian's
+//! `qemu_arm64` U-Boot from pflash, boot.scr and the A/B state file
+//! `tandem.env` on the FAT boot partition, agent backend `uboot-file`):
+//! update A→B with the try counted by U-Boot and committed by the agent,
+//! then a broken update that fails its health check and falls back.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::scenario::{booted, install_and_reboot, Fixture, Timeline, BOOT};
+use crate::vm::Vm;
+use crate::RigError;
+
+fn fail(msg: impl Into<String>) -> RigError {
+    RigError::Setup(msg.into())
+}
+
+/// `tandem status --json` from the guest, parsed.
+fn status(vm: &mut Vm) -> Result<Value, RigError> {
+    let text = vm.output("tandem status --json", Duration::from_secs(60))?;
+    serde_json::from_str(&text)
+        .map_err(|e| fail(format!("tandem status --json: {e}; it printed: {text}")))
+}
+
+/// A slot group's entry in the status.
+fn slot<'a>(st: &'a Value, group: &str) -> Result<&'a Value, RigError> {
+    st["slots"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["group"] == group))
+        .ok_or_else(|| fail(format!("status has no slot group {group}: {st}")))
+}
+
+/// Requires `st[key] == want` for each pair (`slots.b.state` style keys
+/// address a slot group).
+fn require(st: &Value, wants: &[(&str, &str)]) -> Result<(), RigError> {
+    for (key, want) in wants {
+        let got = match key.split('.').collect::<Vec<_>>().as_slice() {
+            ["slots", g, field] => &slot(st, g)?[*field],
+            [field] => &st[*field],
+            _ => return Err(fail(format!("bad status key {key}"))),
+        };
+        if got != want {
+            return Err(fail(format!(
+                "status: {key} is {got}, expected {want:?}: {st}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The A/B state file as the guest sees it (variables, sorted).
+fn env_file(vm: &mut Vm) -> Result<String, RigError> {
+    vm.output(
+        "tr '\\0' '\\n' < /boot/firmware/tandem.env",
+        Duration::from_secs(30),
+    )
+}
+
+/// Scenario 8, aarch64 + U-Boot: update A→B (U-Boot counts the try in
+/// tandem.env, the health check passes, B committed), then a broken update
+/// into A whose health check fails: A marked bad, U-Boot boots B again.
+pub fn uboot_update_and_fallback(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
+    let afx = Fixture::aarch64(&fx.images.join("arm64"), &fx.work)?;
+    let server = afx.serve()?;
+    let name = "s8-aarch64";
+    let mut vm = Vm::start(&afx.config(name, afx.fresh_disk(name)?, Some(&server)))?;
+    let scr = vm.expect("Executing script at", BOOT)?;
+    let kernel = vm.expect("Starting kernel", BOOT)?;
+    let init = vm.expect("TANDEM-BOOTED slot=a", BOOT)?;
+    t.step(format!(
+        "U-Boot ran boot.scr at {:.1} s, started the kernel at {:.1} s; slot a's init at {:.1} s",
+        scr.at.as_secs_f64(),
+        kernel.at.as_secs_f64(),
+        init.at.as_secs_f64()
+    ));
+    vm.expect("TANDEM-READY slot=a", BOOT)?;
+    let st = status(&mut vm)?;
+    require(
+        &st,
+        &[
+            ("boot_backend", "uboot-file"),
+            ("booted", "a"),
+            ("primary", "a"),
+            ("compatible", "tandem-demo-aarch64"),
+        ],
+    )?;
+    t.step("slot a (1.0.0) up; status: backend uboot-file, a booted and primary");
+
+    install_and_reboot(&mut vm, "minimal-arm64-1.1.0.tnd", t)?;
+    let l = vm.expect("tandem: trial of slot b", BOOT)?;
+    t.step(format!(
+        "U-Boot counted the try in tandem.env: {}",
+        l.text.trim()
+    ));
+    vm.expect("tandem: booting slot b", BOOT)?;
+    vm.expect("TANDEM-BOOTED slot=b", BOOT)?;
+    vm.expect("slot b committed", BOOT)?;
+    vm.expect("TANDEM-READY slot=b", BOOT)?;
+    t.step("trial boot of slot b (1.1.0): health check passed, committed");
+    let st = status(&mut vm)?;
+    require(
+        &st,
+        &[
+            ("booted", "b"),
+            ("primary", "b"),
+            ("slots.b.state", "good"),
+            ("slots.b.version", "1.1.0"),
+        ],
+    )?;
+    let env = env_file(&mut vm)?;
+    if !env.contains("TANDEM_ORDER=b a") || env.contains("TANDEM_B_TRIES") {
+        return Err(fail(format!(
+            "tandem.env after the commit should order b first with no tries: {env}"
+        )));
+    }
+    t.step(format!(
+        "status: b good (1.1.0) and primary; tandem.env: {}",
+        env.trim()
+    ));
+
+    install_and_reboot(&mut vm, "minimal-arm64-1.2.0.tnd", t)?;
+    vm.expect("tandem: trial of slot a", BOOT)?;
+    vm.expect("tandem: booting slot a", BOOT)?;
+    vm.expect("TANDEM-BOOTED slot=a", BOOT)?;
+    let l = vm.expect("FAILED on slot a", BOOT)?;
+    t.step(format!(
+        "trial of slot a (1.2.0): health check failed: {}",
+        l.text.trim()
+    ));
+    vm.expect("tandem: booting slot b", BOOT)?;
+    booted(&mut vm, 'b', t)?;
+    let st = status(&mut vm)?;
+    require(
+        &st,
+        &[
+            ("booted", "b"),
+            ("primary", "b"),
+            ("slots.a.state", "bad"),
+            ("slots.b.state", "good"),
+        ],
+    )?;
+    let recorded = st["failures"].as_array().is_some_and(|f| {
+        f.iter()
+            .any(|x| x["version"] == "1.2.0" && x["slot"] == "a")
+    });
+    if !recorded {
+        return Err(fail(format!(
+            "status records no failure of 1.2.0 on a: {st}"
+        )));
+    }
+    let env = env_file(&mut vm)?;
+    if !env.contains("TANDEM_A_OK=0") {
+        return Err(fail(format!("tandem.env should mark a not OK: {env}")));
+    }
+    t.step(format!(
+        "fell back to b; status: a bad, failure of 1.2.0 recorded; tandem.env: {}",
+        env.trim()
+    ));
+    vm.power_cut()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_requirements_can_fail() {
+        let st: Value = serde_json::from_str(
+            r#"{"booted": "b", "primary": "b", "boot_backend": "uboot-file",
+                "slots": [{"group": "a", "state": "bad"}, {"group": "b", "state": "good"}]}"#,
+        )
+        .unwrap();
+        require(&st, &[("booted", "b"), ("slots.a.state", "bad")]).unwrap();
+        for wrong in [
+            ("primary", "a"),
+            ("slots.b.state", "bad"),
+            ("slots.c.state", "good"),
+            ("missing", "x"),
+            ("a.b.c.d", "x"),
+        ] {
+            assert!(require(&st, &[wrong]).is_err(), "{wrong:?}");
+        }
+    }
+}
