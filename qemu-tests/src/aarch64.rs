@@ -2,7 +2,9 @@
 //! `qemu_arm64` U-Boot from pflash, boot.scr and the A/B state file
 //! `tandem.env` on the FAT boot partition, agent backend `uboot-file`):
 //! update A→B with the try counted by U-Boot and committed by the agent,
-//! then a broken update that fails its health check and falls back.
+//! then a broken update that fails its health check and falls back. Every
+//! boot of an installed slot must go through dm-verity with the
+//! parameters the agent put in tandem.env.
 
 use std::time::Duration;
 
@@ -57,6 +59,34 @@ fn env_file(vm: &mut Vm) -> Result<String, RigError> {
     )
 }
 
+/// Requires that the initramfs got the group's dm-verity parameters from
+/// boot.scr (TANDEM_<G>_VERITY in tandem.env, written by the agent's
+/// install) and mounted the slot through dm-verity.
+fn verified(vm: &mut Vm, slot: char, t: &mut Timeline) -> Result<(), RigError> {
+    let (l, k) = vm.expect_any(
+        &[
+            &format!("command line: slot {slot}, dm-verity root hash"),
+            &format!("command line: slot {slot}, no dm-verity"),
+        ],
+        BOOT,
+    )?;
+    if k != 0 {
+        return Err(fail(format!(
+            "slot {slot} booted without its dm-verity parameters: {}",
+            l.text
+        )));
+    }
+    vm.expect(
+        &format!("dm-verity: /dev/mapper/tandem-root-{slot} over"),
+        BOOT,
+    )?;
+    let hash = l.text.split("root hash ").nth(1).unwrap_or("?");
+    t.step(format!(
+        "slot {slot} mounted through dm-verity (root hash {hash})"
+    ));
+    Ok(())
+}
+
 /// Scenario 8, aarch64 + U-Boot: update A→B (U-Boot counts the try in
 /// tandem.env, the health check passes, B committed), then a broken update
 /// into A whose health check fails: A marked bad, U-Boot boots B again.
@@ -94,6 +124,7 @@ pub fn uboot_update_and_fallback(fx: &Fixture, t: &mut Timeline) -> Result<(), R
         l.text.trim()
     ));
     vm.expect("tandem: booting slot b", BOOT)?;
+    verified(&mut vm, 'b', t)?;
     vm.expect("TANDEM-BOOTED slot=b", BOOT)?;
     vm.expect("slot b committed", BOOT)?;
     vm.expect("TANDEM-READY slot=b", BOOT)?;
@@ -122,6 +153,7 @@ pub fn uboot_update_and_fallback(fx: &Fixture, t: &mut Timeline) -> Result<(), R
     install_and_reboot(&mut vm, "minimal-arm64-1.2.0.tnd", t)?;
     vm.expect("tandem: trial of slot a", BOOT)?;
     vm.expect("tandem: booting slot a", BOOT)?;
+    verified(&mut vm, 'a', t)?;
     vm.expect("TANDEM-BOOTED slot=a", BOOT)?;
     let l = vm.expect("FAILED on slot a", BOOT)?;
     t.step(format!(
@@ -129,6 +161,7 @@ pub fn uboot_update_and_fallback(fx: &Fixture, t: &mut Timeline) -> Result<(), R
         l.text.trim()
     ));
     vm.expect("tandem: booting slot b", BOOT)?;
+    verified(&mut vm, 'b', t)?;
     booted(&mut vm, 'b', t)?;
     let st = status(&mut vm)?;
     require(

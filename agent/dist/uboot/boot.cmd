@@ -5,8 +5,9 @@
 #
 # Variables (agent/src/boot/abvars.rs): TANDEM_ORDER ("a b" | "b a"),
 # TANDEM_{A,B}_OK ("0" = must not boot), TANDEM_{A,B}_TRIES (empty =
-# committed, a number = trial boots left). Missing ones read as order
-# "a b", OK, committed. The first group in order that is OK and committed
+# committed, a number = trial boots left), TANDEM_{A,B}_VERITY (the
+# group's tandem.verity.* kernel parameters, appended to its command
+# line). Missing ones read as order "a b", OK, committed, no verity. The first group in order that is OK and committed
 # or has tries left boots; a trial's counter is decremented and the file
 # rewritten BEFORE the kernel is loaded, so a trial that never commits runs
 # out and the other group boots. Nothing bootable: slot a.
@@ -35,9 +36,11 @@ setenv TANDEM_A_OK
 setenv TANDEM_A_TRIES
 setenv TANDEM_B_OK
 setenv TANDEM_B_TRIES
+setenv TANDEM_A_VERITY
+setenv TANDEM_B_VERITY
 if load ${devtype} ${devnum}:${tandem_bootpart} ${tandem_envaddr} ${tandem_envfile}; then
 	if test "${filesize}" != "0"; then
-		env import -t ${tandem_envaddr} ${filesize} TANDEM_ORDER TANDEM_A_OK TANDEM_A_TRIES TANDEM_B_OK TANDEM_B_TRIES
+		env import -t ${tandem_envaddr} ${filesize} TANDEM_ORDER TANDEM_A_OK TANDEM_A_TRIES TANDEM_A_VERITY TANDEM_B_OK TANDEM_B_TRIES TANDEM_B_VERITY
 	fi
 else
 	echo "tandem: no ${tandem_envfile}, using defaults"
@@ -82,8 +85,10 @@ for g in ${tandem_order}; do
 done
 
 if test "${tandem_trial}" = "1"; then
-	# Persist the used try before anything else can fail or hang.
-	env export -t ${tandem_envaddr} TANDEM_ORDER TANDEM_A_OK TANDEM_A_TRIES TANDEM_B_OK TANDEM_B_TRIES
+	# Persist the used try before anything else can fail or hang. Every
+	# variable the file holds is written back (export sorts them as the
+	# agent does), so only the counter's digit changes.
+	env export -t ${tandem_envaddr} TANDEM_ORDER TANDEM_A_OK TANDEM_A_TRIES TANDEM_A_VERITY TANDEM_B_OK TANDEM_B_TRIES TANDEM_B_VERITY
 	if fatwrite ${devtype} ${devnum}:${tandem_bootpart} ${tandem_envaddr} ${tandem_envfile} ${filesize}; then
 		echo "tandem: trial of slot ${tandem_slot}, ${tandem_tries} tries left after this one"
 	else
@@ -98,7 +103,13 @@ if test "x${tandem_slot}" = "x"; then
 	setenv tandem_slot a
 fi
 
-if test "${tandem_slot}" = "b"; then setenv tandem_part ${tandem_part_b}; else setenv tandem_part ${tandem_part_a}; fi
+if test "${tandem_slot}" = "b"; then
+	setenv tandem_part ${tandem_part_b}
+	setenv tandem_verity "${TANDEM_B_VERITY}"
+else
+	setenv tandem_part ${tandem_part_a}
+	setenv tandem_verity "${TANDEM_A_VERITY}"
+fi
 echo "tandem: booting slot ${tandem_slot} from ${devtype} ${devnum}:${tandem_part}"
 # The slot's own kernel arguments: a text env file in the slot whose
 # tandem_bootargs (only that) replaces the board's (like GRUB's
@@ -113,7 +124,7 @@ fi
 if load ${devtype} ${devnum}:${tandem_part} ${kernel_addr_r} /boot/vmlinuz; then
 	setenv kernel_comp_size ${filesize}
 	if load ${devtype} ${devnum}:${tandem_part} ${ramdisk_addr_r} /boot/initrd.img; then
-		setenv bootargs "${tandem_root} ro tandem.slot=${tandem_slot} ${tandem_bootargs}"
+		setenv bootargs "${tandem_root} ro tandem.slot=${tandem_slot} ${tandem_bootargs} ${tandem_verity}"
 		echo "tandem: bootargs ${bootargs}"
 		booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}
 	fi
