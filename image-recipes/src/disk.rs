@@ -35,9 +35,10 @@ const GRUB_MODULES: &[&str] = &[
     "terminal",
 ];
 
-/// The GRUB environment a fresh disk starts with: boot a, never b (empty).
-pub fn initial_grubenv() -> Vec<u8> {
-    let vars: BTreeMap<String, String> = [
+/// The GRUB environment a fresh disk starts with: boot a, never b (empty);
+/// slot a's dm-verity kernel parameters when its image has them.
+pub fn initial_grubenv(verity_a: Option<&str>) -> Vec<u8> {
+    let mut vars: BTreeMap<String, String> = [
         ("TANDEM_ORDER", "a b"),
         ("TANDEM_A_OK", "1"),
         ("TANDEM_B_OK", "0"),
@@ -47,6 +48,7 @@ pub fn initial_grubenv() -> Vec<u8> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    tandem::boot::abvars::set_verity(&mut vars, tandem::slot::SlotGroup::A, verity_a);
     tandem::boot::grub::encode(&vars, tandem::boot::grub::DEFAULT_SIZE).expect("fits")
 }
 
@@ -105,6 +107,7 @@ fn esp(
     work: &Path,
     seed: &str,
     epoch: u64,
+    verity_a: Option<&str>,
 ) -> Result<std::path::PathBuf, BuildError> {
     let img = fat(spec, work, seed, "ESP")?;
     let efi = work.join("BOOTX64.EFI");
@@ -116,7 +119,7 @@ fn esp(
     run("grub-mkimage", &args)?;
     let files = [
         ("grub.cfg", GRUB_CFG.as_bytes().to_vec()),
-        ("grubenv", initial_grubenv()),
+        ("grubenv", initial_grubenv(verity_a)),
     ];
     let mut copies = vec![(e, "::/EFI/BOOT/BOOTX64.EFI".to_string())];
     for (name, data) in &files {
@@ -172,16 +175,24 @@ fn copy_at(disk: &Path, offset: u64, src: &Path) -> Result<(), BuildError> {
     d.flush().map_err(|e| BuildError::io(disk, e))
 }
 
+/// The factory image for slot a.
+pub struct SlotImage<'a> {
+    pub path: &'a Path,
+    /// Kernel parameters for its dm-verity (written into the boot env).
+    pub verity_args: Option<String>,
+}
+
 /// Builds the disk image at `out`.
 pub fn build(
     spec: &DiskSpec,
     chain: BootChain,
-    slot_image: &Path,
+    slot: &SlotImage<'_>,
     work: &Path,
     out: &Path,
     seed: &str,
     epoch: u64,
 ) -> Result<(), BuildError> {
+    let slot_image = slot.path;
     let slot_len = std::fs::metadata(slot_image)
         .map_err(|e| BuildError::io(slot_image, e))?
         .len();
@@ -192,7 +203,10 @@ pub fn build(
         )));
     }
     let (esp, esp_type) = match chain {
-        BootChain::Grub => (esp(spec, work, seed, epoch)?, "ef00"),
+        BootChain::Grub => (
+            esp(spec, work, seed, epoch, slot.verity_args.as_deref())?,
+            "ef00",
+        ),
         // Microsoft basic data: a plain FAT partition, as U-Boot boards use.
         BootChain::UbootFile => (uboot_boot(spec, work, seed, epoch)?, "0700"),
     };

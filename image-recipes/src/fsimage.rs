@@ -25,24 +25,30 @@ pub fn make(
     let e = epoch.to_string();
     match r.rootfs.filesystem {
         Filesystem::Squashfs => {
+            let mut args = vec![
+                s.as_str(),
+                o.as_str(),
+                "-comp",
+                "gzip",
+                "-noappend",
+                "-no-xattrs",
+                "-quiet",
+                "-all-time",
+                &e,
+                "-mkfs-time",
+                &e,
+            ];
+            // As root the stage carries the image's real owners (an OCI
+            // base has non-root ones); otherwise they are the builder's,
+            // so everything becomes root's.
+            if !crate::is_root() {
+                args.push("-all-root");
+            }
             // mksquashfs refuses SOURCE_DATE_EPOCH together with explicit times.
             run_env(
                 None,
                 "mksquashfs",
-                &[
-                    &s,
-                    &o,
-                    "-comp",
-                    "gzip",
-                    "-noappend",
-                    "-all-root",
-                    "-no-xattrs",
-                    "-quiet",
-                    "-all-time",
-                    &e,
-                    "-mkfs-time",
-                    &e,
-                ],
+                &args,
                 &[("SOURCE_DATE_EPOCH", String::new())],
             )?;
         }

@@ -12,6 +12,7 @@ pub mod deb;
 pub mod disk;
 pub mod fsimage;
 pub mod kernel;
+pub mod oci;
 pub mod recipe;
 pub mod rootfs;
 pub mod uboot;
@@ -45,6 +46,12 @@ impl BuildError {
             source,
         }
     }
+}
+
+/// Whether the builder runs as root (and can keep files' owners).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Runs a tool and returns its stdout; a failure carries its stderr.
@@ -164,7 +171,7 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
     let bb = rootfs::busybox(r.arch, &o.cache)?;
     let initrd = rootfs::initramfs(r, &k, epoch, o.init.as_deref(), &bb.path)?;
     let stage = o.work.join(format!("{seed}.stage"));
-    rootfs::stage_busybox(r, o, &k, &initrd, &key, &bb, &stage)?;
+    rootfs::stage(r, o, &k, &initrd, &key, &bb, &stage)?;
     let slot_image = o.out.join(format!("{}-{}.rootfs.img", r.name, r.version));
     let verity = fsimage::make(r, &stage, &slot_image, &seed, epoch)?;
 
@@ -192,7 +199,13 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
     let disk = match (&r.disk, o.make_disk) {
         (Some(spec), true) => {
             let path = o.out.join(format!("{}-{}.disk.img", r.name, r.version));
-            disk::build(spec, chain, &slot_image, &o.work, &path, &seed, epoch)?;
+            let slot = disk::SlotImage {
+                path: &slot_image,
+                verity_args: verity
+                    .as_ref()
+                    .and_then(tandem::install::verity_kernel_args),
+            };
+            disk::build(spec, chain, &slot, &o.work, &path, &seed, epoch)?;
             Some(path)
         }
         _ => None,

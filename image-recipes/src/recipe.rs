@@ -130,6 +130,11 @@ impl BootChain {
 pub enum Base {
     /// busybox userland and the tandem agent.
     Busybox,
+    /// An OCI image (layout directory, or a docker/OCI archive) named by
+    /// `rootfs.oci`: its layers, whiteouts honoured, then the tandem agent,
+    /// kernel and initramfs on top. The image (or `[files]`) must provide
+    /// `/sbin/init`.
+    Oci,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -149,6 +154,11 @@ pub struct Rootfs {
     /// Append a dm-verity hash tree and put its root hash in the manifest.
     #[serde(default = "yes")]
     pub verity: bool,
+    /// `base = "oci"`: the image, relative to the recipe's directory.
+    pub oci: Option<PathBuf>,
+    /// `base = "oci"`: which image, when the source holds several (OCI
+    /// `org.opencontainers.image.ref.name`, or a docker repo tag).
+    pub oci_ref: Option<String>,
 }
 
 fn yes() -> bool {
@@ -183,6 +193,16 @@ impl Recipe {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
             return Err(invalid("name", "use letters, digits and '-'"));
+        }
+        match (r.rootfs.base, &r.rootfs.oci) {
+            (Base::Oci, None) => return Err(invalid(
+                "rootfs.oci",
+                "base = \"oci\" needs the image: an OCI layout directory or a docker/OCI archive",
+            )),
+            (Base::Busybox, Some(_)) => {
+                return Err(invalid("rootfs.oci", "only used with base = \"oci\""))
+            }
+            _ => {}
         }
         for dest in r.files.keys() {
             if !dest.starts_with('/') || dest.contains("..") {

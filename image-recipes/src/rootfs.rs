@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cpio::{self, Entry};
 use crate::kernel::{self, KernelTree};
-use crate::recipe::{Arch, BootChain, Recipe};
+use crate::recipe::{Arch, Base, BootChain, Recipe};
 use crate::{run, BuildError, BuildOptions};
 
 const INITRAMFS_INIT: &str = include_str!("../assets/initramfs-init.sh");
@@ -221,9 +221,10 @@ pub fn boot_args_file(r: &Recipe) -> (&'static str, String) {
     }
 }
 
-/// Lays out the slot's tree: busybox userland, the agent, its config and
-/// key, the kernel and initramfs, and the recipe's files.
-pub fn stage_busybox(
+/// Lays out the slot's tree: the base (busybox userland, or an OCI
+/// image's layers), the agent, its config and key, the kernel and
+/// initramfs, and the recipe's files.
+pub fn stage(
     r: &Recipe,
     o: &BuildOptions,
     k: &KernelTree,
@@ -233,6 +234,27 @@ pub fn stage_busybox(
     stage: &Path,
 ) -> Result<(), BuildError> {
     let _ = std::fs::remove_dir_all(stage);
+    let oci = match (r.rootfs.base, &r.rootfs.oci) {
+        (Base::Oci, Some(src)) => {
+            let src = o.recipe_dir.join(src);
+            let a = crate::oci::apply(
+                &src,
+                r.rootfs.oci_ref.as_deref(),
+                r.arch.debian(),
+                &o.work,
+                stage,
+            )?;
+            eprintln!(
+                "tandem-image: applied {} layer(s) of {} ({} entries, {} removed by whiteouts)",
+                a.layers.len(),
+                src.display(),
+                a.entries,
+                a.removed
+            );
+            true
+        }
+        _ => false,
+    };
     for d in [
         "bin",
         "sbin",
@@ -253,14 +275,16 @@ pub fn stage_busybox(
         let p = stage.join(d);
         std::fs::create_dir_all(&p).map_err(|e| BuildError::io(&p, e))?;
     }
-    write(stage, "bin/busybox", &read(&bb.path)?, 0o755)?;
-    for a in bb.applets.iter().filter(|a| *a != "busybox") {
-        let link = stage.join("bin").join(a);
-        if !link.exists() {
-            symlink("busybox", &link).map_err(|e| BuildError::io(&link, e))?;
+    if !oci {
+        write(stage, "bin/busybox", &read(&bb.path)?, 0o755)?;
+        for a in bb.applets.iter().filter(|a| *a != "busybox") {
+            let link = stage.join("bin").join(a);
+            if !link.exists() {
+                symlink("busybox", &link).map_err(|e| BuildError::io(&link, e))?;
+            }
         }
+        write(stage, "sbin/init", BUSYBOX_INIT.as_bytes(), 0o755)?;
     }
-    write(stage, "sbin/init", BUSYBOX_INIT.as_bytes(), 0o755)?;
     write(stage, "usr/bin/tandem", &read(&o.agent)?, 0o755)?;
     write(
         stage,
@@ -290,19 +314,16 @@ pub fn stage_busybox(
         format!("{}\n", r.version).as_bytes(),
         0o644,
     )?;
-    write(
-        stage,
-        "etc/passwd",
-        b"root:x:0:0:root:/root:/bin/sh\n",
-        0o644,
-    )?;
-    write(stage, "etc/group", b"root:x:0:\n", 0o644)?;
-    write(
-        stage,
-        "etc/hostname",
-        format!("{}\n", r.name).as_bytes(),
-        0o644,
-    )?;
+    // An OCI base brings its own users and name.
+    for (path, text) in [
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n".to_string()),
+        ("etc/group", "root:x:0:\n".to_string()),
+        ("etc/hostname", format!("{}\n", r.name)),
+    ] {
+        if !(oci && stage.join(path).exists()) {
+            write(stage, path, text.as_bytes(), 0o644)?;
+        }
+    }
     write(stage, "boot/vmlinuz", &read(&k.vmlinuz())?, 0o644)?;
     write(stage, "boot/initrd.img", initrd, 0o644)?;
     let (args_path, args) = boot_args_file(r);
@@ -315,6 +336,11 @@ pub fn stage_busybox(
             .mode()
             & 0o777;
         write(stage, dest, &read(&src)?, mode)?;
+    }
+    if std::fs::symlink_metadata(stage.join("sbin/init")).is_err() {
+        return Err(BuildError::Step(
+            "the root filesystem has no /sbin/init: the OCI image must provide one, or add it under [files]".into(),
+        ));
     }
     Ok(())
 }

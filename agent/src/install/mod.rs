@@ -461,15 +461,19 @@ impl Job<'_, '_> {
 }
 
 /// Kernel parameters for the initramfs's dm-verity set-up (docs/disk-layout.md),
-/// from the `rootfs` image's verity data: root hash, hash offset, salt.
-/// `None` without verity data, or with parameters the initramfs does not
-/// take (it assumes sha256 and 4096-byte blocks).
+/// from the `rootfs` image's verity data; see [`verity_kernel_args`].
 pub fn verity_args(m: &crate::bundle::manifest::Manifest) -> Option<String> {
     let img = m
         .images
         .iter()
         .find(|i| i.slot_class.as_str() == "rootfs")?;
-    let v = img.verity.as_ref()?;
+    verity_kernel_args(img.verity.as_ref()?)
+}
+
+/// `tandem.verity.roothash=… tandem.verity.hashoffset=… tandem.verity.salt=…`,
+/// or `None` for parameters the initramfs does not take (it assumes sha256
+/// and 4096-byte blocks).
+pub fn verity_kernel_args(v: &crate::bundle::manifest::Verity) -> Option<String> {
     if v.hash_algorithm != "sha256" || v.data_block_size != 4096 || v.hash_block_size != 4096 {
         tracing::warn!(
             algorithm = %v.hash_algorithm,
