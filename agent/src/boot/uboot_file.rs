@@ -30,12 +30,14 @@
 //! [`UbootFileStore::load`] read the factory default (order `a b`).
 //!
 //! U-Boot's `fatwrite` from the boot script rewrites the file in place,
-//! with no such care. What keeps that write small and benign: the file
-//! holds only the five `TANDEM_*` variables (under 100 bytes, one sector,
-//! at most [`MAX_LEN`]), U-Boot only rewrites it to count a trial down by
-//! one digit (same length, same sector), and the sorted order puts
-//! `TANDEM_ORDER` last, so a truncated file loses the order first and
-//! reads as `a b`.
+//! with no such care. What keeps that write benign: the file holds only
+//! the `TANDEM_*` variables (the five of the decision, under 100 bytes,
+//! plus up to two `TANDEM_<G>_VERITY` of ~220 bytes each; at most
+//! [`MAX_LEN`]), U-Boot only rewrites it to count a trial down by one
+//! digit (same length, so every sector but the one holding that digit is
+//! rewritten with the bytes it already had, and a torn write leaves the
+//! old or the new digit), and the sorted order puts `TANDEM_ORDER` last,
+//! so a truncated file loses the order first and reads as `a b`.
 
 use std::collections::BTreeMap;
 use std::fs::File;
