@@ -498,3 +498,129 @@ fn the_cli_goes_through_the_daemon_when_it_runs() {
     let o = cli(&bus, &["--direct", "status", "--json"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
 }
+
+/// polkit's Authority as the daemon sees it on the bus: same name, path,
+/// method and signatures (`CheckAuthorization((sa{sv}) s a{ss} u s) ->
+/// ((bba{ss}))`), answering per action: install yes, manage no.
+struct FakeAuthority {
+    asked: std::sync::Arc<Mutex<Vec<(String, String, u32)>>>,
+}
+
+#[derive(serde::Serialize, zbus::zvariant::Type)]
+struct AuthResult(bool, bool, std::collections::HashMap<String, String>);
+
+#[zbus::interface(name = "org.freedesktop.PolicyKit1.Authority")]
+impl FakeAuthority {
+    fn check_authorization(
+        &self,
+        subject: (
+            String,
+            std::collections::HashMap<String, zbus::zvariant::OwnedValue>,
+        ),
+        action_id: String,
+        _details: std::collections::HashMap<String, String>,
+        flags: u32,
+        _cancellation_id: String,
+    ) -> AuthResult {
+        let name = subject
+            .1
+            .get("name")
+            .and_then(|v| String::try_from(v.try_clone().ok()?).ok())
+            .unwrap_or_default();
+        self.asked.lock().unwrap().push((
+            format!("{}:{name}", subject.0),
+            action_id.clone(),
+            flags,
+        ));
+        AuthResult(
+            action_id == "dev.tandem.install",
+            false,
+            std::collections::HashMap::new(),
+        )
+    }
+}
+
+#[test]
+fn polkit_decides_for_other_users() {
+    if !runnable("polkit_decides_for_other_users") {
+        return;
+    }
+    let fx = device();
+    let img = pattern(SLOT_SIZE as usize, 11);
+    let b = fx.bundle("u.tnd", "1.1.0", &[("rootfs", &img, Compression::None)]);
+    std::fs::set_permissions(fx.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bus = Bus::start(
+        r#"<policy user="root"><allow own="org.freedesktop.PolicyKit1"/></policy>
+  <policy context="default"><allow send_destination="org.freedesktop.PolicyKit1"/></policy>"#,
+    );
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let _polkit = zbus::blocking::connection::Builder::address(bus.address.as_str())
+        .unwrap()
+        .name("org.freedesktop.PolicyKit1")
+        .unwrap()
+        .serve_at(
+            "/org/freedesktop/PolicyKit1/Authority",
+            FakeAuthority {
+                asked: asked.clone(),
+            },
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+    bus.serve(&fx);
+    let lines = bus.monitor();
+
+    // polkit says yes to installing: nobody's Install runs.
+    let bundle = b.display().to_string();
+    // (busctl allows interactive authorization unless told not to.)
+    let o = bus.busctl_nobody(&[
+        "--allow-interactive-authorization=no",
+        "call",
+        NAME,
+        PATH,
+        NAME,
+        "Install",
+        "sa{sv}",
+        &bundle,
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let done = completed(&lines, &bus);
+    assert!(done.contains("'success'"), "{done}");
+    assert_eq!(fx.slot(B, "rootfs"), img);
+    // ...and no to committing.
+    let o = bus.busctl_nobody(&[
+        "--allow-interactive-authorization=no",
+        "call",
+        NAME,
+        PATH,
+        NAME,
+        "MarkGood",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("uid 65534 may not commit, mark bad or roll back slots: polkit denied dev.tandem.manage"),
+        "{}",
+        text(&o)
+    );
+    // The interactive flag reaches polkit only when the caller sets it.
+    let o = bus.busctl_nobody(&[
+        "--allow-interactive-authorization=yes",
+        "call",
+        NAME,
+        PATH,
+        NAME,
+        "Rollback",
+    ]);
+    assert!(!o.status.success());
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert!(asked[0].0.starts_with("system-bus-name::1."), "{asked:?}");
+    assert_eq!((asked[0].1.as_str(), asked[0].2), ("dev.tandem.install", 0));
+    assert_eq!((asked[1].1.as_str(), asked[1].2), ("dev.tandem.manage", 0));
+    assert_eq!((asked[2].1.as_str(), asked[2].2), ("dev.tandem.manage", 1));
+    // Root is never asked about.
+    let o = bus.call("MarkBad", &["s", "b"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
