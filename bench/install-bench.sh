@@ -12,6 +12,10 @@
 #   CEIL_RUNS=3      the ceilings are the best of this many runs
 #   KEEP=1           keep WORKDIR on exit (loop device and server still go)
 #   TANDEM=path      use this binary instead of building target/release/tandem
+#   LOOP_DIO=1       attach the loop device with --direct-io=on: it then writes
+#                    to its backing file with O_DIRECT instead of copying into
+#                    the page cache, like a real disk (DMA, no CPU copy); 0 for
+#                    a buffered loop device. Ceilings and installs use the same.
 #
 # Exit status: 0 when every install succeeded (whether or not it met the
 # targets; this prints numbers, it does not judge them), 1 otherwise.
@@ -26,6 +30,7 @@ FILL_PCT=${FILL_PCT:-60}
 VERIFY=${VERIFY:-1}
 CEIL_RUNS=${CEIL_RUNS:-3}
 KEEP=${KEEP:-0}
+LOOP_DIO=${LOOP_DIO:-1}
 TARGET_PCT=90      # a case must reach this % of the slower ceiling
 RSS_LIMIT_MIB=16   # and peak RSS at most this
 
@@ -180,8 +185,10 @@ setup_agent() {
     # real partition nor the later runs would see.
     fallocate -l "${slot_mib}M" "$W/slot-b.img" 2>/dev/null \
         || truncate -s "${slot_mib}M" "$W/slot-b.img"
-    LOOPDEV=$(losetup -f --show "$W/slot-b.img")
-    log "slot b: $LOOPDEV"
+    local dio=off
+    [[ $LOOP_DIO == 1 ]] && dio=on
+    LOOPDEV=$(losetup -f --show --direct-io="$dio" "$W/slot-b.img")
+    log "slot b: $LOOPDEV (direct-io $(cat "/sys/block/${LOOPDEV#/dev/}/loop/dio" 2>/dev/null || echo ?))"
 
     echo "root=/dev/vda tandem.slot=a" >"$W/cmdline"
     cat >"$W/tandem.toml" <<EOF
