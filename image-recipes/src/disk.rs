@@ -136,18 +136,21 @@ fn esp(
     Ok(img)
 }
 
-/// U-Boot's boot partition: `/boot.scr` and `/tandem.env`.
+/// U-Boot's boot partition: `/boot.scr` and `/tandem.env` (with slot a's
+/// verity parameters, like the grubenv).
 fn uboot_boot(
     spec: &DiskSpec,
     work: &Path,
     seed: &str,
     epoch: u64,
+    verity_a: Option<&str>,
 ) -> Result<std::path::PathBuf, BuildError> {
     let img = fat(spec, work, seed, "BOOT")?;
     let scr = work.join("boot.scr");
     crate::uboot::boot_script(work, &scr, epoch)?;
     let env = work.join(tandem::boot::uboot_file::FILE_NAME);
-    std::fs::write(&env, crate::uboot::initial_env()).map_err(|e| BuildError::io(&env, e))?;
+    std::fs::write(&env, crate::uboot::initial_env(verity_a))
+        .map_err(|e| BuildError::io(&env, e))?;
     fat_copy(
         &img,
         epoch,
@@ -208,7 +211,10 @@ pub fn build(
             "ef00",
         ),
         // Microsoft basic data: a plain FAT partition, as U-Boot boards use.
-        BootChain::UbootFile => (uboot_boot(spec, work, seed, epoch)?, "0700"),
+        BootChain::UbootFile => (
+            uboot_boot(spec, work, seed, epoch, slot.verity_args.as_deref())?,
+            "0700",
+        ),
     };
     let data = work.join("data.img");
     let _ = std::fs::remove_file(&data);

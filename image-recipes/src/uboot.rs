@@ -12,9 +12,10 @@ const BOOT_CMD: &str = include_str!("../../agent/dist/uboot/boot.cmd");
 /// Size of Debian's `qemu_arm64` environment (CONFIG_ENV_SIZE, FACTS.md).
 pub const ENV_SIZE: &str = "0x40000";
 
-/// The state a fresh disk starts with: boot a (committed), never b (empty).
-pub fn initial_env() -> Vec<u8> {
-    let vars: BTreeMap<String, String> = [
+/// The state a fresh disk starts with: boot a (committed), never b
+/// (empty); slot a's dm-verity kernel parameters when its image has them.
+pub fn initial_env(verity_a: Option<&str>) -> Vec<u8> {
+    let mut vars: BTreeMap<String, String> = [
         ("TANDEM_ORDER", "a b"),
         ("TANDEM_A_OK", "1"),
         ("TANDEM_B_OK", "0"),
@@ -22,6 +23,7 @@ pub fn initial_env() -> Vec<u8> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    tandem::boot::abvars::set_verity(&mut vars, tandem::slot::SlotGroup::A, verity_a);
     tandem::boot::uboot_file::encode(&vars).expect("valid names, fits")
 }
 
@@ -112,11 +114,16 @@ mod tests {
 
     #[test]
     fn initial_state_boots_a_only() {
-        let env = tandem::boot::uboot_file::decode(&initial_env()).unwrap();
+        let env = tandem::boot::uboot_file::decode(&initial_env(None)).unwrap();
         assert_eq!(env["TANDEM_ORDER"], "a b");
         assert_eq!(env["TANDEM_A_OK"], "1");
         assert_eq!(env["TANDEM_B_OK"], "0");
         assert!(!env.contains_key("TANDEM_A_TRIES"));
+        assert!(!env.contains_key("TANDEM_A_VERITY"));
+        let args = "tandem.verity.roothash=00 tandem.verity.hashoffset=4096";
+        let env = tandem::boot::uboot_file::decode(&initial_env(Some(args))).unwrap();
+        assert_eq!(env["TANDEM_A_VERITY"], args);
+        assert!(!env.contains_key("TANDEM_B_VERITY"));
     }
 
     #[test]
