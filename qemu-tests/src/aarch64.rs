@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::scenario::{booted, install_and_reboot, Fixture, Timeline, BOOT};
+use crate::scenario::{booted, install_and_reboot, verified, Fixture, Timeline, BOOT};
 use crate::vm::Vm;
 use crate::RigError;
 
@@ -57,34 +57,6 @@ fn env_file(vm: &mut Vm) -> Result<String, RigError> {
         "tr '\\0' '\\n' < /boot/firmware/tandem.env",
         Duration::from_secs(30),
     )
-}
-
-/// Requires that the initramfs got the group's dm-verity parameters from
-/// boot.scr (TANDEM_<G>_VERITY in tandem.env, written by the agent's
-/// install) and mounted the slot through dm-verity.
-fn verified(vm: &mut Vm, slot: char, t: &mut Timeline) -> Result<(), RigError> {
-    let (l, k) = vm.expect_any(
-        &[
-            &format!("command line: slot {slot}, dm-verity root hash"),
-            &format!("command line: slot {slot}, no dm-verity"),
-        ],
-        BOOT,
-    )?;
-    if k != 0 {
-        return Err(fail(format!(
-            "slot {slot} booted without its dm-verity parameters: {}",
-            l.text
-        )));
-    }
-    vm.expect(
-        &format!("dm-verity: /dev/mapper/tandem-root-{slot} over"),
-        BOOT,
-    )?;
-    let hash = l.text.split("root hash ").nth(1).unwrap_or("?");
-    t.step(format!(
-        "slot {slot} mounted through dm-verity (root hash {hash})"
-    ));
-    Ok(())
 }
 
 /// Scenario 8, aarch64 + U-Boot: update A→B (U-Boot counts the try in

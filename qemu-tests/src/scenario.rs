@@ -172,6 +172,35 @@ impl Fixture {
     }
 }
 
+/// Requires that the initramfs got the group's dm-verity parameters from
+/// the bootloader (TANDEM_<G>_VERITY in grubenv or tandem.env, written by
+/// the agent's install or the disk builder) and mounted the slot through
+/// dm-verity. Call it before [`booted`]: the initramfs prints first.
+pub fn verified(vm: &mut Vm, slot: char, t: &mut Timeline) -> Result<(), RigError> {
+    let (l, k) = vm.expect_any(
+        &[
+            &format!("command line: slot {slot}, dm-verity root hash"),
+            &format!("command line: slot {slot}, no dm-verity"),
+        ],
+        BOOT,
+    )?;
+    if k != 0 {
+        return Err(RigError::Setup(format!(
+            "slot {slot} booted without its dm-verity parameters: {}",
+            l.text
+        )));
+    }
+    vm.expect(
+        &format!("dm-verity: /dev/mapper/tandem-root-{slot} over"),
+        BOOT,
+    )?;
+    let hash = l.text.split("root hash ").nth(1).unwrap_or("?");
+    t.step(format!(
+        "slot {slot} mounted through dm-verity (root hash {hash})"
+    ));
+    Ok(())
+}
+
 /// Waits for the guest's shell after a boot on `slot`.
 pub fn booted(vm: &mut Vm, slot: char, t: &mut Timeline) -> Result<(), RigError> {
     let l = vm.expect(&format!("TANDEM-BOOTED slot={slot}"), BOOT)?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::scenario::{booted, install_and_reboot, Fixture, Timeline, BOOT};
+use crate::scenario::{booted, install_and_reboot, verified, Fixture, Timeline, BOOT};
 use crate::vm::{Disk, Vm};
 use crate::RigError;
 
@@ -35,13 +35,19 @@ fn trial_commits(vm: &mut Vm, slot: char, t: &mut Timeline) -> Result<(), RigErr
 }
 
 /// 1. Update A→B over HTTP, reboot, health passes, B committed; then B→A.
+///
+/// Every boot mounts its slot through dm-verity with the root hash the
+/// disk builder (a) or the install (b, then a again) gave GRUB.
 pub fn update_both_ways(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
     let server = fx.serve()?;
     let mut vm = Vm::start(&fx.config("s1-update", fx.fresh_disk("s1-update")?, Some(&server)))?;
+    verified(&mut vm, 'a', t)?;
     booted(&mut vm, 'a', t)?;
     install_and_reboot(&mut vm, "minimal-1.1.0.tnd", t)?;
+    verified(&mut vm, 'b', t)?;
     trial_commits(&mut vm, 'b', t)?;
     install_and_reboot(&mut vm, "minimal-1.1.0.tnd", t)?;
+    verified(&mut vm, 'a', t)?;
     trial_commits(&mut vm, 'a', t)?;
     expect_code(
         &mut vm,
