@@ -34,6 +34,8 @@ want mkfs.fat dosfstools
 want mcopy mtools
 want /sbin/depmod kmod
 want cpio cpio
+# The debian image (QEMU scenario 9): its root filesystem.
+want mmdebstrap mmdebstrap
 # aarch64 (QEMU scenario 8): the cross compiler for ring's C and the static
 # link, QEMU for arm, Debian's U-Boot for QEMU virt, mkenvimage.
 want aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu

@@ -9,6 +9,7 @@
 
 pub mod cpio;
 pub mod deb;
+pub mod debian;
 pub mod disk;
 pub mod fsimage;
 pub mod kernel;

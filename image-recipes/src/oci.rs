@@ -129,6 +129,22 @@ pub fn apply(
     Ok(applied)
 }
 
+/// Applies one root filesystem tarball (plain, gzip or zstd; e.g.
+/// mmdebstrap's output) onto `stage`, with the same confinement and owner
+/// handling as an image layer.
+pub fn apply_tarball(path: &Path, stage: &Path) -> Result<Applied, BuildError> {
+    std::fs::create_dir_all(stage).map_err(|e| BuildError::io(stage, e))?;
+    let mut applied = Applied {
+        layers: vec![],
+        entries: 0,
+        removed: 0,
+    };
+    apply_layer(path, None, stage, &mut applied)
+        .map_err(|e| step(format!("{}: {e}", path.display())))?;
+    applied.layers.push(path.display().to_string());
+    Ok(applied)
+}
+
 /// Reads a blob, checking its digest.
 fn blob(dir: &Path, digest: &str) -> Result<Vec<u8>, BuildError> {
     let path = blob_path(dir, digest)?;

@@ -135,6 +135,11 @@ pub enum Base {
     /// kernel and initramfs on top. The image (or `[files]`) must provide
     /// `/sbin/init`.
     Oci,
+    /// A minimal Debian made by `mmdebstrap --variant=minbase` with
+    /// systemd as init, dbus and udev (`rootfs.suite`, `rootfs.packages`,
+    /// `rootfs.mirror`), then the tandem agent with its systemd units,
+    /// D-Bus and polkit files installed and enabled. See src/debian.rs.
+    Debian,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -159,6 +164,13 @@ pub struct Rootfs {
     /// `base = "oci"`: which image, when the source holds several (OCI
     /// `org.opencontainers.image.ref.name`, or a docker repo tag).
     pub oci_ref: Option<String>,
+    /// `base = "debian"`: the Debian suite (default `bookworm`).
+    pub suite: Option<String>,
+    /// `base = "debian"`: packages added to mmdebstrap's `--include`.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// `base = "debian"`: the archive (default `http://deb.debian.org/debian`).
+    pub mirror: Option<String>,
 }
 
 fn yes() -> bool {
@@ -203,6 +215,32 @@ impl Recipe {
                 return Err(invalid("rootfs.oci", "only used with base = \"oci\""))
             }
             _ => {}
+        }
+        if r.rootfs.base != Base::Debian {
+            for (key, set) in [
+                ("rootfs.suite", r.rootfs.suite.is_some()),
+                ("rootfs.packages", !r.rootfs.packages.is_empty()),
+                ("rootfs.mirror", r.rootfs.mirror.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(key, "only used with base = \"debian\""));
+                }
+            }
+        }
+        if r.rootfs.base == Base::Debian && r.rootfs.oci.is_some() {
+            return Err(invalid("rootfs.oci", "only used with base = \"oci\""));
+        }
+        for p in &r.rootfs.packages {
+            if p.is_empty()
+                || !p
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.:".contains(&b))
+            {
+                return Err(invalid(
+                    "rootfs.packages",
+                    &format!("{p:?} is not a Debian package name"),
+                ));
+            }
         }
         for dest in r.files.keys() {
             if !dest.starts_with('/') || dest.contains("..") {
@@ -269,12 +307,30 @@ filesystem = "squashfs"
             (format!("{MIN}\nbogus = 1\n"), "bogus"),
             (format!("arch = \"arm64\"\n{MIN}"), "rootfs.filesystem"),
             (format!("arch = \"riscv64\"\n{MIN}"), "arch"),
+            (format!("{MIN}suite = \"bookworm\"\n"), "rootfs.suite"),
+            (
+                MIN.replace("\"busybox\"", "\"debian\"\npackages = [\"a b\"]"),
+                "rootfs.packages",
+            ),
         ] {
             let e = Recipe::parse(&bad, Path::new("r.toml"))
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(needle), "{needle} in {e}");
         }
+    }
+
+    #[test]
+    fn debian_base() {
+        let text = MIN.replace(
+            "\"busybox\"",
+            "\"debian\"\nsuite = \"trixie\"\npackages = [\"iproute2\", \"libc6:amd64\"]",
+        );
+        let r = Recipe::parse(&text, Path::new("r.toml")).unwrap();
+        assert_eq!(r.rootfs.base, Base::Debian);
+        assert_eq!(r.rootfs.suite.as_deref(), Some("trixie"));
+        assert_eq!(r.rootfs.packages, ["iproute2", "libc6:amd64"]);
+        assert_eq!(r.rootfs.mirror, None);
     }
 
     #[test]

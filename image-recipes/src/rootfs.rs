@@ -156,7 +156,8 @@ pub fn initramfs(
     Ok(out)
 }
 
-fn write(stage: &Path, rel: &str, data: &[u8], mode: u32) -> Result<(), BuildError> {
+/// Writes one file into the staged tree, creating its directories.
+pub(crate) fn write(stage: &Path, rel: &str, data: &[u8], mode: u32) -> Result<(), BuildError> {
     let p = stage.join(rel.trim_start_matches('/'));
     if let Some(parent) = p.parent() {
         std::fs::create_dir_all(parent).map_err(|e| BuildError::io(parent, e))?;
@@ -221,8 +222,8 @@ pub fn boot_args_file(r: &Recipe) -> (&'static str, String) {
     }
 }
 
-/// Lays out the slot's tree: the base (busybox userland, or an OCI
-/// image's layers), the agent, its config and key, the kernel and
+/// Lays out the slot's tree: the base (busybox userland, an OCI image's
+/// layers, or a Debian made by mmdebstrap), the agent, its config and key, the kernel and
 /// initramfs, and the recipe's files.
 pub fn stage(
     r: &Recipe,
@@ -234,7 +235,7 @@ pub fn stage(
     stage: &Path,
 ) -> Result<(), BuildError> {
     let _ = std::fs::remove_dir_all(stage);
-    let oci = match (r.rootfs.base, &r.rootfs.oci) {
+    let own_base = match (r.rootfs.base, &r.rootfs.oci) {
         (Base::Oci, Some(src)) => {
             let src = o.recipe_dir.join(src);
             let a = crate::oci::apply(
@@ -251,6 +252,10 @@ pub fn stage(
                 a.entries,
                 a.removed
             );
+            true
+        }
+        (Base::Debian, _) => {
+            crate::debian::apply(r, o, stage)?;
             true
         }
         _ => false,
@@ -275,7 +280,7 @@ pub fn stage(
         let p = stage.join(d);
         std::fs::create_dir_all(&p).map_err(|e| BuildError::io(&p, e))?;
     }
-    if !oci {
+    if !own_base {
         write(stage, "bin/busybox", &read(&bb.path)?, 0o755)?;
         for a in bb.applets.iter().filter(|a| *a != "busybox") {
             let link = stage.join("bin").join(a);
@@ -314,13 +319,13 @@ pub fn stage(
         format!("{}\n", r.version).as_bytes(),
         0o644,
     )?;
-    // An OCI base brings its own users and name.
+    // An OCI or Debian base brings its own users and name.
     for (path, text) in [
         ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n".to_string()),
         ("etc/group", "root:x:0:\n".to_string()),
         ("etc/hostname", format!("{}\n", r.name)),
     ] {
-        if !(oci && stage.join(path).exists()) {
+        if !(own_base && stage.join(path).exists()) {
             write(stage, path, text.as_bytes(), 0o644)?;
         }
     }
@@ -328,6 +333,9 @@ pub fn stage(
     write(stage, "boot/initrd.img", initrd, 0o644)?;
     let (args_path, args) = boot_args_file(r);
     write(stage, args_path, args.as_bytes(), 0o644)?;
+    if r.rootfs.base == Base::Debian {
+        crate::debian::integrate(r, stage)?;
+    }
     for (dest, src) in &r.files {
         let src = o.recipe_dir.join(src);
         let mode = std::fs::metadata(&src)
