@@ -7,6 +7,7 @@
 
 pub mod aarch64;
 pub mod console;
+pub mod debian;
 pub mod http;
 pub mod qmp;
 pub mod scenario;

@@ -299,6 +299,10 @@ pub fn suite(cuts: usize, seed: u64) -> Vec<Scenario> {
             "5b power cuts".into(),
             Box::new(move |fx, t| power_cuts(fx, t, cuts - half, seed ^ 0x9e37_79b9, "s5-cuts-b")),
         ),
+        (
+            "9 debian (systemd) update and fallback".into(),
+            Box::new(crate::debian::systemd_update_and_fallback),
+        ),
         ("1 update A->B->A".into(), Box::new(update_both_ways)),
         ("4 watchdog fallback".into(), Box::new(watchdog_hang)),
         ("3 kernel panic fallback".into(), Box::new(kernel_panic)),

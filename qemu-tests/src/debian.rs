@@ -1,0 +1,249 @@
+//! Scenario 9: the `debian` image (systemd as PID 1; built by
+//! scripts/build-images-debian.sh into `IMAGES/debian`). OVMF + GRUB as in
+//! scenarios 1–7, but the trial is assessed by `tandem-boot-check.service`
+//! before `boot-complete.target`, and the CLI talks to the D-Bus daemon,
+//! which D-Bus activation starts: update A→B (committed), then a broken
+//! update into A whose health check fails, A marked bad, GRUB boots B again.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::scenario::{booted, Fixture, Timeline};
+use crate::vm::{Arch, Vm};
+use crate::RigError;
+
+/// One systemd boot under TCG: ~25 s to the shell alone, up to 2.5× that
+/// with a second VM running; margin on top.
+const BOOT: Duration = Duration::from_secs(180);
+
+fn fail(msg: impl Into<String>) -> RigError {
+    RigError::Setup(msg.into())
+}
+
+/// The debian images beside the minimal ones: `IMAGES/debian`.
+pub fn fixture(fx: &Fixture) -> Result<Fixture, RigError> {
+    let images = fx.images.join("debian");
+    let disk = images.join("debian-1.0.0.disk.img");
+    if !disk.exists() {
+        return Err(fail(format!(
+            "no {} (build it with scripts/build-images-debian.sh {})",
+            disk.display(),
+            images.display()
+        )));
+    }
+    Ok(Fixture {
+        accel: fx.accel.clone(),
+        arch: Arch::X86_64,
+        images,
+        work: fx.work.clone(),
+        relay: fx.relay.clone(),
+        disk,
+        uboot_env: None,
+    })
+}
+
+fn expect_code(vm: &mut Vm, cmd: &str, want: i32) -> Result<(), RigError> {
+    let got = vm.run(cmd, Duration::from_secs(120))?;
+    if got != want {
+        return Err(fail(format!("`{cmd}` exited {got}, expected {want}")));
+    }
+    Ok(())
+}
+
+/// `tandem status --json`, parsed.
+fn status(vm: &mut Vm) -> Result<Value, RigError> {
+    let text = vm.output("tandem status --json", Duration::from_secs(60))?;
+    serde_json::from_str(&text)
+        .map_err(|e| fail(format!("tandem status --json: {e}; it printed: {text}")))
+}
+
+/// Requires `st[key] == want`; `slots.G.field` addresses slot group G.
+fn require(st: &Value, wants: &[(&str, &str)]) -> Result<(), RigError> {
+    for (key, want) in wants {
+        let got = match key.split('.').collect::<Vec<_>>().as_slice() {
+            ["slots", g, field] => st["slots"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["group"] == *g))
+                .map(|s| &s[*field])
+                .ok_or_else(|| fail(format!("status has no slot group {g}: {st}")))?,
+            [field] => &st[*field],
+            _ => return Err(fail(format!("bad status key {key}"))),
+        };
+        if got != want {
+            return Err(fail(format!(
+                "status: {key} is {got}, expected {want:?}: {st}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Installs `bundle` through the daemon (not with --reboot, so the
+/// daemon's state can be checked), then reboots.
+fn install_via_daemon(vm: &mut Vm, bundle: &str, t: &mut Timeline) -> Result<(), RigError> {
+    expect_code(
+        vm,
+        &format!("tandem install http://10.0.2.100/{bundle} 2>/tmp/err"),
+        0,
+    )?;
+    // The daemon ran it: its Progress property ends at the install's result.
+    let progress = vm.output(
+        "busctl get-property dev.tandem.Agent1 /dev/tandem/Agent1 dev.tandem.Agent1 Progress",
+        Duration::from_secs(30),
+    )?;
+    if !(progress.contains("100 \"done\"") && progress.contains("armed for")) {
+        return Err(fail(format!(
+            "the daemon's Progress after installing {bundle}: {progress}"
+        )));
+    }
+    t.step(format!(
+        "installed {bundle} over HTTP through the daemon (Progress: {})",
+        progress.trim()
+    ));
+    // Not a clean `systemctl reboot`: after an install, OVMF hangs in DXE
+    // on the reset that follows systemd's clean shutdown (a busy loop, no
+    // output; seen every time here, never with -ff or without an install;
+    // not yet understood, see qemu-tests/README.md).
+    vm.send("sync; systemctl reboot --force --force")?;
+    Ok(())
+}
+
+/// The boot was assessed the systemd way: the check succeeded, and
+/// boot-complete.target was reached after it.
+fn boot_complete(vm: &mut Vm) -> Result<(), RigError> {
+    expect_code(vm, "systemctl is-active boot-complete.target", 0)?;
+    let show = vm.output(
+        "systemctl show -p ActiveState -p Result tandem-boot-check.service",
+        Duration::from_secs(30),
+    )?;
+    if !show.contains("ActiveState=active") || !show.contains("Result=success") {
+        return Err(fail(format!("tandem-boot-check.service: {show}")));
+    }
+    let ts = |vm: &mut Vm, unit: &str| -> Result<u64, RigError> {
+        let v = vm.output(
+            &format!("systemctl show -P ActiveEnterTimestampMonotonic {unit}"),
+            Duration::from_secs(30),
+        )?;
+        v.trim()
+            .parse()
+            .map_err(|_| fail(format!("{unit}: ActiveEnterTimestampMonotonic {v:?}")))
+    };
+    let (check, target) = (
+        ts(vm, "tandem-boot-check.service")?,
+        ts(vm, "boot-complete.target")?,
+    );
+    if check == 0 || check > target {
+        return Err(fail(format!(
+            "boot-complete.target reached at {target} µs, the boot check at {check} µs"
+        )));
+    }
+    Ok(())
+}
+
+/// Scenario 9 (see the module docs).
+pub fn systemd_update_and_fallback(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
+    let dfx = fixture(fx)?;
+    let server = dfx.serve()?;
+    let name = "s9-debian";
+    let mut vm = Vm::start(&dfx.config(name, dfx.fresh_disk(name)?, Some(&server)))?;
+    let l = vm.expect("TANDEM-BOOTED slot=a", BOOT)?;
+    let b = l.at;
+    let l = vm.expect("TANDEM-READY slot=a", BOOT)?;
+    t.step(format!(
+        "systemd on slot a (1.0.0): TANDEM-BOOTED at {:.1} s, root shell at {:.1} s after QEMU started",
+        b.as_secs_f64(),
+        l.at.as_secs_f64()
+    ));
+    expect_code(&mut vm, "systemctl is-active --quiet tandem.service", 3)?;
+    let st = status(&mut vm)?;
+    require(
+        &st,
+        &[
+            ("boot_backend", "grub"),
+            ("booted", "a"),
+            ("primary", "a"),
+            ("compatible", "tandem-demo-debian-x86_64"),
+        ],
+    )?;
+    expect_code(&mut vm, "systemctl is-active --quiet tandem.service", 0)?;
+    expect_code(&mut vm, "busctl status dev.tandem.Agent1 >/dev/null", 0)?;
+    t.step(
+        "`tandem status` went through dev.tandem.Agent1: D-Bus activation started tandem.service",
+    );
+    boot_complete(&mut vm)?;
+
+    install_via_daemon(&mut vm, "debian-1.1.0.tnd", t)?;
+    vm.expect("tandem: booting slot b", BOOT)?;
+    vm.expect("TANDEM-BOOTED slot=b", BOOT)?;
+    vm.expect("slot b committed", BOOT)?;
+    vm.expect("TANDEM-READY slot=b", BOOT)?;
+    t.step("GRUB's trial of slot b (1.1.0): tandem-boot-check.service passed, committed");
+    boot_complete(&mut vm)?;
+    let st = status(&mut vm)?;
+    require(
+        &st,
+        &[
+            ("booted", "b"),
+            ("primary", "b"),
+            ("slots.b.state", "good"),
+            ("slots.b.version", "1.1.0"),
+        ],
+    )?;
+    t.step("boot-complete.target active after the check; status: b good (1.1.0), primary");
+
+    install_via_daemon(&mut vm, "debian-1.2.0.tnd", t)?;
+    vm.expect("tandem: booting slot a", BOOT)?;
+    vm.expect("TANDEM-BOOTED slot=a", BOOT)?;
+    let l = vm.expect("FAILED on slot a", BOOT)?;
+    t.step(format!(
+        "trial of slot a (1.2.0): health check failed: {}",
+        l.text.trim()
+    ));
+    vm.expect("tandem: booting slot b", BOOT)?;
+    booted(&mut vm, 'b', t)?;
+    boot_complete(&mut vm)?;
+    let st = status(&mut vm)?;
+    require(
+        &st,
+        &[
+            ("booted", "b"),
+            ("primary", "b"),
+            ("slots.a.state", "bad"),
+            ("slots.b.state", "good"),
+        ],
+    )?;
+    let recorded = st["failures"].as_array().is_some_and(|f| {
+        f.iter()
+            .any(|x| x["version"] == "1.2.0" && x["slot"] == "a")
+    });
+    if !recorded {
+        return Err(fail(format!(
+            "status records no failure of 1.2.0 on a: {st}"
+        )));
+    }
+    t.step("GRUB booted b again; status: a bad, failure of 1.2.0 recorded");
+    vm.power_cut()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_requirements_can_fail() {
+        let st: Value =
+            serde_json::from_str(r#"{"booted": "b", "slots": [{"group": "a", "state": "bad"}]}"#)
+                .unwrap();
+        require(&st, &[("booted", "b"), ("slots.a.state", "bad")]).unwrap();
+        for wrong in [
+            ("booted", "a"),
+            ("slots.a.state", "good"),
+            ("slots.b.state", "good"),
+            ("x.y", "z"),
+        ] {
+            assert!(require(&st, &[wrong]).is_err(), "{wrong:?}");
+        }
+    }
+}
