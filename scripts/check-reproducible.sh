@@ -2,9 +2,11 @@
 # Builds each shipped image twice from the same recipe and inputs, in two
 # different directories, and checks that the outputs (slot image, bundle,
 # disk, and for arm64 the U-Boot board environment) are byte-identical.
-# Covers minimal (amd64) and minimal-arm64 (when its cross-built agent is
+# Covers minimal (amd64), minimal-arm64 (when its cross-built agent is
 # there: scripts/build-images-arm64.sh, run by the scenario suite, makes
-# it). Prints "reproducible: N passed, M failed".
+# it) and debian (from the cached mmdebstrap tarball the suite's build
+# leaves in /var/cache/tandem-image/debian). Prints "reproducible: N
+# passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -46,6 +48,9 @@ check minimal x86_64-unknown-linux-gnu minimal-1.0.0.rootfs.img minimal-1.0.0.tn
 if [[ -x target/aarch64-unknown-linux-gnu/release/tandem || ${CI:-} == true ]]; then
     check minimal-arm64 aarch64-unknown-linux-gnu minimal-arm64-1.0.0.rootfs.img minimal-arm64-1.0.0.tnd \
         minimal-arm64-1.0.0.disk.img minimal-arm64-1.0.0.uboot-env.img
+fi
+if [[ -d /var/cache/tandem-image/debian || ${CI:-} == true ]]; then
+    check debian x86_64-unknown-linux-gnu debian-1.0.0.rootfs.img debian-1.0.0.tnd debian-1.0.0.disk.img
 fi
 echo "reproducible: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
