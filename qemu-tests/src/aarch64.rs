@@ -8,48 +8,12 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::scenario::{booted, install_and_reboot, verified, Fixture, Timeline, BOOT};
+use crate::scenario::{
+    booted, fail, install_and_reboot, require, require_failure, status, verified, Fixture,
+    Timeline, BOOT,
+};
 use crate::vm::Vm;
 use crate::RigError;
-
-fn fail(msg: impl Into<String>) -> RigError {
-    RigError::Setup(msg.into())
-}
-
-/// `tandem status --json` from the guest, parsed.
-fn status(vm: &mut Vm) -> Result<Value, RigError> {
-    let text = vm.output("tandem status --json", Duration::from_secs(60))?;
-    serde_json::from_str(&text)
-        .map_err(|e| fail(format!("tandem status --json: {e}; it printed: {text}")))
-}
-
-/// A slot group's entry in the status.
-fn slot<'a>(st: &'a Value, group: &str) -> Result<&'a Value, RigError> {
-    st["slots"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["group"] == group))
-        .ok_or_else(|| fail(format!("status has no slot group {group}: {st}")))
-}
-
-/// Requires `st[key] == want` for each pair (`slots.b.state` style keys
-/// address a slot group).
-fn require(st: &Value, wants: &[(&str, &str)]) -> Result<(), RigError> {
-    for (key, want) in wants {
-        let got = match key.split('.').collect::<Vec<_>>().as_slice() {
-            ["slots", g, field] => &slot(st, g)?[*field],
-            [field] => &st[*field],
-            _ => return Err(fail(format!("bad status key {key}"))),
-        };
-        if got != want {
-            return Err(fail(format!(
-                "status: {key} is {got}, expected {want:?}: {st}"
-            )));
-        }
-    }
-    Ok(())
-}
 
 /// The A/B state file as the guest sees it (variables, sorted).
 fn env_file(vm: &mut Vm) -> Result<String, RigError> {
@@ -149,15 +113,7 @@ pub fn uboot_update_and_fallback(fx: &Fixture, t: &mut Timeline) -> Result<(), R
             ("slots.b.state", "good"),
         ],
     )?;
-    let recorded = st["failures"].as_array().is_some_and(|f| {
-        f.iter()
-            .any(|x| x["version"] == "1.2.0" && x["slot"] == "a")
-    });
-    if !recorded {
-        return Err(fail(format!(
-            "status records no failure of 1.2.0 on a: {st}"
-        )));
-    }
+    require_failure(&st, "1.2.0", "a")?;
     let env = env_file(&mut vm)?;
     if !env.contains("TANDEM_A_OK=0") {
         return Err(fail(format!("tandem.env should mark a not OK: {env}")));
@@ -176,7 +132,7 @@ mod tests {
 
     #[test]
     fn status_requirements_can_fail() {
-        let st: Value = serde_json::from_str(
+        let st: serde_json::Value = serde_json::from_str(
             r#"{"booted": "b", "primary": "b", "boot_backend": "uboot-file",
                 "slots": [{"group": "a", "state": "bad"}, {"group": "b", "state": "good"}]}"#,
         )

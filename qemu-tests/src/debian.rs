@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::scenario::{booted, Fixture, Timeline};
+use crate::scenario::{
+    booted, expect_code, fail, require, require_failure, status, Fixture, Timeline,
+};
 use crate::vm::{Arch, Vm};
 use crate::RigError;
 
@@ -17,11 +17,6 @@ use crate::RigError;
 /// with a second VM running; margin on top.
 const BOOT: Duration = Duration::from_secs(180);
 
-fn fail(msg: impl Into<String>) -> RigError {
-    RigError::Setup(msg.into())
-}
-
-/// The debian images beside the minimal ones: `IMAGES/debian`.
 pub fn fixture(fx: &Fixture) -> Result<Fixture, RigError> {
     let images = fx.images.join("debian");
     let disk = images.join("debian-1.0.0.disk.img");
@@ -41,42 +36,6 @@ pub fn fixture(fx: &Fixture) -> Result<Fixture, RigError> {
         disk,
         uboot_env: None,
     })
-}
-
-fn expect_code(vm: &mut Vm, cmd: &str, want: i32) -> Result<(), RigError> {
-    let got = vm.run(cmd, Duration::from_secs(120))?;
-    if got != want {
-        return Err(fail(format!("`{cmd}` exited {got}, expected {want}")));
-    }
-    Ok(())
-}
-
-/// `tandem status --json`, parsed.
-fn status(vm: &mut Vm) -> Result<Value, RigError> {
-    let text = vm.output("tandem status --json", Duration::from_secs(60))?;
-    serde_json::from_str(&text)
-        .map_err(|e| fail(format!("tandem status --json: {e}; it printed: {text}")))
-}
-
-/// Requires `st[key] == want`; `slots.G.field` addresses slot group G.
-fn require(st: &Value, wants: &[(&str, &str)]) -> Result<(), RigError> {
-    for (key, want) in wants {
-        let got = match key.split('.').collect::<Vec<_>>().as_slice() {
-            ["slots", g, field] => st["slots"]
-                .as_array()
-                .and_then(|s| s.iter().find(|s| s["group"] == *g))
-                .map(|s| &s[*field])
-                .ok_or_else(|| fail(format!("status has no slot group {g}: {st}")))?,
-            [field] => &st[*field],
-            _ => return Err(fail(format!("bad status key {key}"))),
-        };
-        if got != want {
-            return Err(fail(format!(
-                "status: {key} is {got}, expected {want:?}: {st}"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Installs `bundle` through the daemon (not with --reboot, so the
@@ -213,15 +172,7 @@ pub fn systemd_update_and_fallback(fx: &Fixture, t: &mut Timeline) -> Result<(),
             ("slots.b.state", "good"),
         ],
     )?;
-    let recorded = st["failures"].as_array().is_some_and(|f| {
-        f.iter()
-            .any(|x| x["version"] == "1.2.0" && x["slot"] == "a")
-    });
-    if !recorded {
-        return Err(fail(format!(
-            "status records no failure of 1.2.0 on a: {st}"
-        )));
-    }
+    require_failure(&st, "1.2.0", "a")?;
     t.step("GRUB booted b again; status: a bad, failure of 1.2.0 recorded");
     vm.power_cut()?;
     Ok(())
@@ -233,7 +184,7 @@ mod tests {
 
     #[test]
     fn status_requirements_can_fail() {
-        let st: Value =
+        let st: serde_json::Value =
             serde_json::from_str(r#"{"booted": "b", "slots": [{"group": "a", "state": "bad"}]}"#)
                 .unwrap();
         require(&st, &[("booted", "b"), ("slots.a.state", "bad")]).unwrap();

@@ -172,6 +172,64 @@ impl Fixture {
     }
 }
 
+/// A scenario failure with its reason.
+pub fn fail(msg: impl Into<String>) -> RigError {
+    RigError::Setup(msg.into())
+}
+
+/// Runs a guest command and requires an exit status.
+pub fn expect_code(vm: &mut Vm, cmd: &str, want: i32) -> Result<(), RigError> {
+    let got = vm.run(cmd, Duration::from_secs(120))?;
+    if got != want {
+        return Err(fail(format!("`{cmd}` exited {got}, expected {want}")));
+    }
+    Ok(())
+}
+
+/// `tandem status --json` from the guest, parsed.
+pub fn status(vm: &mut Vm) -> Result<serde_json::Value, RigError> {
+    let text = vm.output("tandem status --json", Duration::from_secs(60))?;
+    serde_json::from_str(&text)
+        .map_err(|e| fail(format!("tandem status --json: {e}; it printed: {text}")))
+}
+
+/// Requires `st[key] == want` for each pair; `slots.G.field` addresses
+/// slot group G.
+pub fn require(st: &serde_json::Value, wants: &[(&str, &str)]) -> Result<(), RigError> {
+    for (key, want) in wants {
+        let got = match key.split('.').collect::<Vec<_>>().as_slice() {
+            ["slots", g, field] => st["slots"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["group"] == *g))
+                .map(|s| &s[*field])
+                .ok_or_else(|| fail(format!("status has no slot group {g}: {st}")))?,
+            [field] => &st[*field],
+            _ => return Err(fail(format!("bad status key {key}"))),
+        };
+        if got != want {
+            return Err(fail(format!(
+                "status: {key} is {got}, expected {want:?}: {st}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Requires the status to record a failure of `version` on `slot`.
+pub fn require_failure(st: &serde_json::Value, version: &str, slot: &str) -> Result<(), RigError> {
+    let recorded = st["failures"].as_array().is_some_and(|f| {
+        f.iter()
+            .any(|x| x["version"] == version && x["slot"] == slot)
+    });
+    if recorded {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "status records no failure of {version} on {slot}: {st}"
+        )))
+    }
+}
+
 /// Requires that the initramfs got the group's dm-verity parameters from
 /// the bootloader (TANDEM_<G>_VERITY in grubenv or tandem.env, written by
 /// the agent's install or the disk builder) and mounted the slot through
@@ -185,7 +243,7 @@ pub fn verified(vm: &mut Vm, slot: char, t: &mut Timeline) -> Result<(), RigErro
         BOOT,
     )?;
     if k != 0 {
-        return Err(RigError::Setup(format!(
+        return Err(fail(format!(
             "slot {slot} booted without its dm-verity parameters: {}",
             l.text
         )));

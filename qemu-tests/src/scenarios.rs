@@ -6,22 +6,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::scenario::{booted, install_and_reboot, verified, Fixture, Timeline, BOOT};
+use crate::scenario::{
+    booted, expect_code, fail, install_and_reboot, verified, Fixture, Timeline, BOOT,
+};
 use crate::vm::{Disk, Vm};
 use crate::RigError;
-
-fn fail(msg: impl Into<String>) -> RigError {
-    RigError::Setup(msg.into())
-}
-
-/// Runs a guest command and requires an exit status.
-fn expect_code(vm: &mut Vm, cmd: &str, want: i32) -> Result<(), RigError> {
-    let got = vm.run(cmd, Duration::from_secs(120))?;
-    if got != want {
-        return Err(fail(format!("`{cmd}` exited {got}, expected {want}")));
-    }
-    Ok(())
-}
 
 /// A trial boot of `slot` that must commit: markers in console order.
 fn trial_commits(vm: &mut Vm, slot: char, t: &mut Timeline) -> Result<(), RigError> {
