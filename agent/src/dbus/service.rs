@@ -20,7 +20,9 @@ use super::auth::authorize;
 use super::{result_name, ACTION_INSTALL, ACTION_MANAGE, BUS_NAME, INTERFACE_VERSION, OBJECT_PATH};
 use crate::cli::{device, CliError};
 use crate::config::Settings;
+use crate::control::ControlError;
 use crate::install::{self, Snapshot, Tracker};
+use crate::slot::SlotGroup;
 
 /// Errors a method call can return, named `dev.tandem.Agent1.Error.<Variant>`.
 #[derive(Debug, zbus::DBusError)]
@@ -85,6 +87,8 @@ struct Shared {
 
 struct Inner {
     settings: Settings,
+    /// From the kernel command line, which does not change while we run.
+    booted: Option<SlotGroup>,
     shared: Mutex<Shared>,
 }
 
@@ -128,6 +132,7 @@ impl Agent {
     pub fn new(settings: Settings) -> Agent {
         Agent {
             inner: Arc::new(Inner {
+                booted: device::booted_slot(&settings),
                 settings,
                 shared: Mutex::new(Shared {
                     operation: "idle",
@@ -193,17 +198,23 @@ impl Agent {
         Agent::completed(emitter, op, name, &message).await
     }
 
-    /// Runs a short operation off the executor and publishes it.
-    async fn quick(
+    /// Runs a short slot operation (commit, mark bad, rollback) off the
+    /// executor, publishes it, and answers with the group it acted on.
+    async fn control(
         &self,
         op: &'static str,
         emitter: &SignalEmitter<'_>,
-        f: impl FnOnce(&Settings) -> Result<String, CliError> + Send + 'static,
+        f: impl FnOnce(&mut crate::control::Control<'_>) -> Result<SlotGroup, ControlError>
+            + Send
+            + 'static,
     ) -> Result<String, AgentError> {
         self.begin(op, None)?;
         self.operation_changed(emitter).await?;
         let me = self.clone();
-        let r = blocking::unblock(move || f(&me.inner.settings)).await;
+        let r = blocking::unblock(move || {
+            device::with_control(&me.inner.settings, f).map(|g| g.to_string())
+        })
+        .await;
         let published = r
             .as_ref()
             .map(Clone::clone)
@@ -323,11 +334,7 @@ impl Agent {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<String, AgentError> {
         authorize(conn, &hdr, ACTION_MANAGE).await?;
-        self.quick("mark-good", &emitter, |s| {
-            let g = device::with_control(s, |c| c.mark_good())?;
-            Ok(g.to_string())
-        })
-        .await
+        self.control("mark-good", &emitter, |c| c.mark_good()).await
     }
 
     /// Marks `slot` (`a`, `b`, or empty for the booted one) bad; returns it.
@@ -342,15 +349,12 @@ impl Agent {
         let slot = match slot.as_str() {
             "" => None,
             s => Some(
-                s.parse::<crate::slot::SlotGroup>()
+                s.parse::<SlotGroup>()
                     .map_err(|e| AgentError::InvalidArgs(e.to_string()))?,
             ),
         };
-        self.quick("mark-bad", &emitter, move |s| {
-            let g = device::with_control(s, |c| c.mark_bad(slot))?;
-            Ok(g.to_string())
-        })
-        .await
+        self.control("mark-bad", &emitter, move |c| c.mark_bad(slot))
+            .await
     }
 
     /// Makes the other slot group primary if it is known good; returns it.
@@ -361,11 +365,7 @@ impl Agent {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<String, AgentError> {
         authorize(conn, &hdr, ACTION_MANAGE).await?;
-        self.quick("rollback", &emitter, |s| {
-            let g = device::with_control(s, |c| c.rollback())?;
-            Ok(g.to_string())
-        })
-        .await
+        self.control("rollback", &emitter, |c| c.rollback()).await
     }
 
     /// The same JSON document as `tandem status --json` (docs/status.md).
@@ -407,7 +407,7 @@ impl Agent {
     /// `a` or `b` from the kernel command line; empty when unknown.
     #[zbus(property)]
     fn booted_slot(&self) -> String {
-        device::booted_slot(&self.inner.settings).map_or(String::new(), |g| g.to_string())
+        self.inner.booted.map_or(String::new(), |g| g.to_string())
     }
 
     /// The group the bootloader boots next; empty when unknown.
