@@ -30,7 +30,7 @@ const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.li
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// What was applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     /// Layer digests (or paths, for a docker archive without digests), in order.
     pub layers: Vec<String>,
@@ -105,7 +105,7 @@ pub fn apply(
         })?;
         d
     };
-    std::fs::create_dir_all(stage).map_err(|e| BuildError::io(stage, e))?;
+    let stage = &prepare_stage(stage)?;
     let layers = if dir.join("index.json").exists() {
         oci_layers(&dir, reference, arch)?
     } else if dir.join("manifest.json").exists() {
@@ -116,11 +116,7 @@ pub fn apply(
             source.display()
         )));
     };
-    let mut applied = Applied {
-        layers: vec![],
-        entries: 0,
-        removed: 0,
-    };
+    let mut applied = Applied::default();
     for (name, path, digest) in layers {
         apply_layer(&path, digest.as_deref(), stage, &mut applied)
             .map_err(|e| step(format!("layer {name}: {e}")))?;
@@ -133,16 +129,19 @@ pub fn apply(
 /// mmdebstrap's output) onto `stage`, with the same confinement and owner
 /// handling as an image layer.
 pub fn apply_tarball(path: &Path, stage: &Path) -> Result<Applied, BuildError> {
-    std::fs::create_dir_all(stage).map_err(|e| BuildError::io(stage, e))?;
-    let mut applied = Applied {
-        layers: vec![],
-        entries: 0,
-        removed: 0,
-    };
+    let stage = &prepare_stage(stage)?;
+    let mut applied = Applied::default();
     apply_layer(path, None, stage, &mut applied)
         .map_err(|e| step(format!("{}: {e}", path.display())))?;
     applied.layers.push(path.display().to_string());
     Ok(applied)
+}
+
+/// Creates the staging directory and resolves it once: every entry's
+/// parent is checked against this canonical path.
+fn prepare_stage(stage: &Path) -> Result<PathBuf, BuildError> {
+    std::fs::create_dir_all(stage).map_err(|e| BuildError::io(stage, e))?;
+    stage.canonicalize().map_err(|e| BuildError::io(stage, e))
 }
 
 /// Reads a blob, checking its digest.
@@ -278,13 +277,13 @@ fn safe_rel(p: &Path) -> Option<PathBuf> {
 }
 
 /// `stage`/`rel`, provided its parent resolves inside `stage` (a symlink
-/// in the image may not lead a write or a removal outside).
+/// in the image may not lead a write or a removal outside). `stage` is
+/// already canonical.
 fn inside(stage: &Path, rel: &Path) -> Result<PathBuf, String> {
     let full = stage.join(rel);
     if let Some(parent) = full.parent() {
         if let Ok(real) = parent.canonicalize() {
-            let root = stage.canonicalize().map_err(|e| e.to_string())?;
-            if !real.starts_with(&root) {
+            if !real.starts_with(stage) {
                 return Err(format!(
                     "{}: a symlink leads outside the image",
                     rel.display()
