@@ -41,14 +41,7 @@ fn boot_on(fx: &Fx, g: tandem::slot::SlotGroup) {
 
 #[test]
 fn grub_install_trial_commit_rollback() {
-    let mut fx = Fx::new(&["rootfs"]);
-    let env = fx.path("grubenv");
-    tandem::boot::grub::create(&env).unwrap();
-    fx.extra_config = format!(
-        "[boot]\nbackend = \"grub\"\ngrubenv = \"{}\"\ntries = 2\n",
-        env.display()
-    );
-    fx.write_config();
+    let (fx, env) = grub_device("tries = 2\n");
     let vars = || GrubStore::new(&env).load().unwrap();
 
     // Rollback from a fresh device is refused: b was never installed... but
@@ -105,14 +98,7 @@ fn grub_install_trial_commit_rollback() {
 
 #[test]
 fn grub_trial_runs_out_and_falls_back() {
-    let mut fx = Fx::new(&["rootfs"]);
-    let env = fx.path("grubenv");
-    tandem::boot::grub::create(&env).unwrap();
-    fx.extra_config = format!(
-        "[boot]\nbackend = \"grub\"\ngrubenv = \"{}\"\n",
-        env.display()
-    );
-    fx.write_config();
+    let (fx, env) = grub_device("");
     let b = fx.bundle(
         "u.tnd",
         "1.1.0",
@@ -130,14 +116,7 @@ fn grub_trial_runs_out_and_falls_back() {
 
 #[test]
 fn too_many_tries_for_grub_is_refused_before_writing() {
-    let mut fx = Fx::new(&["rootfs"]);
-    let env = fx.path("grubenv");
-    tandem::boot::grub::create(&env).unwrap();
-    fx.extra_config = format!(
-        "[boot]\nbackend = \"grub\"\ngrubenv = \"{}\"\ntries = 5\n",
-        env.display()
-    );
-    fx.write_config();
+    let (fx, _) = grub_device("tries = 5\n");
     let snap = fx.snapshot();
     let b = fx.bundle(
         "u.tnd",
@@ -235,16 +214,22 @@ fn a_failing_helper_is_reported_with_its_stderr() {
     assert_eq!(st.slot(B).state, tandem::fsm::SlotState::Invalid);
 }
 
-fn grub_fx(health: &str) -> (Fx, std::path::PathBuf) {
+/// A device booted from a with the GRUB backend on a fresh grubenv;
+/// `extra` continues the `[boot]` table (or opens later ones).
+fn grub_device(extra: &str) -> (Fx, std::path::PathBuf) {
     let mut fx = Fx::new(&["rootfs"]);
     let env = fx.path("grubenv");
     tandem::boot::grub::create(&env).unwrap();
     fx.extra_config = format!(
-        "[boot]\nbackend = \"grub\"\ngrubenv = \"{}\"\n[health]\nreboot_on_failure = false\n{health}",
+        "[boot]\nbackend = \"grub\"\ngrubenv = \"{}\"\n{extra}",
         env.display()
     );
     fx.write_config();
     (fx, env)
+}
+
+fn grub_fx(health: &str) -> (Fx, std::path::PathBuf) {
+    grub_device(&format!("[health]\nreboot_on_failure = false\n{health}"))
 }
 
 /// Installs 1.1.0 into b and lets "GRUB" boot it once.
@@ -379,14 +364,7 @@ fn the_target_is_unbootable_while_it_is_written() {
 fn grub_install_passes_the_verity_root_hash_before_arming() {
     use tandem::bundle::manifest::Verity;
     use tandem::bundle::writer::{self, BundleMeta, ImageInput};
-    let mut fx = Fx::new(&["rootfs"]);
-    let env = fx.path("grubenv");
-    tandem::boot::grub::create(&env).unwrap();
-    fx.extra_config = format!(
-        "[boot]\nbackend = \"grub\"\ngrubenv = \"{}\"\n",
-        env.display()
-    );
-    fx.write_config();
+    let (fx, env) = grub_device("");
     let img = fx.write_image("v.img", &pattern(200_000, 4));
     let verity = Verity {
         root_hash: "ab".repeat(32),
@@ -414,7 +392,7 @@ fn grub_install_passes_the_verity_root_hash_before_arming() {
         &with,
         &meta("1.1.0"),
         &[input(Some(verity))],
-        &[fx.key.clone()],
+        std::slice::from_ref(&fx.key),
     )
     .unwrap();
     ok(&tandem(&fx, &["install", with.to_str().unwrap()]));
@@ -438,7 +416,13 @@ fn grub_install_passes_the_verity_root_hash_before_arming() {
 
     // A bundle without verity data clears the group's parameters.
     let without = fx.path("without.tnd");
-    writer::create(&without, &meta("1.2.0"), &[input(None)], &[fx.key.clone()]).unwrap();
+    writer::create(
+        &without,
+        &meta("1.2.0"),
+        &[input(None)],
+        std::slice::from_ref(&fx.key),
+    )
+    .unwrap();
     ok(&tandem(&fx, &["install", without.to_str().unwrap()]));
     let v = GrubStore::new(&env).load().unwrap();
     assert_eq!(v.get("TANDEM_B_VERITY"), None);

@@ -164,6 +164,18 @@ impl Bus {
             .unwrap()
     }
 
+    /// Calls a method of the daemon as `nobody`, allowing interactive
+    /// authorization or not (busctl allows it unless told otherwise).
+    fn call_as_nobody(&self, interactive: bool, member: &str, sig_args: &[&str]) -> Output {
+        let flag = format!(
+            "--allow-interactive-authorization={}",
+            if interactive { "yes" } else { "no" }
+        );
+        let mut a = vec![flag.as_str(), "call", NAME, PATH, NAME, member];
+        a.extend_from_slice(sig_args);
+        self.busctl_nobody(&a)
+    }
+
     fn call(&self, member: &str, sig_args: &[&str]) -> Output {
         let mut a = vec!["call", NAME, PATH, NAME, member];
         a.extend_from_slice(sig_args);
@@ -269,14 +281,21 @@ fn device() -> Fx {
     fx
 }
 
+/// A device booted from a, and an update 1.1.0 (`u.tnd`) whose image is
+/// `pattern(SLOT_SIZE, seed)`.
+fn device_with_update(seed: u8) -> (Fx, Vec<u8>, PathBuf) {
+    let fx = device();
+    let img = pattern(SLOT_SIZE as usize, seed);
+    let b = fx.bundle("u.tnd", "1.1.0", &[("rootfs", &img, Compression::None)]);
+    (fx, img, b)
+}
+
 #[test]
 fn install_reports_progress_and_completed_to_a_foreign_client() {
     if !runnable("install_reports_progress_and_completed_to_a_foreign_client") {
         return;
     }
-    let fx = device();
-    let img = pattern(SLOT_SIZE as usize, 7);
-    let b = fx.bundle("u.tnd", "1.1.0", &[("rootfs", &img, Compression::None)]);
+    let (fx, img, b) = device_with_update(7);
     let server = http::serve(std::fs::read(&b).unwrap(), vec![]);
     let mut bus = Bus::start("");
     bus.serve(&fx);
@@ -332,10 +351,8 @@ fn one_job_at_a_time_and_cancel_leaves_the_target_invalid() {
     if !runnable("one_job_at_a_time_and_cancel_leaves_the_target_invalid") {
         return;
     }
-    let fx = device();
+    let (fx, _, b) = device_with_update(9);
     let before = fx.snapshot();
-    let img = pattern(SLOT_SIZE as usize, 9);
-    let b = fx.bundle("u.tnd", "1.1.0", &[("rootfs", &img, Compression::None)]);
     // 1 MiB in, the server goes silent for 3 s: the job is running.
     let server = http::serve(
         std::fs::read(&b).unwrap(),
@@ -396,25 +413,23 @@ fn other_users_may_read_but_not_change_anything() {
     if !runnable("other_users_may_read_but_not_change_anything") {
         return;
     }
-    let fx = device();
-    let img = pattern(SLOT_SIZE as usize, 3);
-    let b = fx.bundle("u.tnd", "1.1.0", &[("rootfs", &img, Compression::None)]);
+    let (fx, _, b) = device_with_update(3);
     std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o644)).unwrap();
     let before = fx.snapshot();
     let mut bus = Bus::start("");
     bus.serve(&fx);
     let bundle = b.display().to_string();
 
-    let o = bus.busctl_nobody(&["call", NAME, PATH, NAME, "Install", "sa{sv}", &bundle, "0"]);
+    let o = bus.call_as_nobody(false, "Install", &["sa{sv}", &bundle, "0"]);
     assert!(!o.status.success());
     let t = text(&o);
     assert!(t.contains("uid 65534 may not install"), "{t}");
     for m in ["MarkGood", "Rollback", "Cancel"] {
-        let o = bus.busctl_nobody(&["call", NAME, PATH, NAME, m]);
+        let o = bus.call_as_nobody(false, m, &[]);
         assert!(!o.status.success(), "{m}");
         assert!(text(&o).contains("uid 65534 may not"), "{m}: {}", text(&o));
     }
-    let o = bus.busctl_nobody(&["call", NAME, PATH, NAME, "MarkBad", "s", "b"]);
+    let o = bus.call_as_nobody(false, "MarkBad", &["s", "b"]);
     assert!(text(&o).contains("uid 65534 may not"), "{}", text(&o));
     // Properties.Set is not open to others by the bus policy itself.
     let o = bus.busctl_nobody(&["set-property", NAME, PATH, NAME, "Operation", "s", "x"]);
@@ -422,7 +437,7 @@ fn other_users_may_read_but_not_change_anything() {
     assert_eq!(fx.snapshot(), before);
     assert_eq!(fx.state().slot(B).version, None);
 
-    let o = bus.busctl_nobody(&["call", NAME, PATH, NAME, "GetStatus"]);
+    let o = bus.call_as_nobody(false, "GetStatus", &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("status_version"), "{}", text(&o));
     let o = bus.busctl_nobody(&["get-property", NAME, PATH, NAME, "BootedSlot"]);
@@ -545,9 +560,7 @@ fn polkit_decides_for_other_users() {
     if !runnable("polkit_decides_for_other_users") {
         return;
     }
-    let fx = device();
-    let img = pattern(SLOT_SIZE as usize, 11);
-    let b = fx.bundle("u.tnd", "1.1.0", &[("rootfs", &img, Compression::None)]);
+    let (fx, img, b) = device_with_update(11);
     std::fs::set_permissions(fx.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut bus = Bus::start(
@@ -573,31 +586,13 @@ fn polkit_decides_for_other_users() {
 
     // polkit says yes to installing: nobody's Install runs.
     let bundle = b.display().to_string();
-    // (busctl allows interactive authorization unless told not to.)
-    let o = bus.busctl_nobody(&[
-        "--allow-interactive-authorization=no",
-        "call",
-        NAME,
-        PATH,
-        NAME,
-        "Install",
-        "sa{sv}",
-        &bundle,
-        "0",
-    ]);
+    let o = bus.call_as_nobody(false, "Install", &["sa{sv}", &bundle, "0"]);
     assert!(o.status.success(), "{}", text(&o));
     let done = completed(&lines, &bus);
     assert!(done.contains("'success'"), "{done}");
     assert_eq!(fx.slot(B, "rootfs"), img);
     // ...and no to committing.
-    let o = bus.busctl_nobody(&[
-        "--allow-interactive-authorization=no",
-        "call",
-        NAME,
-        PATH,
-        NAME,
-        "MarkGood",
-    ]);
+    let o = bus.call_as_nobody(false, "MarkGood", &[]);
     assert!(!o.status.success());
     assert!(
         text(&o).contains("uid 65534 may not commit, mark bad or roll back slots: polkit denied dev.tandem.manage"),
@@ -605,14 +600,7 @@ fn polkit_decides_for_other_users() {
         text(&o)
     );
     // The interactive flag reaches polkit only when the caller sets it.
-    let o = bus.busctl_nobody(&[
-        "--allow-interactive-authorization=yes",
-        "call",
-        NAME,
-        PATH,
-        NAME,
-        "Rollback",
-    ]);
+    let o = bus.call_as_nobody(true, "Rollback", &[]);
     assert!(!o.status.success());
     let asked = asked.lock().unwrap().clone();
     assert_eq!(asked.len(), 3, "{asked:?}");
