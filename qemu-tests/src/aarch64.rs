@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use crate::scenario::{
-    booted, fail, install_and_reboot, require, require_failure, status, verified, Fixture,
+    booted, fail, install_and_reboot, require, require_fell_back, status, verified, Fixture,
     Timeline, BOOT,
 };
 use crate::vm::Vm;
@@ -104,16 +104,7 @@ pub fn uboot_update_and_fallback(fx: &Fixture, t: &mut Timeline) -> Result<(), R
     verified(&mut vm, 'b', t)?;
     booted(&mut vm, 'b', t)?;
     let st = status(&mut vm)?;
-    require(
-        &st,
-        &[
-            ("booted", "b"),
-            ("primary", "b"),
-            ("slots.a.state", "bad"),
-            ("slots.b.state", "good"),
-        ],
-    )?;
-    require_failure(&st, "1.2.0", "a")?;
+    require_fell_back(&st, "a", "b", "1.2.0")?;
     let env = env_file(&mut vm)?;
     if !env.contains("TANDEM_A_OK=0") {
         return Err(fail(format!("tandem.env should mark a not OK: {env}")));

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::scenario::{
-    booted, expect_code, fail, require, require_failure, status, Fixture, Timeline,
+    booted, expect_code, fail, require, require_fell_back, status, Fixture, Timeline,
 };
 use crate::vm::{Arch, Vm};
 use crate::RigError;
@@ -163,16 +163,7 @@ pub fn systemd_update_and_fallback(fx: &Fixture, t: &mut Timeline) -> Result<(),
     booted(&mut vm, 'b', t)?;
     boot_complete(&mut vm)?;
     let st = status(&mut vm)?;
-    require(
-        &st,
-        &[
-            ("booted", "b"),
-            ("primary", "b"),
-            ("slots.a.state", "bad"),
-            ("slots.b.state", "good"),
-        ],
-    )?;
-    require_failure(&st, "1.2.0", "a")?;
+    require_fell_back(&st, "a", "b", "1.2.0")?;
     t.step("GRUB booted b again; status: a bad, failure of 1.2.0 recorded");
     vm.power_cut()?;
     Ok(())

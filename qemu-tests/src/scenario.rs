@@ -215,6 +215,27 @@ pub fn require(st: &serde_json::Value, wants: &[(&str, &str)]) -> Result<(), Rig
     Ok(())
 }
 
+/// Requires the status after a failed trial of `bad` (`version`) and the
+/// fallback to `good`: `good` booted, primary and good, `bad` marked bad,
+/// the failure recorded.
+pub fn require_fell_back(
+    st: &serde_json::Value,
+    bad: &str,
+    good: &str,
+    version: &str,
+) -> Result<(), RigError> {
+    require(
+        st,
+        &[
+            ("booted", good),
+            ("primary", good),
+            (&format!("slots.{bad}.state"), "bad"),
+            (&format!("slots.{good}.state"), "good"),
+        ],
+    )?;
+    require_failure(st, version, bad)
+}
+
 /// Requires the status to record a failure of `version` on `slot`.
 pub fn require_failure(st: &serde_json::Value, version: &str, slot: &str) -> Result<(), RigError> {
     let recorded = st["failures"].as_array().is_some_and(|f| {
