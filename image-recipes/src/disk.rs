@@ -4,7 +4,6 @@
 //! data (ext4). No root and no loop mounts: sgdisk, mtools and file writes
 //! at offsets.
 
-use std::collections::BTreeMap;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -38,18 +37,11 @@ const GRUB_MODULES: &[&str] = &[
 /// The GRUB environment a fresh disk starts with: boot a, never b (empty);
 /// slot a's dm-verity kernel parameters when its image has them.
 pub fn initial_grubenv(verity_a: Option<&str>) -> Vec<u8> {
-    let mut vars: BTreeMap<String, String> = [
-        ("TANDEM_ORDER", "a b"),
-        ("TANDEM_A_OK", "1"),
-        ("TANDEM_B_OK", "0"),
-        ("TANDEM_A_TRIES", ""),
-        ("TANDEM_B_TRIES", ""),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    tandem::boot::abvars::set_verity(&mut vars, tandem::slot::SlotGroup::A, verity_a);
-    tandem::boot::grub::encode(&vars, tandem::boot::grub::DEFAULT_SIZE).expect("fits")
+    tandem::boot::grub::encode(
+        &tandem::boot::abvars::factory(verity_a),
+        tandem::boot::grub::DEFAULT_SIZE,
+    )
+    .expect("fits")
 }
 
 /// An empty FAT32 image of the boot partition's size.

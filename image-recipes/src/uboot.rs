@@ -3,7 +3,6 @@
 //! file `tandem.env`, and the board environment for QEMU `virt` (pflash
 //! unit 1), which only has to find and run that script.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::{run, run_env, BuildError};
@@ -15,16 +14,8 @@ pub const ENV_SIZE: &str = "0x40000";
 /// The state a fresh disk starts with: boot a (committed), never b
 /// (empty); slot a's dm-verity kernel parameters when its image has them.
 pub fn initial_env(verity_a: Option<&str>) -> Vec<u8> {
-    let mut vars: BTreeMap<String, String> = [
-        ("TANDEM_ORDER", "a b"),
-        ("TANDEM_A_OK", "1"),
-        ("TANDEM_B_OK", "0"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    tandem::boot::abvars::set_verity(&mut vars, tandem::slot::SlotGroup::A, verity_a);
-    tandem::boot::uboot_file::encode(&vars).expect("valid names, fits")
+    tandem::boot::uboot_file::encode(&tandem::boot::abvars::factory(verity_a))
+        .expect("valid names, fits")
 }
 
 /// The board environment for QEMU `virt` with Debian's U-Boot 2023.01

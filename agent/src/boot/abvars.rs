@@ -49,6 +49,24 @@ pub fn is_decision_var(name: &str) -> bool {
             .any(|&g| name == ok_var(g) || name == tries_var(g))
 }
 
+/// The state a fresh disk starts with: order `a b`, `a` committed, `b`
+/// never to be booted (`OK=0`: it holds nothing yet), and `a`'s verity
+/// parameters when its image has them. Empty `TRIES` values stand for
+/// "committed" (stores that drop empty values read the same).
+pub fn factory(verity_a: Option<&str>) -> BTreeMap<String, String> {
+    let mut v: BTreeMap<String, String> = [
+        (ORDER.to_string(), "a b".to_string()),
+        (ok_var(SlotGroup::A), "1".to_string()),
+        (ok_var(SlotGroup::B), "0".to_string()),
+        (tries_var(SlotGroup::A), String::new()),
+        (tries_var(SlotGroup::B), String::new()),
+    ]
+    .into_iter()
+    .collect();
+    set_verity(&mut v, SlotGroup::A, verity_a);
+    v
+}
+
 /// Sets (or with `None` removes) the group's verity kernel parameters.
 pub fn set_verity(v: &mut BTreeMap<String, String>, g: SlotGroup, args: Option<&str>) {
     match args {
@@ -178,6 +196,18 @@ mod tests {
         let mut v = BTreeMap::new();
         assert_eq!(primary(&v), Some(A));
         assert_eq!(simulate_boot(&mut v), Some(A));
+    }
+
+    #[test]
+    fn factory_state_boots_a_and_never_b() {
+        let mut v = factory(Some("tandem.verity.roothash=ab"));
+        assert_eq!(primary(&v), Some(A));
+        assert_eq!(state(&v, B), Mark::Bad);
+        assert_eq!(tries_left(&v, A), None);
+        assert_eq!(v[&verity_var(A)], "tandem.verity.roothash=ab");
+        assert!(!v.contains_key(&verity_var(B)));
+        assert_eq!(simulate_boot(&mut v), Some(A));
+        assert!(!factory(None).contains_key(&verity_var(A)));
     }
 
     #[test]
