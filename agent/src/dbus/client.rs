@@ -66,7 +66,9 @@ fn call_error(e: zbus::Error) -> CliError {
             code: exit_code_of_error(name.as_str()),
             message: msg.clone().unwrap_or_else(|| name.to_string()),
         },
-        _ => CliError::Other(format!("talking to the tandem daemon: {e}")),
+        _ => CliError::Other(format!(
+            "talking to the tandem daemon: {e} (`tandem --direct …` works without it)"
+        )),
     }
 }
 

@@ -439,7 +439,11 @@ pub fn serve(settings: Settings) -> Result<(), CliError> {
         .and_then(|b| b.name(BUS_NAME))
         .and_then(|b| b.serve_at(OBJECT_PATH, agent))
         .and_then(|b| b.build())
-        .map_err(|e| CliError::Other(format!("cannot serve {BUS_NAME} on the system bus: {e}")))?;
+        .map_err(|e| {
+            CliError::Other(format!(
+                "cannot serve {BUS_NAME} on the system bus: {e} (another daemon may hold the name; the bus policy dev.tandem.Agent1.conf lets only root own it)"
+            ))
+        })?;
     tracing::info!("serving {BUS_NAME} at {OBJECT_PATH}");
     eprintln!(
         "tandem daemon: serving {BUS_NAME} on {}",
