@@ -385,6 +385,8 @@ fn grub_install_passes_the_verity_root_hash_before_arming() {
         slot_class: tandem::slot::SlotClass::new("rootfs").unwrap(),
         path: img.clone(),
         compression: Compression::None,
+        frame_size: None,
+        chunk_size: Some(writer::CHUNK_SIZE),
         verity,
     };
     let with = fx.path("with.tnd");

@@ -106,13 +106,14 @@ fn exit_codes() {
         text(&o)
     );
     // 4: tampered bundle at `bundle verify` too.
-    let good = fx.bundle(
-        "g.tnd",
-        "1.1.0",
-        &[("rootfs", &pattern(10_000, 1), Compression::None)],
-    );
+    let payload = pattern(10_000, 1);
+    let good = fx.bundle("g.tnd", "1.1.0", &[("rootfs", &payload, Compression::None)]);
     let mut b = std::fs::read(&good).unwrap();
-    b[3000] ^= 1;
+    let at = b
+        .windows(64)
+        .position(|w| w == &payload[..64])
+        .expect("the payload is stored as is");
+    b[at + 5000] ^= 1;
     std::fs::write(&good, &b).unwrap();
     let o = tandem(&["--config", cfg, "bundle", "verify", good.to_str().unwrap()]);
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));

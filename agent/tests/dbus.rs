@@ -490,8 +490,9 @@ fn the_cli_goes_through_the_daemon_when_it_runs() {
         &["install", &fx.path("bad.tnd").display().to_string()],
     );
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
-    assert!(text(&o).contains("hash mismatch"), "{}", text(&o));
-    assert!(bus.property("LastError").contains("hash mismatch"));
+    let refusal = "chunk 511 (image bytes 4186112..4194304) does not match the chunk index";
+    assert!(text(&o).contains(refusal), "{}", text(&o));
+    assert!(bus.property("LastError").contains(refusal));
 
     let o = cli(&bus, &["install", &good.display().to_string()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

@@ -6,7 +6,10 @@
 mod common;
 
 use common::*;
-use tandem::bundle::manifest::{member_name, Compression, ManifestError};
+use tandem::bundle::chunks::ChunkList;
+use tandem::bundle::manifest::{
+    chunks_member_name, member_name, Chunks, Compression, ManifestError,
+};
 use tandem::bundle::reader::{MANIFEST_NAME, SIGNATURES_NAME};
 use tandem::bundle::signature::SignatureError;
 use tandem::bundle::tar::TarError;
@@ -397,7 +400,131 @@ fn cases(fx: &Fx) -> Vec<Case> {
         check: |e| matches!(e, InstallError::Policy(PolicyError::UnknownClass { .. })),
     });
 
+    // 29-31. Framed zstd whose frames are not what the signed manifest says.
+    let framed = |data: &[u8], frame: u32| {
+        let mut out = Vec::new();
+        tandem::bundle::frames::encode(&mut &data[..], &mut out, frame, 3).unwrap();
+        out
+    };
+    let big = framed(&img, 8192);
+    let mut mf = manifest_for("1.1.0", &[("rootfs", &img)]);
+    mf.images[0].compression = Compression::Zstd;
+    mf.images[0].frame_size = Some(4096);
+    mf.images[0].payload_size = big.len() as u64;
+    v.push(Case {
+        name: "zstd frames larger than frame_size",
+        when: When::DuringWrite,
+        bytes: signed_bundle(&mf, &[&big], &fx.key),
+        check: |e| frame_read_error(e, "zstd frame 0"),
+    });
+    let mut extra = framed(&img, 4096);
+    extra.extend_from_slice(&framed(b"and then some", 4096));
+    let mut mx = mf.clone();
+    mx.images[0].payload_size = extra.len() as u64;
+    v.push(Case {
+        name: "zstd frame after the image's last",
+        when: When::DuringWrite,
+        bytes: signed_bundle(&mx, &[&extra], &fx.key),
+        check: |e| frame_read_error(e, "data after the last frame"),
+    });
+    let mut mo = mf.clone();
+    mo.images[0].frame_size = Some(3000);
+    v.push(Case {
+        name: "frame_size not a power of two",
+        when: When::BeforeWrite,
+        bytes: signed_bundle(&mo, &[&big], &fx.key),
+        check: |e| {
+            matches!(
+                bundle_err(e),
+                Some(BundleError::Manifest(ManifestError::FrameSize {
+                    size: 3000,
+                    ..
+                }))
+            )
+        },
+    });
+
+    // 32-36. Chunk indexes: the payload, the index, or its place is wrong.
+    let list = ChunkList::of(&img, 4096);
+    let mut mc = manifest_for("1.1.0", &[("rootfs", &img)]);
+    mc.images[0].chunks = Some(Chunks {
+        size: 4096,
+        sha256: sha(list.as_bytes()),
+    });
+    let mcb = mc.to_bytes();
+    let msig = sign(&mcb, &[&fx.key]);
+    let cname = chunks_member_name(0, &mc.images[0]);
+    let with_index = |index: &[u8], payload: &[u8]| {
+        raw_archive(&[
+            (MANIFEST_NAME, &mcb),
+            (SIGNATURES_NAME, &msig),
+            (&cname, index),
+            (&name0, payload),
+        ])
+    };
+    let mut tampered = img.clone();
+    tampered[200_000] ^= 0x10; // chunk 48
+    v.push(Case {
+        name: "payload byte tampered, chunk index intact",
+        when: When::DuringWrite,
+        bytes: with_index(list.as_bytes(), &tampered),
+        check: |e| {
+            matches!(e, InstallError::Payload { source: PipelineError::Chunk(m), .. }
+                if m.chunk == 48 && m.offset == 48 * 4096)
+        },
+    });
+    let mut bad_index = list.as_bytes().to_vec();
+    bad_index[5] ^= 1;
+    v.push(Case {
+        name: "chunk index tampered",
+        when: When::BeforeWrite,
+        bytes: with_index(&bad_index, &img),
+        check: |e| {
+            matches!(bundle_err(e), Some(BundleError::ChunkIndex { what, .. })
+                if what.contains("manifest's hash"))
+        },
+    });
+    v.push(Case {
+        name: "chunk index cut short",
+        when: When::BeforeWrite,
+        bytes: with_index(&list.as_bytes()[..64], &img),
+        check: |e| {
+            matches!(bundle_err(e), Some(BundleError::ChunkIndex { what, .. })
+                if what.contains("one hash per chunk"))
+        },
+    });
+    let mut long_index = list.as_bytes().to_vec();
+    long_index.extend_from_slice(&[0u8; 32]);
+    v.push(Case {
+        name: "chunk index too long",
+        when: When::BeforeWrite,
+        bytes: with_index(&long_index, &img),
+        check: |e| {
+            matches!(
+                bundle_err(e),
+                Some(BundleError::TooLarge {
+                    what: "chunk index",
+                    ..
+                })
+            )
+        },
+    });
+    v.push(Case {
+        name: "chunk index missing",
+        when: When::BeforeWrite,
+        bytes: signed_bundle(&mc, &[&img], &fx.key),
+        check: |e| {
+            matches!(bundle_err(e), Some(BundleError::UnexpectedMember { expected, .. })
+                if expected.ends_with(".chunks"))
+        },
+    });
+
     v
+}
+
+fn frame_read_error(e: &InstallError, want: &str) -> bool {
+    matches!(e, InstallError::Payload { source: PipelineError::Read { source, .. }, .. }
+        if source.to_string().contains(want))
 }
 
 fn evil_header(name: &str, size: u64) -> [u8; 512] {

@@ -88,6 +88,59 @@ fn exact_slot_size_fits_and_reinstall_of_same_version_works() {
 }
 
 #[test]
+fn zstd_in_any_framing_with_or_without_a_chunk_index_installs_the_same_bytes() {
+    use tandem::bundle::writer::{self, BundleMeta, ImageInput};
+    use tandem::bundle::UnverifiedBundle;
+    let fx = Fx::new(&["rootfs"]);
+    // Three whole 1 MiB frames and a partial one.
+    let img = pattern((3 << 20) + 12_345, 5);
+    let path = fx.write_image("z.img", &img);
+    let meta = BundleMeta {
+        version: "1.1.0".parse().unwrap(),
+        compatible: "tandem-test".into(),
+        security_epoch: 0,
+        created_unix: 1_795_651_200,
+        description: None,
+    };
+    for (i, (frame_size, chunk_size)) in [
+        (None, None),
+        (None, Some(writer::CHUNK_SIZE)),
+        (Some(4096), Some(4096)),
+        (Some(64 << 10), Some(16 << 10)),
+        (Some(writer::FRAME_SIZE), None),
+        (Some(writer::FRAME_SIZE), Some(writer::CHUNK_SIZE)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = fx.path(&format!("z{i}.tnd"));
+        let input = ImageInput {
+            slot_class: tandem::slot::SlotClass::new("rootfs").unwrap(),
+            path: path.clone(),
+            compression: Compression::Zstd,
+            frame_size,
+            chunk_size,
+            verity: None,
+        };
+        writer::create(&out, &meta, &[input], std::slice::from_ref(&fx.key)).unwrap();
+        let b = UnverifiedBundle::open(std::fs::File::open(&out).unwrap()).unwrap();
+        assert_eq!(b.manifest().images[0].frame_size, frame_size);
+        assert_eq!(
+            b.manifest().images[0].chunks.as_ref().map(|c| c.size),
+            chunk_size
+        );
+        std::fs::write(fx.path("z.img"), pattern(img.len(), 6)).unwrap(); // not read again
+        fx.install(&out).unwrap();
+        assert_eq!(
+            &fx.slot(SlotGroup::B, "rootfs")[..img.len()],
+            &img[..],
+            "{frame_size:?}"
+        );
+        std::fs::write(&path, &img).unwrap();
+    }
+}
+
+#[test]
 fn threshold_two_with_two_signers() {
     let fx = Fx::two_trusted_keys_threshold_two();
     let img = pattern(1000, 4);

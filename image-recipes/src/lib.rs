@@ -192,6 +192,8 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
         slot_class: tandem::slot::SlotClass::new("rootfs").expect("valid class"),
         path: slot_image.clone(),
         compression: tandem::bundle::Compression::Zstd,
+        frame_size: Some(tandem::bundle::writer::FRAME_SIZE),
+        chunk_size: Some(tandem::bundle::writer::CHUNK_SIZE),
         verity: verity.clone(),
     };
     tandem::bundle::writer::create(&bundle, &meta, &[input], &[key])?;

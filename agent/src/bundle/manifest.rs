@@ -14,6 +14,13 @@ pub const FORMAT: u32 = 1;
 /// Features this agent understands (none yet; see docs/bundle-format.md).
 pub const KNOWN_FEATURES: &[&str] = &[];
 pub const MAX_IMAGES: usize = 32;
+/// Bounds of an image's `frame_size` and chunk size (powers of two); the
+/// installer's write buffers hold a whole number of either.
+pub const MIN_FRAME_SIZE: u32 = 4 << 10;
+pub const MAX_FRAME_SIZE: u32 = 1 << 20;
+/// Most entries a chunk index may have (4 MiB of hashes: 128 GiB in 1 MiB
+/// chunks), so the installer knows its memory before reading it.
+pub const MAX_CHUNKS: u64 = 1 << 17;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
@@ -41,6 +48,14 @@ pub enum ManifestError {
         payload: u64,
         size: u64,
     },
+    #[error("image {index}: frame_size {size} {what}")]
+    FrameSize {
+        index: usize,
+        size: u32,
+        what: &'static str,
+    },
+    #[error("image {index}: bad chunk index entry: {what}")]
+    Chunks { index: usize, what: String },
     #[error("image {index}: bad verity data: {what}")]
     Verity { index: usize, what: &'static str },
 }
@@ -78,8 +93,26 @@ pub struct Image {
     pub compression: Compression,
     /// Bytes of the payload member in the bundle.
     pub payload_size: u64,
+    /// With zstd: the payload is independent frames that each decode to
+    /// this many bytes, the last one to the rest (`bundle::frames`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_size: Option<u32>,
+    /// The image's chunk index: a member before its payload with the
+    /// SHA-256 of every `size`-byte chunk (`bundle::chunks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<Chunks>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verity: Option<Verity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chunks {
+    /// Bytes per chunk, a power of two from 4 KiB to 1 MiB; the last chunk
+    /// is the rest of the image.
+    pub size: u32,
+    /// SHA-256 of the index member, lowercase hex.
+    pub sha256: String,
 }
 
 /// dm-verity parameters, as `veritysetup format` prints them.
@@ -161,6 +194,11 @@ impl Manifest {
     }
 }
 
+/// The tar member that carries image `index`'s chunk index.
+pub fn chunks_member_name(index: usize, img: &Image) -> String {
+    format!("images/{index:02}-{}.chunks", img.slot_class)
+}
+
 pub fn member_name(index: usize, img: &Image) -> String {
     let ext = match img.compression {
         Compression::None => "img",
@@ -190,6 +228,42 @@ impl Image {
                 payload: self.payload_size,
                 size: self.size,
             });
+        }
+        if let Some(size) = self.frame_size {
+            let what = if self.compression != Compression::Zstd {
+                Some("is only allowed with zstd compression")
+            } else if !size.is_power_of_two() || !(MIN_FRAME_SIZE..=MAX_FRAME_SIZE).contains(&size)
+            {
+                Some("must be a power of two from 4 KiB to 1 MiB")
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                return Err(ManifestError::FrameSize { index, size, what });
+            }
+        }
+        if let Some(c) = &self.chunks {
+            let what = if !c.size.is_power_of_two()
+                || !(MIN_FRAME_SIZE..=MAX_FRAME_SIZE).contains(&c.size)
+            {
+                Some(format!(
+                    "size {} must be a power of two from 4 KiB to 1 MiB",
+                    c.size
+                ))
+            } else if self.size.div_ceil(u64::from(c.size)) > MAX_CHUNKS {
+                Some(format!(
+                    "{} chunks of {} bytes; at most {MAX_CHUNKS} are allowed",
+                    self.size.div_ceil(u64::from(c.size)),
+                    c.size
+                ))
+            } else if !is_hex(&c.sha256, Some(64)) {
+                Some("sha256 must be 64 lowercase hex digits".to_string())
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                return Err(ManifestError::Chunks { index, what });
+            }
         }
         if let Some(v) = &self.verity {
             let what = if !is_hex(&v.root_hash, None) || v.root_hash.len() < 64 {
@@ -236,6 +310,8 @@ mod tests {
                 sha256: "ab".repeat(32),
                 compression: Compression::None,
                 payload_size: 4096,
+                frame_size: None,
+                chunks: None,
                 verity: None,
             }],
         }
@@ -246,6 +322,16 @@ mod tests {
         let m = sample();
         assert_eq!(Manifest::parse(&m.to_bytes()).unwrap(), m);
         assert_eq!(m.member_name(0), "images/00-rootfs.img");
+        assert!(!String::from_utf8(m.to_bytes())
+            .unwrap()
+            .contains("frame_size"));
+
+        let mut framed = sample();
+        framed.images[0].compression = Compression::Zstd;
+        framed.images[0].frame_size = Some(1 << 20);
+        let text = String::from_utf8(framed.to_bytes()).unwrap();
+        assert!(text.contains(r#""frame_size": 1048576"#), "{text}");
+        assert_eq!(Manifest::parse(text.as_bytes()).unwrap(), framed);
     }
 
     #[test]
@@ -311,6 +397,67 @@ mod tests {
                         .collect();
                 },
                 |e| matches!(e, ManifestError::TooManyImages(33)),
+            ),
+            (
+                "chunk size",
+                |m| {
+                    m.images[0].chunks = Some(Chunks {
+                        size: 1000,
+                        sha256: "ab".repeat(32),
+                    })
+                },
+                |e| matches!(e, ManifestError::Chunks { index: 0, .. }),
+            ),
+            (
+                "chunk index hash",
+                |m| {
+                    m.images[0].chunks = Some(Chunks {
+                        size: 4096,
+                        sha256: "xy".into(),
+                    })
+                },
+                |e| matches!(e, ManifestError::Chunks { index: 0, .. }),
+            ),
+            (
+                "too many chunks",
+                |m| {
+                    m.images[0].size = (MAX_CHUNKS + 1) * 4096;
+                    m.images[0].payload_size = m.images[0].size;
+                    m.images[0].chunks = Some(Chunks {
+                        size: 4096,
+                        sha256: "ab".repeat(32),
+                    })
+                },
+                |e| matches!(e, ManifestError::Chunks { index: 0, .. }),
+            ),
+            (
+                "frames without zstd",
+                |m| m.images[0].frame_size = Some(1 << 20),
+                |e| matches!(e, ManifestError::FrameSize { size: 1048576, .. }),
+            ),
+            (
+                "frame size not a power of two",
+                |m| {
+                    m.images[0].compression = Compression::Zstd;
+                    m.images[0].frame_size = Some(1_000_000)
+                },
+                |e| matches!(e, ManifestError::FrameSize { .. }),
+            ),
+            (
+                "frame size beyond 1 MiB",
+                |m| {
+                    m.images[0].compression = Compression::Zstd;
+                    m.images[0].frame_size = Some(2 << 20)
+                },
+                |e| matches!(e, ManifestError::FrameSize { .. }),
+            ),
+            (
+                "frame size below 4 KiB",
+                |m| {
+                    m.images[0].compression = Compression::Zstd;
+                    m.images[0].frame_size = Some(2048)
+                },
+                |e| matches!(e, ManifestError::FrameSize { .. }),
             ),
             (
                 "verity",

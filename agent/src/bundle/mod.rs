@@ -1,6 +1,8 @@
 //! The update bundle: manifest, signatures, keys, and the streaming reader
 //! and writer. See docs/bundle-format.md.
 
+pub mod chunks;
+pub mod frames;
 pub mod keys;
 pub mod manifest;
 pub mod reader;
@@ -19,13 +21,13 @@ use std::io::{self, Read};
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 
 /// Wraps a payload stream in the decoder its manifest entry names.
-pub fn decode<'a, R: Read + 'a>(
-    payload: R,
-    compression: Compression,
-) -> io::Result<Box<dyn Read + 'a>> {
-    Ok(match compression {
-        Compression::None => Box::new(payload),
-        Compression::Zstd => {
+pub fn decode<'a, R: Read + 'a>(payload: R, image: &Image) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match (image.compression, image.frame_size) {
+        (Compression::None, _) => Box::new(payload),
+        (Compression::Zstd, Some(frame)) => {
+            Box::new(frames::FramedDecoder::new(payload, frame, image.size))
+        }
+        (Compression::Zstd, None) => {
             let mut d = zstd::stream::read::Decoder::new(payload)?;
             d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
             Box::new(d)

@@ -6,8 +6,11 @@
 
 use std::io::{self, Read};
 
+use sha2::{Digest, Sha256};
+
+use super::chunks::{ChunkList, ENTRY};
 use super::keys::{KeyId, Keyring};
-use super::manifest::{Image, Manifest, ManifestError};
+use super::manifest::{chunks_member_name, Image, Manifest, ManifestError};
 use super::signature::{SignatureError, SignatureList};
 use super::tar::{self, Block, TarError, BLOCK};
 
@@ -55,6 +58,12 @@ pub enum BundleError {
         name: String,
         found: u64,
         expected: u64,
+    },
+    #[error("image {index} ({name}): {what}")]
+    ChunkIndex {
+        index: usize,
+        name: String,
+        what: &'static str,
     },
     #[error("unexpected member {name:?} at byte offset {offset} after the last image")]
     Trailing { offset: u64, name: String },
@@ -162,8 +171,10 @@ impl<R: Read> Counted<R> {
             return Err(BundleError::TooLarge {
                 what: if name == MANIFEST_NAME {
                     "manifest"
-                } else {
+                } else if name == SIGNATURES_NAME {
                     "signature list"
+                } else {
+                    "chunk index"
                 },
                 size: h.size,
                 limit,
@@ -273,13 +284,16 @@ impl<R: Read> VerifiedBundle<R> {
         self.src.skip(n, "payload")
     }
 
-    /// Advances to the next image's payload; `None` after the last one
-    /// (having checked that nothing follows it).
-    pub fn next_image(
-        &mut self,
-    ) -> Result<Option<(usize, Image, PayloadReader<'_, R>)>, BundleError> {
+    /// Advances to the next image's payload, reading and checking its chunk
+    /// index first if it has one; `None` after the last image (having
+    /// checked that nothing follows it).
+    pub fn next_image(&mut self) -> Result<Option<NextImage<'_, R>>, BundleError> {
         self.finish_member()?;
         let index = self.next;
+        let chunks = match self.manifest.images.get(index).cloned() {
+            Some(img) => self.chunk_index(index, &img)?,
+            None => None,
+        };
         let offset = self.src.pos;
         let header = self.src.header()?;
         let Some(img) = self.manifest.images.get(index).cloned() else {
@@ -317,15 +331,49 @@ impl<R: Read> VerifiedBundle<R> {
         self.next += 1;
         self.remaining = h.size;
         self.padding = tar::padding(h.size);
-        Ok(Some((
+        Ok(Some(NextImage {
             index,
-            img,
-            PayloadReader {
+            image: img,
+            chunks,
+            payload: PayloadReader {
                 src: &mut self.src,
                 remaining: &mut self.remaining,
             },
-        )))
+        }))
     }
+
+    /// Reads image `index`'s chunk index member, if the manifest names one,
+    /// and checks it against the manifest's hash.
+    fn chunk_index(&mut self, index: usize, img: &Image) -> Result<Option<ChunkList>, BundleError> {
+        let Some(c) = &img.chunks else {
+            return Ok(None);
+        };
+        let name = chunks_member_name(index, img);
+        let entries = ChunkList::count(img.size, c.size);
+        // Bounded: the manifest allows at most MAX_CHUNKS entries.
+        let bytes = self.src.small_member(&name, entries * ENTRY as u64)?;
+        let err = |what| BundleError::ChunkIndex {
+            index,
+            name: name.clone(),
+            what,
+        };
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let list = ChunkList::new(bytes, c.size, img.size)
+            .ok_or_else(|| err("the chunk index does not hold one hash per chunk"))?;
+        if digest != c.sha256 {
+            return Err(err("the chunk index does not match the manifest's hash"));
+        }
+        Ok(Some(list))
+    }
+}
+
+/// The next image of a verified bundle: its manifest entry, its checked
+/// chunk index if it has one, and its payload.
+pub struct NextImage<'a, R> {
+    pub index: usize,
+    pub image: Image,
+    pub chunks: Option<ChunkList>,
+    pub payload: PayloadReader<'a, R>,
 }
 
 /// The raw bytes of one payload member. Ending early is an `io::Error`

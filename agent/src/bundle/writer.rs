@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
-use super::manifest::{member_name, Compression, Image, Manifest, Verity, FORMAT};
+use super::chunks::ChunkList;
+use super::manifest::{
+    chunks_member_name, member_name, Chunks, Compression, Image, Manifest, Verity, FORMAT,
+};
 use super::reader::{BundleError, UnverifiedBundle, MANIFEST_NAME, SIGNATURES_NAME};
 use super::signature::SignatureList;
 use super::tar::{self, Header, BLOCK};
@@ -92,8 +95,25 @@ pub struct ImageInput {
     pub slot_class: SlotClass,
     pub path: PathBuf,
     pub compression: Compression,
+    /// With zstd: compress into independent frames of this many bytes
+    /// ([`FRAME_SIZE`] unless there is a reason not to), which the installer
+    /// decodes straight into its write buffers. `None` writes one zstd
+    /// stream, as agents before `frame_size` expect.
+    pub frame_size: Option<u32>,
+    /// Write a chunk index of this many bytes per chunk ([`CHUNK_SIZE`]
+    /// unless there is a reason not to); `None` for none, as agents before
+    /// chunk indexes expect.
+    pub chunk_size: Option<u32>,
     pub verity: Option<Verity>,
 }
+
+/// Chunk size for new bundles' chunk indexes: one installer write buffer,
+/// and one zstd frame.
+pub const CHUNK_SIZE: u32 = super::manifest::MAX_FRAME_SIZE;
+
+/// Frame size for new zstd bundles: one installer write buffer. Independent
+/// 1 MiB frames cost about 3% in size against one stream (bench/README.md).
+pub const FRAME_SIZE: u32 = super::manifest::MAX_FRAME_SIZE;
 
 /// Bundle-wide metadata for a new bundle.
 #[derive(Debug, Clone)]
@@ -112,6 +132,7 @@ pub const ZSTD_LEVEL: i32 = 3;
 
 struct Prepared {
     image: Image,
+    chunks: Option<ChunkList>,
     payload: PathBuf,
     scratch: bool,
 }
@@ -123,13 +144,29 @@ fn prepare(input: &ImageInput, scratch: &Path) -> Result<Prepared, WriteError> {
         inner: BufReader::with_capacity(1 << 20, f),
         hash: Sha256::new(),
         n: 0,
+        chunks: input.chunk_size.map(|size| ChunkHasher {
+            size: size as usize,
+            filled: 0,
+            hash: Sha256::new(),
+            list: Vec::new(),
+        }),
     };
-    let (payload, payload_size, is_scratch) = match input.compression {
-        Compression::None => {
+    let (payload, payload_size, is_scratch) = match (input.compression, input.frame_size) {
+        (Compression::None, _) => {
             io::copy(&mut hasher, &mut io::sink()).map_err(io_err(&input.path))?;
             (input.path.clone(), hasher.n, false)
         }
-        Compression::Zstd => {
+        (Compression::Zstd, Some(frame)) => {
+            let mut out = BufWriter::new(File::create(scratch).map_err(io_err(scratch))?);
+            super::frames::encode(&mut hasher, &mut out, frame, ZSTD_LEVEL)
+                .map_err(io_err(&input.path))?;
+            let mut f = out
+                .into_inner()
+                .map_err(|e| io_err(scratch)(e.into_error()))?;
+            let len = f.seek(SeekFrom::End(0)).map_err(io_err(scratch))?;
+            (scratch.to_path_buf(), len, true)
+        }
+        (Compression::Zstd, None) => {
             let out = File::create(scratch).map_err(io_err(scratch))?;
             let mut enc = zstd::stream::write::Encoder::new(BufWriter::new(out), ZSTD_LEVEL)
                 .map_err(io_err(scratch))?;
@@ -144,6 +181,11 @@ fn prepare(input: &ImageInput, scratch: &Path) -> Result<Prepared, WriteError> {
             (scratch.to_path_buf(), len, true)
         }
     };
+    let chunks = hasher.chunks.take().map(|c| {
+        let size = c.size as u32;
+        let list = c.finish();
+        ChunkList::new(list, size, hasher.n).expect("one hash per chunk")
+    });
     Ok(Prepared {
         image: Image {
             slot_class: input.slot_class.clone(),
@@ -151,23 +193,67 @@ fn prepare(input: &ImageInput, scratch: &Path) -> Result<Prepared, WriteError> {
             sha256: hex::encode(hasher.hash.finalize()),
             compression: input.compression,
             payload_size,
+            frame_size: match input.compression {
+                Compression::Zstd => input.frame_size,
+                Compression::None => None,
+            },
+            chunks: chunks.as_ref().map(|c| Chunks {
+                size: c.size(),
+                sha256: hex::encode(Sha256::digest(c.as_bytes())),
+            }),
             verity: input.verity.clone(),
         },
+        chunks,
         payload,
         scratch: is_scratch,
     })
 }
 
+/// Hashes what is read through it: the whole, and each chunk if asked.
 struct HashingReader<R> {
     inner: R,
     hash: Sha256,
     n: u64,
+    chunks: Option<ChunkHasher>,
+}
+
+struct ChunkHasher {
+    size: usize,
+    filled: usize,
+    hash: Sha256,
+    list: Vec<u8>,
+}
+
+impl ChunkHasher {
+    fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let take = (self.size - self.filled).min(data.len());
+            self.hash.update(&data[..take]);
+            self.filled += take;
+            data = &data[take..];
+            if self.filled == self.size {
+                self.list
+                    .extend_from_slice(&std::mem::take(&mut self.hash).finalize());
+                self.filled = 0;
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.filled > 0 {
+            self.list.extend_from_slice(&self.hash.finalize());
+        }
+        self.list
+    }
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let k = self.inner.read(buf)?;
         self.hash.update(&buf[..k]);
+        if let Some(c) = &mut self.chunks {
+            c.update(&buf[..k]);
+        }
         self.n += k as u64;
         Ok(k)
     }
@@ -215,6 +301,9 @@ pub fn create(
             a.bytes(MANIFEST_NAME, &mbytes)?;
             a.bytes(SIGNATURES_NAME, &sigs.to_bytes())?;
             for (i, p) in prepared.iter().enumerate() {
+                if let Some(c) = &p.chunks {
+                    a.bytes(&chunks_member_name(i, &p.image), c.as_bytes())?;
+                }
                 let mut f = File::open(&p.payload).map_err(io_err(&p.payload))?;
                 a.stream(&member_name(i, &p.image), p.image.payload_size, &mut f)?;
             }

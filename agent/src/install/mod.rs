@@ -16,9 +16,10 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::bundle::frames::FrameReader;
 use crate::bundle::keys::{KeyError, Keyring};
 use crate::bundle::reader::truncated_at;
-use crate::bundle::{BundleError, UnverifiedBundle};
+use crate::bundle::{BundleError, Compression, UnverifiedBundle};
 use crate::config::Settings;
 use crate::fsm::Event;
 use crate::slot::{booted_from_cmdline, SlotClass, SlotError, SlotGroup};
@@ -352,19 +353,11 @@ impl Job<'_, '_> {
         let mut bundle = bundle;
         let mut bytes = 0;
         let mut images = Vec::new();
-        while let Some((index, img, payload)) = bundle.next_image()? {
+        while let Some(next) = bundle.next_image()? {
+            let (index, img, payload) = (next.index, next.image, next.payload);
+            let chunks = next.chunks.as_ref();
             let class = img.slot_class.clone();
             let writer = writers.get_mut(&class).expect("policy checked classes");
-            let mut src = crate::bundle::decode(payload, img.compression).map_err(|e| {
-                payload_error(
-                    index,
-                    &class,
-                    PipelineError::Read {
-                        offset: 0,
-                        source: e,
-                    },
-                )
-            })?;
             let mut report = |done| {
                 progress(Progress::Writing {
                     index,
@@ -373,18 +366,45 @@ impl Job<'_, '_> {
                     total: img.size,
                 })
             };
-            let written = pipeline::stream_image(&mut src, writer, img.size, &mut report)
-                .map_err(|e| payload_error(index, &class, e))?;
-            drop(src);
-            let actual = hex::encode(written.sha256);
-            if actual != img.sha256 {
-                return Err(InstallError::HashMismatch {
-                    index,
-                    class,
-                    group: target,
-                    expected: img.sha256.clone(),
-                    actual,
-                });
+            let written = match (img.compression, img.frame_size) {
+                (Compression::Zstd, Some(frame_size)) => {
+                    let mut frames = FrameReader::new(payload, frame_size, img.size);
+                    let workers = decode_workers();
+                    pipeline::stream_frames(
+                        &mut frames,
+                        writer,
+                        img.size,
+                        workers,
+                        chunks,
+                        &mut report,
+                    )
+                }
+                _ => {
+                    let mut src = crate::bundle::decode(payload, &img).map_err(|e| {
+                        payload_error(
+                            index,
+                            &class,
+                            PipelineError::Read {
+                                offset: 0,
+                                source: e,
+                            },
+                        )
+                    })?;
+                    pipeline::stream_image(&mut src, writer, img.size, chunks, &mut report)
+                }
+            }
+            .map_err(|e| payload_error(index, &class, e))?;
+            // Without a chunk index, the whole image's hash decides now.
+            if let Some(actual) = written.sha256.map(hex::encode) {
+                if actual != img.sha256 {
+                    return Err(InstallError::HashMismatch {
+                        index,
+                        class,
+                        group: target,
+                        expected: img.sha256.clone(),
+                        actual,
+                    });
+                }
             }
             bytes += written.bytes;
             progress(Progress::ImageDone {
@@ -488,6 +508,13 @@ pub fn verity_kernel_args(v: &crate::bundle::manifest::Verity) -> Option<String>
         "tandem.verity.roothash={} tandem.verity.hashoffset={} tandem.verity.salt={salt}",
         v.root_hash, v.hash_offset
     ))
+}
+
+/// Threads that decode framed zstd payloads: one per core but the one the
+/// hash stage needs, at least one, at most four. (On this project's 2-vCPU
+/// bench machine a second decoder made installs slower: bench/README.md.)
+fn decode_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() - 1).clamp(1, 4))
 }
 
 fn device_error(group: SlotGroup, class: &SlotClass, source: SysError) -> InstallError {
@@ -631,6 +658,8 @@ mod verity_tests {
                     sha256: "00".repeat(32),
                     compression: Compression::None,
                     payload_size: 8192,
+                    frame_size: None,
+                    chunks: None,
                     verity: v.clone(),
                 })
                 .collect(),

@@ -12,6 +12,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use sha2::{Digest, Sha256};
 
+use crate::bundle::chunks::{ChunkCheck, ChunkList, ChunkMismatch};
+use crate::bundle::frames::{self, Frame, FrameReader};
 use crate::sys::{AlignedBuf, SlotWriter, SysError};
 
 /// Bytes per buffer: large aligned writes (1 MiB x 6 keeps peak RSS under
@@ -30,6 +32,8 @@ pub enum PipelineError {
     TooLong { expected: u64 },
     #[error("the image yields {got} bytes; the manifest declares {expected}")]
     TooShort { got: u64, expected: u64 },
+    #[error("{0}; it was not written")]
+    Chunk(#[from] ChunkMismatch),
     #[error(transparent)]
     Device(#[from] SysError),
 }
@@ -38,16 +42,80 @@ pub enum PipelineError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     pub bytes: u64,
-    pub sha256: [u8; 32],
+    /// SHA-256 of the whole image; `None` when a chunk index was given,
+    /// which checked every chunk instead, before it was written.
+    pub sha256: Option<[u8; 32]>,
 }
 
+/// A filled buffer (bytes used), or why a decode worker could not fill it.
+type Filled = Result<(AlignedBuf, usize), PipelineError>;
+
 /// Streams exactly `expected` bytes from `src` into `slot` at offset 0,
-/// then fsyncs. `progress` is called with the bytes read so far.
+/// then fsyncs. With a chunk index each chunk is checked before it is
+/// written; without one, the whole image is hashed. `progress` is called
+/// with the bytes read so far.
 pub fn stream_image(
     src: &mut dyn Read,
     slot: &mut SlotWriter,
     expected: u64,
+    chunks: Option<&ChunkList>,
     progress: &mut dyn FnMut(u64),
+) -> Result<Written, PipelineError> {
+    run(slot, expected, 1, chunks, |free, mut lanes| {
+        let lane = lanes.pop().expect("one lane");
+        read_stage(src, expected, free, lane, progress)
+    })
+}
+
+/// Like [`stream_image`], for a payload of independent zstd frames: this
+/// thread splits the payload into frames and `workers` threads decode them
+/// straight into the write buffers, each buffer's worth of frames at once;
+/// the hash thread takes the buffers back in order. Decoding, the one
+/// stage that can run on several cores, then keeps up with hashing.
+pub fn stream_frames<R: Read>(
+    frames: &mut FrameReader<R>,
+    slot: &mut SlotWriter,
+    expected: u64,
+    workers: usize,
+    chunks: Option<&ChunkList>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Written, PipelineError> {
+    assert!(
+        frames.frame_size() <= CHUNK && CHUNK.is_multiple_of(frames.frame_size()),
+        "frame_size is validated against MAX_FRAME_SIZE"
+    );
+    let workers = workers.max(1);
+    run(slot, expected, workers, chunks, |free, lanes| {
+        std::thread::scope(|s| {
+            // Compressed input buffers: one per worker and one being filled.
+            let (inputs_tx, inputs_rx) = sync_channel::<Vec<u8>>(workers + 1);
+            for _ in 0..=workers {
+                inputs_tx.send(Vec::new()).expect("pool channel open");
+            }
+            let jobs: Vec<SyncSender<Job>> = lanes
+                .into_iter()
+                .map(|lane| {
+                    let (tx, rx) = sync_channel::<Job>(1);
+                    let inputs = inputs_tx.clone();
+                    s.spawn(move || decode_stage(rx, lane, inputs));
+                    tx
+                })
+                .collect();
+            drop(inputs_tx);
+            split_stage(frames, free, inputs_rx, &jobs, progress)
+        })
+    })
+}
+
+/// Runs the hash and write stages on their own threads while `feed` fills
+/// buffers from the pool on this one and hands them to the hash stage
+/// through `lanes` lanes, taken in turn. Returns what was written.
+fn run(
+    slot: &mut SlotWriter,
+    expected: u64,
+    lanes: usize,
+    chunks: Option<&ChunkList>,
+    feed: impl FnOnce(Receiver<AlignedBuf>, Vec<SyncSender<Filled>>) -> Result<u64, PipelineError>,
 ) -> Result<Written, PipelineError> {
     // Invalidate the slot's header first.
     let head = (expected.min(HEAD as u64) as usize).next_multiple_of(crate::sys::ALIGN);
@@ -63,18 +131,22 @@ pub fn stream_image(
             .send(AlignedBuf::new(CHUNK))
             .expect("pool channel open");
     }
-    let (hash_tx, hash_rx) = sync_channel::<(AlignedBuf, usize)>(BUFFERS);
+    let (lane_tx, lane_rx): (Vec<_>, Vec<_>) =
+        (0..lanes).map(|_| sync_channel::<Filled>(1)).unzip();
     let (write_tx, write_rx) = sync_channel::<(AlignedBuf, usize)>(BUFFERS);
 
     std::thread::scope(|s| {
-        let hasher = s.spawn(move || hash_stage(hash_rx, write_tx));
-        let writer = s.spawn(move || write_stage(write_rx, free_tx, slot));
-        let read_result = read_stage(src, expected, free_rx, hash_tx, progress);
+        let hasher = s.spawn(move || hash_stage(lane_rx, write_tx, chunks));
+        let writer = s.spawn(move || write_stage(write_rx, free_tx, slot, expected));
+        let fed = feed(free_rx, lane_tx);
         let digest = hasher.join().expect("hash thread panicked");
         let write_result = writer.join().expect("write thread panicked");
         // A device error explains a stalled reader better than the reverse.
+        // What the hash stage refused lies before where the feed stopped,
+        // and never follows from the feed's own error.
         let bytes = write_result?;
-        let got = read_result?;
+        let digest = digest?;
+        let got = fed?;
         if got != bytes {
             return Err(PipelineError::TooShort {
                 got: bytes,
@@ -83,7 +155,7 @@ pub fn stream_image(
         }
         Ok(Written {
             bytes,
-            sha256: digest.into(),
+            sha256: digest.map(Into::into),
         })
     })
 }
@@ -92,7 +164,7 @@ fn read_stage(
     src: &mut dyn Read,
     expected: u64,
     free: Receiver<AlignedBuf>,
-    out: SyncSender<(AlignedBuf, usize)>,
+    out: SyncSender<Filled>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, PipelineError> {
     let mut total: u64 = 0;
@@ -113,7 +185,7 @@ fn read_stage(
             return Err(PipelineError::TooLong { expected });
         }
         progress(total);
-        if out.send((buf, n)).is_err() {
+        if out.send(Ok((buf, n))).is_err() {
             return Ok(total);
         }
     }
@@ -124,6 +196,90 @@ fn read_stage(
         });
     }
     Ok(total)
+}
+
+/// One buffer's worth of frames for a decode worker.
+struct Job {
+    buf: AlignedBuf,
+    input: Vec<u8>,
+    frames: Vec<Frame>,
+    /// Image offset of the first frame.
+    offset: u64,
+}
+
+fn split_stage<R: Read>(
+    frames: &mut FrameReader<R>,
+    free: Receiver<AlignedBuf>,
+    inputs: Receiver<Vec<u8>>,
+    workers: &[SyncSender<Job>],
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, PipelineError> {
+    let mut total: u64 = 0;
+    for worker in workers.iter().cycle() {
+        let read_error = |source| PipelineError::Read {
+            offset: total,
+            source,
+        };
+        if frames.next_yield() == 0 {
+            // No more frames, unless the payload goes on regardless.
+            frames.next_frame(&mut Vec::new()).map_err(read_error)?;
+            break;
+        }
+        // The writer or a worker stopped: the caller reports why.
+        let Ok(buf) = free.recv() else {
+            return Ok(total);
+        };
+        let Ok(mut input) = inputs.recv() else {
+            return Ok(total);
+        };
+        input.clear();
+        let mut job = Job {
+            buf,
+            input,
+            frames: Vec::with_capacity(CHUNK / frames.frame_size()),
+            offset: total,
+        };
+        let mut filled = 0;
+        while filled + frames.next_yield() <= CHUNK && frames.next_yield() > 0 {
+            let frame = frames
+                .next_frame(&mut job.input)
+                .map_err(read_error)?
+                .expect("the image is not complete yet");
+            filled += frame.yields;
+            job.frames.push(frame);
+        }
+        total += filled as u64;
+        progress(total);
+        if worker.send(job).is_err() {
+            return Ok(total);
+        }
+    }
+    Ok(total)
+}
+
+fn decode_stage(jobs: Receiver<Job>, out: SyncSender<Filled>, inputs: SyncSender<Vec<u8>>) {
+    let mut dctx = frames::context();
+    for mut job in jobs {
+        let mut at = 0;
+        let mut result = Ok(());
+        for frame in &job.frames {
+            let piece = &mut job.buf.bytes_mut()[at..at + frame.yields];
+            if let Err(source) = frames::decode_frame(&mut dctx, frame, &job.input, piece) {
+                result = Err(PipelineError::Read {
+                    offset: job.offset + at as u64,
+                    source,
+                });
+                break;
+            }
+            at += frame.yields;
+        }
+        // The splitter may have stopped; then nobody needs the input back.
+        let _ = inputs.send(job.input);
+        let failed = result.is_err();
+        if out.send(result.map(|()| (job.buf, at))).is_err() || failed {
+            return;
+        }
+    }
 }
 
 fn fill(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -139,24 +295,43 @@ fn fill(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// Checks the buffers from `lanes`, taken in turn, and passes them on to be
+/// written: chunk by chunk against `chunks`, or into one hash of the image.
 fn hash_stage(
-    input: Receiver<(AlignedBuf, usize)>,
+    lanes: Vec<Receiver<Filled>>,
     out: SyncSender<(AlignedBuf, usize)>,
-) -> sha2::digest::Output<Sha256> {
-    let mut h = Sha256::new();
-    for (buf, n) in input {
-        h.update(&buf.bytes()[..n]);
+    chunks: Option<&ChunkList>,
+) -> Result<Option<sha2::digest::Output<Sha256>>, PipelineError> {
+    let mut whole = chunks.is_none().then(Sha256::new);
+    let mut check = chunks.map(ChunkCheck::new);
+    for lane in lanes.iter().cycle() {
+        let Ok(filled) = lane.recv() else {
+            break; // the feed is done
+        };
+        let (buf, n) = filled?;
+        let data = &buf.bytes()[..n];
+        if let Some(c) = &mut check {
+            c.update(data)?;
+        }
+        if let Some(h) = &mut whole {
+            h.update(data);
+        }
         if out.send((buf, n)).is_err() {
             break;
         }
     }
-    h.finalize()
+    // Every chunk was checked as it completed; `run` checks that all the
+    // bytes came (then so did all the chunks).
+    Ok(whole.map(Sha256::finalize))
 }
 
+/// Writes the buffers in order; the header region only once all `expected`
+/// bytes have come, so a slot whose stream stopped short never gets one.
 fn write_stage(
     input: Receiver<(AlignedBuf, usize)>,
     free: SyncSender<AlignedBuf>,
     slot: &mut SlotWriter,
+    expected: u64,
 ) -> Result<u64, PipelineError> {
     let mut offset: u64 = 0;
     let mut head = AlignedBuf::new(HEAD);
@@ -177,7 +352,7 @@ fn write_stage(
         // The reader may have stopped; then nobody needs the buffer back.
         let _ = free.send(buf);
     }
-    if head_len > 0 {
+    if head_len > 0 && offset == expected {
         slot.sync()?;
         slot.write_at(0, &head.bytes()[..head_len])?;
     }
@@ -191,6 +366,119 @@ mod tests {
 
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    fn slot_file(d: &tempfile::TempDir, len: usize) -> (std::path::PathBuf, SlotWriter) {
+        let p = d.path().join("slot");
+        std::fs::write(&p, vec![0xEEu8; len]).unwrap();
+        let w = SlotWriter::open(&p, None).unwrap();
+        (p, w)
+    }
+
+    /// Mixed data with a zero stretch, several buffers long.
+    fn image() -> Vec<u8> {
+        let mut v = pattern(2 * CHUNK + 5000);
+        v[CHUNK / 2..CHUNK + 4096].fill(0);
+        v
+    }
+
+    #[test]
+    fn frames_decoded_by_any_number_of_workers_arrive_in_order() {
+        let data = image();
+        let mut payload = Vec::new();
+        frames::encode(&mut &data[..], &mut payload, 64 << 10, 3).unwrap();
+        let list = ChunkList::of(&data, 4096);
+        for workers in [1, 2, 3] {
+            for chunks in [None, Some(&list)] {
+                let d = tempfile::tempdir().unwrap();
+                let (p, mut w) = slot_file(&d, data.len() + 8192);
+                let mut fr = FrameReader::new(&payload[..], 64 << 10, data.len() as u64);
+                let mut seen = 0;
+                let out = stream_frames(
+                    &mut fr,
+                    &mut w,
+                    data.len() as u64,
+                    workers,
+                    chunks,
+                    &mut |n| seen = n,
+                )
+                .unwrap();
+                assert_eq!(out.bytes, data.len() as u64);
+                assert_eq!(seen, data.len() as u64);
+                let want = chunks
+                    .is_none()
+                    .then(|| <[u8; 32]>::from(Sha256::digest(&data)));
+                assert_eq!(out.sha256, want, "the whole hash only without an index");
+                let back = std::fs::read(&p).unwrap();
+                assert!(back[..data.len()] == data[..], "{workers} workers");
+            }
+        }
+    }
+
+    #[test]
+    fn a_chunk_that_does_not_match_is_never_written() {
+        let data = image();
+        let list = ChunkList::of(&data, 64 << 10);
+        let mut bad = data.clone();
+        let at = CHUNK + 3 * (64 << 10) + 100; // chunk 19, in the second buffer
+        bad[at] ^= 0x40;
+        let d = tempfile::tempdir().unwrap();
+        let (p, mut w) = slot_file(&d, data.len() + 8192);
+        let e = stream_image(
+            &mut &bad[..],
+            &mut w,
+            bad.len() as u64,
+            Some(&list),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        match &e {
+            PipelineError::Chunk(m) => {
+                assert_eq!(m.chunk, 19);
+                assert_eq!(m.offset, 19 * (64 << 10));
+            }
+            other => panic!("{other}"),
+        }
+        assert!(
+            e.to_string()
+                .contains("chunk 19 (image bytes 1245184..1310720)"),
+            "{e}"
+        );
+        let back = std::fs::read(&p).unwrap();
+        assert!(
+            back[CHUNK..2 * CHUNK].iter().all(|&b| b == 0xEE),
+            "the buffer holding the bad chunk never reached the slot"
+        );
+        assert!(
+            back[..HEAD].iter().all(|&b| b == 0),
+            "the header stays invalid"
+        );
+    }
+
+    #[test]
+    fn frames_the_manifest_does_not_describe_stop_the_pipeline() {
+        let data = image();
+        let mut payload = Vec::new();
+        frames::encode(&mut &data[..], &mut payload, 64 << 10, 3).unwrap();
+        for workers in [1, 2] {
+            let d = tempfile::tempdir().unwrap();
+            let (_p, mut w) = slot_file(&d, data.len() + 8192);
+            // Declared 32 KiB frames: the first frame decodes to more.
+            let mut fr = FrameReader::new(&payload[..], 32 << 10, data.len() as u64);
+            let e = stream_frames(
+                &mut fr,
+                &mut w,
+                data.len() as u64,
+                workers,
+                None,
+                &mut |_| {},
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&e, PipelineError::Read { offset: 0, source } if source.to_string().contains("zstd frame 0")),
+                "{e}"
+            );
+        }
     }
 
     #[test]
@@ -210,9 +498,10 @@ mod tests {
             let mut w = SlotWriter::open(&p, None).unwrap();
             let data = pattern(len);
             let mut seen = 0;
-            let out = stream_image(&mut &data[..], &mut w, len as u64, &mut |n| seen = n).unwrap();
+            let out =
+                stream_image(&mut &data[..], &mut w, len as u64, None, &mut |n| seen = n).unwrap();
             assert_eq!(out.bytes, len as u64);
-            assert_eq!(out.sha256, <[u8; 32]>::from(Sha256::digest(&data)));
+            assert_eq!(out.sha256, Some(<[u8; 32]>::from(Sha256::digest(&data))));
             assert_eq!(seen, len as u64);
             let back = std::fs::read(&p).unwrap();
             assert_eq!(&back[..len], &data[..], "len {len}");
@@ -225,12 +514,12 @@ mod tests {
         let p = d.path().join("slot");
         let mut w = SlotWriter::open(&p, Some(1 << 20)).unwrap();
         let data = pattern(5000);
-        let e = stream_image(&mut &data[..], &mut w, 4000, &mut |_| {}).unwrap_err();
+        let e = stream_image(&mut &data[..], &mut w, 4000, None, &mut |_| {}).unwrap_err();
         assert!(
             matches!(e, PipelineError::TooLong { expected: 4000 }),
             "{e}"
         );
-        let e = stream_image(&mut &data[..], &mut w, 6000, &mut |_| {}).unwrap_err();
+        let e = stream_image(&mut &data[..], &mut w, 6000, None, &mut |_| {}).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -258,7 +547,8 @@ mod tests {
         }
         let d = tempfile::tempdir().unwrap();
         let mut w = SlotWriter::open(&d.path().join("s"), Some(16 << 20)).unwrap();
-        let e = stream_image(&mut Failing(CHUNK + 10), &mut w, 8 << 20, &mut |_| {}).unwrap_err();
+        let e =
+            stream_image(&mut Failing(CHUNK + 10), &mut w, 8 << 20, None, &mut |_| {}).unwrap_err();
         assert!(
             matches!(e, PipelineError::Read { offset, .. } if offset == CHUNK as u64),
             "{e}"

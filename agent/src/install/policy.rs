@@ -141,6 +141,8 @@ mod tests {
                     sha256: "00".repeat(32),
                     compression: Compression::None,
                     payload_size: *size,
+                    frame_size: None,
+                    chunks: None,
                     verity: None,
                 })
                 .collect(),

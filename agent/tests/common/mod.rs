@@ -20,6 +20,10 @@ use tandem::slot::{SlotClass, SlotGroup};
 use tandem::state::{State, Store};
 
 pub const SLOT_SIZE: u64 = 4 << 20;
+/// zstd frames in test bundles: small, so that test images span many.
+pub const TEST_FRAME_SIZE: u32 = 4096;
+/// Chunk index entries in test bundles: likewise.
+pub const TEST_CHUNK_SIZE: u32 = 8192;
 
 pub struct Fx {
     pub dir: tempfile::TempDir,
@@ -177,6 +181,8 @@ impl Fx {
                 slot_class: SlotClass::new(class).unwrap(),
                 path: self.write_image(&format!("{name}.{i}.img"), data),
                 compression: *compression,
+                frame_size: Some(TEST_FRAME_SIZE),
+                chunk_size: Some(TEST_CHUNK_SIZE),
                 verity: None,
             })
             .collect();
@@ -253,6 +259,8 @@ pub fn manifest_for(version: &str, images: &[(&str, &[u8])]) -> Manifest {
                 sha256: sha(d),
                 compression: Compression::None,
                 payload_size: d.len() as u64,
+                frame_size: None,
+                chunks: None,
                 verity: None,
             })
             .collect(),
