@@ -347,6 +347,68 @@ fn install_reports_progress_and_completed_to_a_foreign_client() {
 }
 
 #[test]
+fn stopping_the_daemon_cancels_its_install_and_records_the_outcome() {
+    if !runnable("stopping_the_daemon_cancels_its_install_and_records_the_outcome") {
+        return;
+    }
+    let (fx, _, b) = device_with_update(9);
+    let before = fx.snapshot();
+    let server = http::serve(
+        std::fs::read(&b).unwrap(),
+        vec![http::Fault::StallAfter(1 << 20, Duration::from_secs(3))],
+    );
+    let mut bus = Bus::start("");
+    bus.serve(&fx);
+    let daemon_index = bus.children.len() - 1;
+    let lines = bus.monitor();
+    let o = bus.call("Install", &["sa{sv}", &server.url, "0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    wait_for(
+        Duration::from_secs(10),
+        "the install to start writing",
+        || {
+            progress_percents(&lines)
+                .iter()
+                .any(|(_, s)| s == "verified")
+        },
+    );
+
+    // What systemd does on `systemctl stop tandem`.
+    let daemon = &mut bus.children[daemon_index];
+    let kill = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = daemon.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the daemon did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}\n{}", bus.daemon_log());
+    // The job ended and said so before the daemon went away.
+    let done = completed(&lines, &bus);
+    assert!(done.contains("'install', 'cancelled'"), "{done}");
+    assert!(
+        bus.daemon_log().contains("stop requested"),
+        "{}",
+        bus.daemon_log()
+    );
+    let st = fx.state();
+    assert_eq!(st.slot(B).state.as_str(), "invalid");
+    let op = st.last_operation.expect("the install is recorded");
+    assert_eq!(op.result, tandem::state::OperationResult::Failed);
+    assert!(op.error.unwrap_or_default().contains("cancelled"));
+    assert_eq!(fx.snapshot()[0], before[0], "the booted group is untouched");
+}
+
+#[test]
 fn one_job_at_a_time_and_cancel_leaves_the_target_invalid() {
     if !runnable("one_job_at_a_time_and_cancel_leaves_the_target_invalid") {
         return;

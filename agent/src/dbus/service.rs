@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
@@ -83,6 +85,10 @@ struct Shared {
     progress: Snapshot,
     last_error: String,
     cancel: Option<Arc<AtomicBool>>,
+    /// The install thread, for a stop to wait on.
+    worker: Option<JoinHandle<()>>,
+    /// Set once a stop signal came: no new jobs.
+    stopping: bool,
 }
 
 struct Inner {
@@ -139,6 +145,8 @@ impl Agent {
                     progress: Snapshot::new(0, "idle", ""),
                     last_error: String::new(),
                     cancel: None,
+                    worker: None,
+                    stopping: false,
                 }),
             }),
         }
@@ -148,9 +156,51 @@ impl Agent {
         self.inner.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// For a stop signal: refuses new jobs, cancels a running install (as
+    /// `Cancel` does) and waits up to `limit` for the job to end, so that
+    /// its outcome is recorded and published rather than cut off. Returns
+    /// whether nothing was left running.
+    pub fn stop(&self, limit: Duration) -> bool {
+        let (op, worker) = {
+            let mut s = self.shared();
+            s.stopping = true;
+            if let Some(c) = &s.cancel {
+                c.store(true, Ordering::SeqCst);
+            }
+            (s.operation, s.worker.take())
+        };
+        if op != "idle" {
+            tracing::info!(operation = op, "stopping: waiting for the {op} to end");
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            let idle = self.shared().operation == "idle";
+            let joined = worker.as_ref().is_none_or(|w| w.is_finished());
+            if idle && joined {
+                if let Some(w) = worker {
+                    let _ = w.join();
+                }
+                return true;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    operation = op,
+                    "stopping although the {op} has not ended after {limit:?}; an install's target stays invalid"
+                );
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Claims the one job slot.
     fn begin(&self, op: &'static str, cancel: Option<Arc<AtomicBool>>) -> Result<(), AgentError> {
         let mut s = self.shared();
+        if s.stopping {
+            return Err(AgentError::Failed(
+                "the daemon is stopping; ask again once it has restarted".into(),
+            ));
+        }
         if s.operation != "idle" {
             return Err(AgentError::Busy(format!(
                 "another operation is running: {}",
@@ -298,10 +348,11 @@ impl Agent {
         self.progress_changed(&emitter).await?;
         let me = self.clone();
         let emitter = emitter.into_owned();
-        std::thread::Builder::new()
+        let worker = std::thread::Builder::new()
             .name("install".into())
             .spawn(move || me.run_install(source, opts, cancel, emitter))
             .map_err(|e| AgentError::Failed(format!("cannot start the install thread: {e}")))?;
+        self.shared().worker = Some(worker);
         Ok(())
     }
 
@@ -431,10 +482,19 @@ impl Agent {
     ) -> zbus::Result<()>;
 }
 
+/// How long a stop waits for a running job (systemd's default stop timeout
+/// is 90 s).
+const STOP_WAIT: Duration = Duration::from_secs(60);
+
 /// Serves the agent on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` or the
-/// standard socket) until killed.
+/// standard socket) until SIGTERM or SIGINT, then stops cleanly
+/// ([`Agent::stop`]).
 pub fn serve(settings: Settings) -> Result<(), CliError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| CliError::Other(format!("cannot handle SIGTERM/SIGINT: {e}")))?;
     let agent = Agent::new(settings);
+    let handle = agent.clone();
     let conn = zbus::blocking::connection::Builder::system()
         .and_then(|b| b.name(BUS_NAME))
         .and_then(|b| b.serve_at(OBJECT_PATH, agent))
@@ -450,9 +510,12 @@ pub fn serve(settings: Settings) -> Result<(), CliError> {
         conn.unique_name()
             .map_or("the system bus".into(), |n| n.to_string())
     );
-    loop {
-        std::thread::park();
-    }
+    let signal = signals.forever().next().unwrap_or(SIGTERM);
+    tracing::info!(signal, "stop requested");
+    handle.stop(STOP_WAIT);
+    drop(conn);
+    tracing::info!("stopped");
+    Ok(())
 }
 
 #[cfg(test)]
