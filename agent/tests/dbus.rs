@@ -346,12 +346,21 @@ fn install_reports_progress_and_completed_to_a_foreign_client() {
     assert!(json.contains("\"1.1.0\""), "{json}");
 }
 
-#[test]
-fn stopping_the_daemon_cancels_its_install_and_records_the_outcome() {
-    if !runnable("stopping_the_daemon_cancels_its_install_and_records_the_outcome") {
-        return;
-    }
-    let (fx, _, b) = device_with_update(9);
+/// A daemon on a private bus whose install is running: it has started
+/// writing, and the server went silent 1 MiB in (for 3 s).
+struct StalledInstall {
+    fx: Fx,
+    /// The device's slots before the install.
+    before: Vec<(tandem::slot::SlotGroup, String, String)>,
+    _server: http::Server,
+    bus: Bus,
+    /// The daemon's index in `bus.children`.
+    daemon: usize,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+fn stalled_install(seed: u8) -> StalledInstall {
+    let (fx, _, b) = device_with_update(seed);
     let before = fx.snapshot();
     let server = http::serve(
         std::fs::read(&b).unwrap(),
@@ -359,7 +368,7 @@ fn stopping_the_daemon_cancels_its_install_and_records_the_outcome() {
     );
     let mut bus = Bus::start("");
     bus.serve(&fx);
-    let daemon_index = bus.children.len() - 1;
+    let daemon = bus.children.len() - 1;
     let lines = bus.monitor();
     let o = bus.call("Install", &["sa{sv}", &server.url, "0"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -372,9 +381,32 @@ fn stopping_the_daemon_cancels_its_install_and_records_the_outcome() {
                 .any(|(_, s)| s == "verified")
         },
     );
+    StalledInstall {
+        fx,
+        before,
+        _server: server,
+        bus,
+        daemon,
+        lines,
+    }
+}
+
+#[test]
+fn stopping_the_daemon_cancels_its_install_and_records_the_outcome() {
+    if !runnable("stopping_the_daemon_cancels_its_install_and_records_the_outcome") {
+        return;
+    }
+    let StalledInstall {
+        fx,
+        before,
+        _server,
+        mut bus,
+        daemon,
+        lines,
+    } = stalled_install(9);
 
     // What systemd does on `systemctl stop tandem`.
-    let daemon = &mut bus.children[daemon_index];
+    let daemon = &mut bus.children[daemon];
     let kill = Command::new("kill")
         .args(["-TERM", &daemon.id().to_string()])
         .status()
@@ -413,27 +445,14 @@ fn one_job_at_a_time_and_cancel_leaves_the_target_invalid() {
     if !runnable("one_job_at_a_time_and_cancel_leaves_the_target_invalid") {
         return;
     }
-    let (fx, _, b) = device_with_update(9);
-    let before = fx.snapshot();
-    // 1 MiB in, the server goes silent for 3 s: the job is running.
-    let server = http::serve(
-        std::fs::read(&b).unwrap(),
-        vec![http::Fault::StallAfter(1 << 20, Duration::from_secs(3))],
-    );
-    let mut bus = Bus::start("");
-    bus.serve(&fx);
-    let lines = bus.monitor();
-    let o = bus.call("Install", &["sa{sv}", &server.url, "0"]);
-    assert!(o.status.success(), "{}", text(&o));
-    wait_for(
-        Duration::from_secs(10),
-        "the install to start writing",
-        || {
-            progress_percents(&lines)
-                .iter()
-                .any(|(_, s)| s == "verified")
-        },
-    );
+    let StalledInstall {
+        fx,
+        before,
+        _server: server,
+        bus,
+        lines,
+        ..
+    } = stalled_install(9);
     assert_eq!(bus.property("Operation"), "s \"install\"");
 
     let second = bus.call("Install", &["sa{sv}", &server.url, "0"]);

@@ -337,7 +337,7 @@ pub fn encode(
     let mut frame = Vec::with_capacity(zstd_safe::compress_bound(frame_size as usize));
     let mut total = 0u64;
     loop {
-        let n = fill(src, &mut input)?;
+        let n = crate::sys::read_full(src, &mut input)?;
         if n == 0 {
             return Ok(total);
         }
@@ -352,20 +352,6 @@ pub fn encode(
             return Ok(total);
         }
     }
-}
-
-/// Reads until `buf` is full or the input ends.
-fn fill(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match src.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

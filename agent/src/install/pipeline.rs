@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bundle::chunks::{ChunkCheck, ChunkList, ChunkMismatch};
 use crate::bundle::frames::{self, Frame, FrameReader};
-use crate::sys::{AlignedBuf, SlotWriter, SysError};
+use crate::sys::{read_full, AlignedBuf, SlotWriter, SysError};
 
 /// Bytes per buffer: large aligned writes (1 MiB x 6 keeps peak RSS under
 /// 16 MiB with a zstd decoder and an HTTP stream; bench/).
@@ -173,7 +173,7 @@ fn read_stage(
             // The writer stopped: its error is reported by the caller.
             return Ok(total);
         };
-        let n = fill(src, buf.bytes_mut()).map_err(|source| PipelineError::Read {
+        let n = read_full(src, buf.bytes_mut()).map_err(|source| PipelineError::Read {
             offset: total,
             source,
         })?;
@@ -280,19 +280,6 @@ fn decode_stage(jobs: Receiver<Job>, out: SyncSender<Filled>, inputs: SyncSender
             return;
         }
     }
-}
-
-fn fill(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match src.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Checks the buffers from `lanes`, taken in turn, and passes them on to be
