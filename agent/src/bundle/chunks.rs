@@ -50,17 +50,12 @@ impl ChunkList {
         })
     }
 
-    /// Computes the index of `data` (for writers and tests).
+    /// Computes the index of `data` (for tests; writers stream through a
+    /// [`ChunkListBuilder`]).
     pub fn of(data: &[u8], size: u32) -> ChunkList {
-        let hashes = data
-            .chunks(size as usize)
-            .flat_map(|c| Sha256::digest(c).to_vec())
-            .collect();
-        ChunkList {
-            size,
-            image_size: data.len() as u64,
-            hashes,
-        }
+        let mut b = ChunkListBuilder::new(size);
+        b.update(data);
+        b.finish()
     }
 
     pub fn size(&self) -> u32 {
@@ -89,6 +84,55 @@ impl ChunkList {
         self.image_size
             .saturating_sub(start)
             .min(u64::from(self.size)) as usize
+    }
+}
+
+/// Builds the chunk list of an image fed front to back in pieces of any
+/// size.
+pub struct ChunkListBuilder {
+    size: usize,
+    image_size: u64,
+    filled: usize,
+    hash: Sha256,
+    hashes: Vec<u8>,
+}
+
+impl ChunkListBuilder {
+    pub fn new(size: u32) -> ChunkListBuilder {
+        ChunkListBuilder {
+            size: size as usize,
+            image_size: 0,
+            filled: 0,
+            hash: Sha256::new(),
+            hashes: Vec::new(),
+        }
+    }
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.image_size += data.len() as u64;
+        while !data.is_empty() {
+            let take = (self.size - self.filled).min(data.len());
+            self.hash.update(&data[..take]);
+            self.filled += take;
+            data = &data[take..];
+            if self.filled == self.size {
+                let digest = std::mem::take(&mut self.hash).finalize();
+                self.hashes.extend_from_slice(&digest);
+                self.filled = 0;
+            }
+        }
+    }
+
+    /// The list, the last (shorter) chunk included.
+    pub fn finish(mut self) -> ChunkList {
+        if self.filled > 0 {
+            self.hashes.extend_from_slice(&self.hash.finalize());
+        }
+        ChunkList {
+            size: self.size as u32,
+            image_size: self.image_size,
+            hashes: self.hashes,
+        }
     }
 }
 

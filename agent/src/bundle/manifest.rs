@@ -232,8 +232,7 @@ impl Image {
         if let Some(size) = self.frame_size {
             let what = if self.compression != Compression::Zstd {
                 Some("is only allowed with zstd compression")
-            } else if !size.is_power_of_two() || !(MIN_FRAME_SIZE..=MAX_FRAME_SIZE).contains(&size)
-            {
+            } else if !valid_unit(size) {
                 Some("must be a power of two from 4 KiB to 1 MiB")
             } else {
                 None
@@ -243,9 +242,7 @@ impl Image {
             }
         }
         if let Some(c) = &self.chunks {
-            let what = if !c.size.is_power_of_two()
-                || !(MIN_FRAME_SIZE..=MAX_FRAME_SIZE).contains(&c.size)
-            {
+            let what = if !valid_unit(c.size) {
                 Some(format!(
                     "size {} must be a power of two from 4 KiB to 1 MiB",
                     c.size
@@ -285,6 +282,11 @@ impl Image {
         }
         Ok(())
     }
+}
+
+/// A frame or chunk size: a power of two from 4 KiB to 1 MiB.
+fn valid_unit(n: u32) -> bool {
+    n.is_power_of_two() && (MIN_FRAME_SIZE..=MAX_FRAME_SIZE).contains(&n)
 }
 
 fn valid_block(n: u32) -> bool {

@@ -290,13 +290,14 @@ impl<R: Read> VerifiedBundle<R> {
     pub fn next_image(&mut self) -> Result<Option<NextImage<'_, R>>, BundleError> {
         self.finish_member()?;
         let index = self.next;
-        let chunks = match self.manifest.images.get(index).cloned() {
-            Some(img) => self.chunk_index(index, &img)?,
+        let img = self.manifest.images.get(index).cloned();
+        let chunks = match &img {
+            Some(img) => self.chunk_index(index, img)?,
             None => None,
         };
         let offset = self.src.pos;
         let header = self.src.header()?;
-        let Some(img) = self.manifest.images.get(index).cloned() else {
+        let Some(img) = img else {
             return match header {
                 None => Ok(None),
                 Some(h) => Err(BundleError::Trailing {

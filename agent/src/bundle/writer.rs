@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
-use super::chunks::ChunkList;
+use super::chunks::{ChunkList, ChunkListBuilder};
 use super::manifest::{
     chunks_member_name, member_name, Chunks, Compression, Image, Manifest, Verity, FORMAT,
 };
@@ -144,12 +144,7 @@ fn prepare(input: &ImageInput, scratch: &Path) -> Result<Prepared, WriteError> {
         inner: BufReader::with_capacity(1 << 20, f),
         hash: Sha256::new(),
         n: 0,
-        chunks: input.chunk_size.map(|size| ChunkHasher {
-            size: size as usize,
-            filled: 0,
-            hash: Sha256::new(),
-            list: Vec::new(),
-        }),
+        chunks: input.chunk_size.map(ChunkListBuilder::new),
     };
     let (payload, payload_size, is_scratch) = match (input.compression, input.frame_size) {
         (Compression::None, _) => {
@@ -181,11 +176,7 @@ fn prepare(input: &ImageInput, scratch: &Path) -> Result<Prepared, WriteError> {
             (scratch.to_path_buf(), len, true)
         }
     };
-    let chunks = hasher.chunks.take().map(|c| {
-        let size = c.size as u32;
-        let list = c.finish();
-        ChunkList::new(list, size, hasher.n).expect("one hash per chunk")
-    });
+    let chunks = hasher.chunks.take().map(ChunkListBuilder::finish);
     Ok(Prepared {
         image: Image {
             slot_class: input.slot_class.clone(),
@@ -214,37 +205,7 @@ struct HashingReader<R> {
     inner: R,
     hash: Sha256,
     n: u64,
-    chunks: Option<ChunkHasher>,
-}
-
-struct ChunkHasher {
-    size: usize,
-    filled: usize,
-    hash: Sha256,
-    list: Vec<u8>,
-}
-
-impl ChunkHasher {
-    fn update(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            let take = (self.size - self.filled).min(data.len());
-            self.hash.update(&data[..take]);
-            self.filled += take;
-            data = &data[take..];
-            if self.filled == self.size {
-                self.list
-                    .extend_from_slice(&std::mem::take(&mut self.hash).finalize());
-                self.filled = 0;
-            }
-        }
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        if self.filled > 0 {
-            self.list.extend_from_slice(&self.hash.finalize());
-        }
-        self.list
-    }
+    chunks: Option<ChunkListBuilder>,
 }
 
 impl<R: Read> Read for HashingReader<R> {

@@ -282,26 +282,34 @@ fn decode_stage(jobs: Receiver<Job>, out: SyncSender<Filled>, inputs: SyncSender
     }
 }
 
+/// How the hash stage checks what passes through it.
+enum Check<'a> {
+    /// Against a chunk index, chunk by chunk, before it is written.
+    Chunks(ChunkCheck<'a>),
+    /// Into one hash of the whole image, compared by the caller.
+    Whole(Sha256),
+}
+
 /// Checks the buffers from `lanes`, taken in turn, and passes them on to be
-/// written: chunk by chunk against `chunks`, or into one hash of the image.
+/// written. Returns the whole image's hash when there was no chunk index.
 fn hash_stage(
     lanes: Vec<Receiver<Filled>>,
     out: SyncSender<(AlignedBuf, usize)>,
     chunks: Option<&ChunkList>,
 ) -> Result<Option<sha2::digest::Output<Sha256>>, PipelineError> {
-    let mut whole = chunks.is_none().then(Sha256::new);
-    let mut check = chunks.map(ChunkCheck::new);
+    let mut check = match chunks {
+        Some(list) => Check::Chunks(ChunkCheck::new(list)),
+        None => Check::Whole(Sha256::new()),
+    };
     for lane in lanes.iter().cycle() {
         let Ok(filled) = lane.recv() else {
             break; // the feed is done
         };
         let (buf, n) = filled?;
         let data = &buf.bytes()[..n];
-        if let Some(c) = &mut check {
-            c.update(data)?;
-        }
-        if let Some(h) = &mut whole {
-            h.update(data);
+        match &mut check {
+            Check::Chunks(c) => c.update(data)?,
+            Check::Whole(h) => h.update(data),
         }
         if out.send((buf, n)).is_err() {
             break;
@@ -309,7 +317,10 @@ fn hash_stage(
     }
     // Every chunk was checked as it completed; `run` checks that all the
     // bytes came (then so did all the chunks).
-    Ok(whole.map(Sha256::finalize))
+    Ok(match check {
+        Check::Chunks(_) => None,
+        Check::Whole(h) => Some(h.finalize()),
+    })
 }
 
 /// Writes the buffers in order; the header region only once all `expected`
