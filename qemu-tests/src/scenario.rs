@@ -215,6 +215,42 @@ pub fn require(st: &serde_json::Value, wants: &[(&str, &str)]) -> Result<(), Rig
     Ok(())
 }
 
+/// The trial boot of `slot` (`version`) reached userland and its health
+/// check failed, within `timeout` for each step.
+pub fn trial_failed(
+    vm: &mut Vm,
+    slot: char,
+    version: &str,
+    timeout: Duration,
+    t: &mut Timeline,
+) -> Result<(), RigError> {
+    vm.expect(&format!("TANDEM-BOOTED slot={slot}"), timeout)?;
+    let l = vm.expect(&format!("FAILED on slot {slot}"), timeout)?;
+    t.step(format!(
+        "trial of slot {slot} ({version}): health check failed: {}",
+        l.text.trim()
+    ));
+    Ok(())
+}
+
+/// Requires the status after a committed trial of `slot` (`version`): it
+/// is booted, primary and good.
+pub fn require_committed(
+    st: &serde_json::Value,
+    slot: &str,
+    version: &str,
+) -> Result<(), RigError> {
+    require(
+        st,
+        &[
+            ("booted", slot),
+            ("primary", slot),
+            (&format!("slots.{slot}.state"), "good"),
+            (&format!("slots.{slot}.version"), version),
+        ],
+    )
+}
+
 /// Requires the status after a failed trial of `bad` (`version`) and the
 /// fallback to `good`: `good` booted, primary and good, `bad` marked bad,
 /// the failure recorded.
@@ -351,4 +387,44 @@ pub fn demo(fx: &Fixture, quiet: bool) -> Result<Timeline, RigError> {
     t.step("status: b committed (1.1.0), a bad, failure of 1.2.0 recorded");
     vm.power_cut()?;
     Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st() -> serde_json::Value {
+        serde_json::from_str(
+            r#"{"booted": "b", "primary": "b", "boot_backend": "uboot-file",
+                "slots": [{"group": "a", "state": "bad"},
+                          {"group": "b", "state": "good", "version": "1.1.0"}]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn status_requirements_can_fail() {
+        let st = st();
+        require(&st, &[("booted", "b"), ("slots.a.state", "bad")]).unwrap();
+        for wrong in [
+            ("booted", "a"),
+            ("primary", "a"),
+            ("slots.a.state", "good"),
+            ("slots.b.state", "bad"),
+            ("slots.c.state", "good"),
+            ("missing", "x"),
+            ("x.y", "z"),
+            ("a.b.c.d", "x"),
+        ] {
+            assert!(require(&st, &[wrong]).is_err(), "{wrong:?}");
+        }
+    }
+
+    #[test]
+    fn a_committed_slot_is_booted_primary_good_and_at_its_version() {
+        let st = st();
+        require_committed(&st, "b", "1.1.0").unwrap();
+        assert!(require_committed(&st, "b", "1.2.0").is_err());
+        assert!(require_committed(&st, "a", "1.1.0").is_err());
+    }
 }
