@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod fsm;
 pub mod health;
 pub mod install;
+pub mod ops;
 pub mod slot;
 pub mod state;
 pub mod status;

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tandem::dbus::systemd::check_unit;
+use tandem::sys::systemd::check_unit;
 use zbus::zvariant::OwnedObjectPath;
 
 type States = Arc<Mutex<HashMap<String, (String, String)>>>;
@@ -182,7 +182,7 @@ fn unit_check_and_reboot_ask_systemd_over_dbus() {
         .unwrap();
 
     // Reboot goes to logind, non-interactively.
-    tandem::dbus::systemd::logind_reboot().unwrap();
+    tandem::sys::systemd::logind_reboot().unwrap();
     assert_eq!(*reboots.lock().unwrap(), vec![false]);
 
     let mut ticks = 0;

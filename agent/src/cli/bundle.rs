@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
 use sha2::{Digest, Sha256};
 
-use super::CliError;
 use crate::bundle::chunks::{ChunkCheck, ChunkMismatch};
 use crate::bundle::keys::{self, Keyring};
 use crate::bundle::manifest::Compression;
@@ -14,6 +13,7 @@ use crate::bundle::writer::{self, BundleMeta, ImageInput};
 use crate::bundle::{BundleError, UnverifiedBundle};
 use crate::config::{ConfigError, Settings};
 use crate::fetch::{self, Source};
+use crate::ops::Error;
 use crate::slot::SlotClass;
 use crate::sys;
 
@@ -83,7 +83,7 @@ pub(super) enum CompressionArg {
 pub(super) fn run(
     cmd: BundleCmd,
     load: &dyn Fn() -> Result<Settings, ConfigError>,
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     match cmd {
         BundleCmd::Create(a) => create(a),
         BundleCmd::Sign {
@@ -123,8 +123,8 @@ pub(super) fn run(
     }
 }
 
-pub(super) fn keygen(prefix: &Path, comment: &str) -> Result<(), CliError> {
-    let seed = sys::random_seed().map_err(|e| CliError::Other(format!("random source: {e}")))?;
+pub(super) fn keygen(prefix: &Path, comment: &str) -> Result<(), Error> {
+    let seed = sys::random_seed().map_err(|e| Error::Other(format!("random source: {e}")))?;
     let sk = keys::keypair_from_seed(seed);
     let with = |ext: &str| {
         let mut p = prefix.as_os_str().to_owned();
@@ -134,7 +134,7 @@ pub(super) fn keygen(prefix: &Path, comment: &str) -> Result<(), CliError> {
     let (kp, pp) = (with(".key"), with(".pub"));
     let io = |p: &Path| {
         let p = p.to_path_buf();
-        move |e: std::io::Error| CliError::Other(format!("{}: {e}", p.display()))
+        move |e: std::io::Error| Error::Other(format!("{}: {e}", p.display()))
     };
     sys::write_private_new(&kp, keys::format_secret(&sk, comment).as_bytes()).map_err(io(&kp))?;
     std::fs::write(&pp, keys::format_public(&sk.verifying_key(), comment)).map_err(io(&pp))?;
@@ -147,18 +147,18 @@ pub(super) fn keygen(prefix: &Path, comment: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-fn read_keys(paths: &[PathBuf]) -> Result<Vec<ed25519_dalek::SigningKey>, CliError> {
+fn read_keys(paths: &[PathBuf]) -> Result<Vec<ed25519_dalek::SigningKey>, Error> {
     paths
         .iter()
         .map(|p| {
             let text = std::fs::read_to_string(p)
-                .map_err(|e| CliError::Other(format!("{}: {e}", p.display())))?;
+                .map_err(|e| Error::Other(format!("{}: {e}", p.display())))?;
             Ok(keys::parse_secret(&text, &p.display().to_string())?)
         })
         .collect()
 }
 
-fn create(a: CreateArgs) -> Result<(), CliError> {
+fn create(a: CreateArgs) -> Result<(), Error> {
     let (compression, frame_size) = match a.compression {
         CompressionArg::None => (Compression::None, None),
         CompressionArg::Zstd => (Compression::Zstd, Some(writer::FRAME_SIZE)),
@@ -169,10 +169,10 @@ fn create(a: CreateArgs) -> Result<(), CliError> {
         .map(|spec| {
             let (class, path) = spec
                 .split_once('=')
-                .ok_or_else(|| CliError::Usage(format!("--image {spec:?}: expected CLASS=PATH")))?;
+                .ok_or_else(|| Error::Usage(format!("--image {spec:?}: expected CLASS=PATH")))?;
             Ok(ImageInput {
                 slot_class: SlotClass::new(class)
-                    .map_err(|e| CliError::Usage(format!("--image {spec:?}: {e}")))?,
+                    .map_err(|e| Error::Usage(format!("--image {spec:?}: {e}")))?,
                 path: PathBuf::from(path),
                 compression,
                 frame_size,
@@ -180,13 +180,13 @@ fn create(a: CreateArgs) -> Result<(), CliError> {
                 verity: None,
             })
         })
-        .collect::<Result<Vec<_>, CliError>>()?;
+        .collect::<Result<Vec<_>, Error>>()?;
     let created = match a.created {
         Some(t) => t,
         None => match std::env::var("SOURCE_DATE_EPOCH") {
             Ok(v) => v
                 .parse()
-                .map_err(|_| CliError::Usage(format!("SOURCE_DATE_EPOCH={v:?} is not a number")))?,
+                .map_err(|_| Error::Usage(format!("SOURCE_DATE_EPOCH={v:?} is not a number")))?,
             Err(_) => sys::now_unix(),
         },
     };
@@ -216,7 +216,7 @@ fn create(a: CreateArgs) -> Result<(), CliError> {
 fn open_source(
     src: &str,
     http: &crate::config::HttpSettings,
-) -> Result<Box<dyn Read + Send>, CliError> {
+) -> Result<Box<dyn Read + Send>, Error> {
     Ok(fetch::open(&Source::parse(src), http)?)
 }
 
@@ -225,28 +225,28 @@ fn verify(
     ring: &Keyring,
     threshold: usize,
     http: &crate::config::HttpSettings,
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     let mut b = UnverifiedBundle::open(open_source(src, http)?)?.verify(ring, threshold)?;
     let signers: Vec<String> = b.signers().iter().map(|k| k.to_string()).collect();
     let mut buf = vec![0u8; 1 << 20];
     while let Some(next) = b.next_image()? {
         let (index, img) = (next.index, next.image);
         let mut r = crate::bundle::decode(next.payload, &img)
-            .map_err(|e| CliError::Other(format!("image {index}: {e}")))?;
+            .map_err(|e| Error::Refused(format!("image {index}: {e}")))?;
         let mut check = next.chunks.as_ref().map(ChunkCheck::new);
         let chunk_error =
-            |e: ChunkMismatch| CliError::Other(format!("image {index} ({}): {e}", img.slot_class));
+            |e: ChunkMismatch| Error::Refused(format!("image {index} ({}): {e}", img.slot_class));
         let mut h = Sha256::new();
         let mut n: u64 = 0;
         loop {
             let k =
                 r.read(&mut buf)
                     .map_err(|e| match crate::bundle::reader::truncated_at(&e) {
-                        Some(offset) => CliError::Bundle(BundleError::Truncated {
+                        Some(offset) => Error::Bundle(BundleError::Truncated {
                             offset,
                             what: format!("image {index}"),
                         }),
-                        None => CliError::Bundle(BundleError::Io {
+                        None => Error::Bundle(BundleError::Io {
                             offset: 0,
                             source: e,
                         }),
@@ -256,7 +256,7 @@ fn verify(
             }
             n += k as u64;
             if n > img.size {
-                return Err(CliError::Other(format!(
+                return Err(Error::Refused(format!(
                     "image {index} ({}): larger than the declared {} bytes",
                     img.slot_class, img.size
                 )));
@@ -271,7 +271,7 @@ fn verify(
         }
         let got = hex::encode(h.finalize());
         if n != img.size || got != img.sha256 {
-            return Err(CliError::Other(format!(
+            return Err(Error::Refused(format!(
                 "image {index} ({}): hash mismatch: manifest {} / {} bytes, payload {got} / {n} bytes",
                 img.slot_class, img.sha256, img.size
             )));
@@ -294,7 +294,7 @@ fn verify(
     Ok(())
 }
 
-fn info(src: &str, json: bool) -> Result<(), CliError> {
+fn info(src: &str, json: bool) -> Result<(), Error> {
     let b = UnverifiedBundle::open(open_source(src, &crate::config::HttpSettings::default())?)?;
     let m = b.manifest();
     let signers: Vec<&str> = b

@@ -1,16 +1,11 @@
-//! Command-line interface. `main` parses arguments, runs, and maps errors to
-//! documented exit codes (docs/cli.md):
-//! 0 ok, 1 other error, 2 usage, 3 configuration, 4 bundle refused,
-//! 5 another operation is running, 6 source unreachable,
-//! 7 refused because of a slot's state (e.g. rollback to an untried slot),
-//! 8 cancelled, 9 not authorized (by the daemon).
+//! Command-line interface: a front end over `ops`. `main` parses arguments,
+//! runs, and exits with the error's [`ops::Outcome`] code (docs/cli.md).
 //!
 //! When the daemon runs (or is D-Bus activatable), install, cancel,
 //! mark-good, mark-bad, rollback and status go through it; otherwise, or
 //! with `--direct`, the CLI does the work itself.
 
 mod bundle;
-pub(crate) mod device;
 mod progress;
 
 use std::io::IsTerminal;
@@ -19,13 +14,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::bundle::keys::KeyError;
-use crate::bundle::writer::WriteError;
-use crate::bundle::BundleError;
-use crate::config::{self, ConfigError};
-use crate::fetch::FetchError;
-use crate::install::InstallError;
-use crate::state::StateError;
+use crate::config;
+use crate::control::BootCheck;
+use crate::install;
+use crate::ops::{self, Error};
 use bundle::BundleCmd;
 
 #[derive(Parser, Debug)]
@@ -99,59 +91,6 @@ enum Command {
     },
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Install(#[from] InstallError),
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    #[error(transparent)]
-    Write(#[from] WriteError),
-    #[error("bundle refused: {0}")]
-    Bundle(#[from] BundleError),
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error(transparent)]
-    Fetch(#[from] FetchError),
-    #[error(transparent)]
-    Control(#[from] crate::control::ControlError),
-    #[error(transparent)]
-    Boot(#[from] crate::boot::BootError),
-    #[error("{0}")]
-    Usage(String),
-    #[error("{message}")]
-    Daemon { code: u8, message: String },
-    #[error("{0}")]
-    Other(String),
-}
-
-impl CliError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            CliError::Daemon { code, .. } => *code,
-            CliError::Install(InstallError::Cancelled(_) | InstallError::CancelledEarly) => 8,
-            CliError::Usage(_) => 2,
-            CliError::Config(_) => 3,
-            CliError::Bundle(BundleError::Io { .. }) => 6,
-            CliError::Bundle(_) => 4,
-            CliError::Install(e) if e.is_refusal() => 4,
-            CliError::Install(InstallError::State(StateError::Busy(_)))
-            | CliError::State(StateError::Busy(_)) => 5,
-            CliError::Install(InstallError::Fetch(_)) | CliError::Fetch(_) => 6,
-            CliError::Install(InstallError::Slot(_) | InstallError::BootedUnknown { .. }) => 3,
-            CliError::Control(crate::control::ControlError::Refused(_)) => 7,
-            CliError::Control(crate::control::ControlError::State(StateError::Busy(_))) => 5,
-            CliError::Control(
-                crate::control::ControlError::Slot(_)
-                | crate::control::ControlError::BootedUnknown(_),
-            ) => 3,
-            _ => 1,
-        }
-    }
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -179,7 +118,7 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-pub fn run(cli: Cli) -> Result<(), CliError> {
+pub fn run(cli: Cli) -> Result<(), Error> {
     let load = || config::load(&cli.root, cli.config.as_deref());
     let daemon = || {
         if cli.direct {
@@ -211,16 +150,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 return Ok(());
             }
             let s = load()?;
-            device::run_install(&s, &source, allow_downgrade, force, reboot)
+            run_install(&s, &source, allow_downgrade, force, reboot)
         }
-        Command::BootCheck => {
-            let s = load()?;
-            device::boot_check(&s)
-        }
+        Command::BootCheck => boot_check(&load()?),
         Command::MarkGood => {
             let g = match daemon() {
                 Some(conn) => client::mark_good(&conn)?,
-                None => device::with_control(&load()?, |c| c.mark_good())?.to_string(),
+                None => ops::mark_good(&load()?)?.to_string(),
             };
             println!("slot group {g} committed");
             Ok(())
@@ -228,7 +164,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::MarkBad { slot } => {
             let g = match daemon() {
                 Some(conn) => client::mark_bad(&conn, slot)?,
-                None => device::with_control(&load()?, |c| c.mark_bad(slot))?.to_string(),
+                None => ops::mark_bad(&load()?, slot)?.to_string(),
             };
             println!("slot group {g} marked bad");
             Ok(())
@@ -236,14 +172,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rollback => {
             let g = match daemon() {
                 Some(conn) => client::rollback(&conn)?,
-                None => device::with_control(&load()?, |c| c.rollback())?.to_string(),
+                None => ops::rollback(&load()?)?.to_string(),
             };
             println!("slot group {g} is now primary; reboot to switch to it");
             Ok(())
         }
         Command::Cancel => {
             let conn = daemon().ok_or_else(|| {
-                CliError::Usage(
+                Error::Usage(
                     "the tandem daemon is not running: only its installs can be cancelled (stop a direct `tandem install` with Ctrl-C)".into(),
                 )
             })?;
@@ -260,7 +196,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                     print!("{}", client::status(&conn)?);
                     return Ok(());
                 }
-                _ => device::status_of(&load()?)?,
+                _ => ops::status(&load()?)?,
             };
             if json {
                 print!("{}", st.to_json());
@@ -270,4 +206,62 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+fn run_install(
+    s: &config::Settings,
+    source: &str,
+    allow_downgrade: bool,
+    force: bool,
+    reboot: bool,
+) -> Result<(), Error> {
+    let mut printer = progress::Printer::new(std::io::stderr().is_terminal());
+    let mut tracker = install::Tracker::default();
+    let mut show = |p: install::Progress<'_>| {
+        if let Some(snap) = tracker.update(p) {
+            printer.show(&snap);
+        }
+    };
+    let opts = install::Options {
+        allow_downgrade,
+        force,
+        cancel: None,
+    };
+    let r = ops::install(s, source, &opts, &mut show);
+    printer.finish();
+    let r = r?;
+    println!("{}", ops::describe_install(&r));
+    if reboot {
+        if r.armed.is_none() {
+            return Err(Error::Usage(
+                "--reboot needs a boot backend; the new slot group was not armed".into(),
+            ));
+        }
+        eprintln!("rebooting into slot group {}", r.target);
+        ops::reboot()?;
+    }
+    Ok(())
+}
+
+fn boot_check(s: &config::Settings) -> Result<(), Error> {
+    let outcome = ops::boot_check(s)?;
+    match &outcome {
+        BootCheck::Normal { booted } => println!("tandem: boot check: slot {booted} is committed; nothing to do"),
+        BootCheck::Pending { armed } => println!("tandem: boot check: slot {armed} is armed; reboot to try it"),
+        BootCheck::Unhealthy { booted } => println!("tandem: boot check: WARNING: running slot {booted}, which is recorded invalid or bad"),
+        BootCheck::Committed { booted, checks } => println!("tandem: boot check: all {checks} health check(s) passed; slot {booted} committed"),
+        BootCheck::FellBack { failed, version } => println!(
+            "tandem: boot check: the bootloader fell back: the trial of slot {failed} ({}) did not commit; recorded as failed",
+            version.as_ref().map_or("?".into(), |v| v.to_string())
+        ),
+        BootCheck::Failed { booted, reason, reboot } => {
+            println!("tandem: boot check: FAILED on slot {booted}: {reason}; marked bad");
+            if *reboot {
+                println!("tandem: rebooting into the other slot");
+                ops::reboot()?;
+            }
+            return Err(Error::Other(format!("health check failed: {reason}")));
+        }
+    }
+    Ok(())
 }

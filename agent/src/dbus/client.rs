@@ -10,10 +10,10 @@ use std::time::Duration;
 use zbus::blocking::{Connection, MessageIterator};
 use zbus::zvariant::{OwnedValue, Value};
 
-use super::service::{exit_code_of_error, InstallOptions};
-use super::{result_code, BUS_NAME, INTERFACE, OBJECT_PATH};
-use crate::cli::CliError;
+use super::service::InstallOptions;
+use super::{BUS_NAME, INTERFACE, OBJECT_PATH};
 use crate::install::Snapshot;
+use crate::ops::{Error, Outcome};
 
 #[zbus::proxy(
     interface = "dev.tandem.Agent1",
@@ -60,43 +60,40 @@ pub fn connect() -> Option<Connection> {
     activatable.then_some(conn)
 }
 
-fn call_error(e: zbus::Error) -> CliError {
+fn call_error(e: zbus::Error) -> Error {
     match &e {
-        zbus::Error::MethodError(name, msg, _) => CliError::Daemon {
-            code: exit_code_of_error(name.as_str()),
+        zbus::Error::MethodError(name, msg, _) => Error::Daemon {
+            outcome: Outcome::from_error_name(name.as_str()),
             message: msg.clone().unwrap_or_else(|| name.to_string()),
         },
-        _ => CliError::Other(format!(
+        _ => Error::Other(format!(
             "talking to the tandem daemon: {e} (`tandem --direct …` works without it)"
         )),
     }
 }
 
-fn proxy(conn: &Connection) -> Result<Agent1ProxyBlocking<'_>, CliError> {
+fn proxy(conn: &Connection) -> Result<Agent1ProxyBlocking<'_>, Error> {
     Agent1ProxyBlocking::new(conn).map_err(call_error)
 }
 
-pub fn status(conn: &Connection) -> Result<String, CliError> {
+pub fn status(conn: &Connection) -> Result<String, Error> {
     proxy(conn)?.get_status().map_err(call_error)
 }
 
-pub fn mark_good(conn: &Connection) -> Result<String, CliError> {
+pub fn mark_good(conn: &Connection) -> Result<String, Error> {
     proxy(conn)?.mark_good().map_err(call_error)
 }
 
-pub fn mark_bad(
-    conn: &Connection,
-    slot: Option<crate::slot::SlotGroup>,
-) -> Result<String, CliError> {
+pub fn mark_bad(conn: &Connection, slot: Option<crate::slot::SlotGroup>) -> Result<String, Error> {
     let slot = slot.map(|s| s.to_string()).unwrap_or_default();
     proxy(conn)?.mark_bad(&slot).map_err(call_error)
 }
 
-pub fn rollback(conn: &Connection) -> Result<String, CliError> {
+pub fn rollback(conn: &Connection) -> Result<String, Error> {
     proxy(conn)?.rollback().map_err(call_error)
 }
 
-pub fn cancel(conn: &Connection) -> Result<(), CliError> {
+pub fn cancel(conn: &Connection) -> Result<(), Error> {
     proxy(conn)?.cancel().map_err(call_error)
 }
 
@@ -138,12 +135,12 @@ pub fn install(
     source: &str,
     opts: &InstallOptions,
     show: &mut dyn FnMut(&Snapshot),
-) -> Result<String, CliError> {
+) -> Result<String, Error> {
     let source = if source.contains("://") {
         source.to_string()
     } else {
         std::path::absolute(source)
-            .map_err(|e| CliError::Usage(format!("{source}: {e}")))?
+            .map_err(|e| Error::Usage(format!("{source}: {e}")))?
             .display()
             .to_string()
     };
@@ -178,23 +175,21 @@ pub fn install(
         match rx.recv_timeout(Duration::from_secs(5)) {
             Ok(Event::Progress(s)) => show(&s),
             Ok(Event::Completed { result, message }) => {
-                let code = result_code(&result);
-                return if code == 0 {
-                    Ok(message)
-                } else {
-                    Err(CliError::Daemon { code, message })
+                return match Outcome::from_result_name(&result) {
+                    Outcome::Success => Ok(message),
+                    outcome => Err(Error::Daemon { outcome, message }),
                 };
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let name = zbus::names::BusName::try_from(BUS_NAME).expect("valid name");
                 if !bus.name_has_owner(name).unwrap_or(false) {
-                    return Err(CliError::Other(
+                    return Err(Error::Other(
                         "the tandem daemon went away during the install; see its journal and `tandem status`".into(),
                     ));
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(CliError::Other(
+                return Err(Error::Other(
                     "lost the connection to the tandem daemon".into(),
                 ))
             }

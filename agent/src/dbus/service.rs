@@ -19,11 +19,10 @@ use zbus::zvariant::OwnedValue;
 use zbus::Connection;
 
 use super::auth::authorize;
-use super::{result_name, ACTION_INSTALL, ACTION_MANAGE, BUS_NAME, INTERFACE_VERSION, OBJECT_PATH};
-use crate::cli::{device, CliError};
+use super::{ACTION_INSTALL, ACTION_MANAGE, BUS_NAME, INTERFACE_VERSION, OBJECT_PATH};
 use crate::config::Settings;
-use crate::control::ControlError;
 use crate::install::{self, Snapshot, Tracker};
+use crate::ops::{self, Outcome};
 use crate::slot::SlotGroup;
 
 /// Errors a method call can return, named `dev.tandem.Agent1.Error.<Variant>`.
@@ -40,8 +39,14 @@ pub enum AgentError {
     InvalidArgs(String),
     /// The configuration is unusable (exit code 3).
     Config(String),
+    /// The bundle was refused (exit code 4).
+    Refused(String),
+    /// The source could not be read (exit code 6).
+    Unreachable(String),
     /// Refused because of a slot's state (exit code 7).
     SlotState(String),
+    /// The operation was cancelled (exit code 8).
+    Cancelled(String),
     /// Anything else (exit code 1).
     Failed(String),
 }
@@ -52,29 +57,26 @@ impl From<zbus::fdo::Error> for AgentError {
     }
 }
 
-impl From<CliError> for AgentError {
-    fn from(e: CliError) -> Self {
-        let m = e.to_string();
-        match e.exit_code() {
-            2 => AgentError::InvalidArgs(m),
-            3 => AgentError::Config(m),
-            5 => AgentError::Busy(m),
-            7 => AgentError::SlotState(m),
-            _ => AgentError::Failed(m),
+impl AgentError {
+    /// The error for `outcome`, named as [`Outcome::error_name`] says.
+    pub fn of(outcome: Outcome, m: String) -> AgentError {
+        match outcome {
+            Outcome::Usage => AgentError::InvalidArgs(m),
+            Outcome::Config => AgentError::Config(m),
+            Outcome::Refused => AgentError::Refused(m),
+            Outcome::Busy => AgentError::Busy(m),
+            Outcome::Unreachable => AgentError::Unreachable(m),
+            Outcome::SlotState => AgentError::SlotState(m),
+            Outcome::Cancelled => AgentError::Cancelled(m),
+            Outcome::NotAuthorized => AgentError::AccessDenied(m),
+            Outcome::Success | Outcome::Failed => AgentError::Failed(m),
         }
     }
 }
 
-/// Exit code for an error name a client received (the inverse of the
-/// mapping above).
-pub fn exit_code_of_error(name: &str) -> u8 {
-    match name.rsplit('.').next().unwrap_or("") {
-        "InvalidArgs" => 2,
-        "Config" => 3,
-        "Busy" => 5,
-        "SlotState" => 7,
-        "AccessDenied" => 9,
-        _ => 1,
+impl From<ops::Error> for AgentError {
+    fn from(e: ops::Error) -> Self {
+        AgentError::of(e.outcome(), e.to_string())
     }
 }
 
@@ -138,7 +140,7 @@ impl Agent {
     pub fn new(settings: Settings) -> Agent {
         Agent {
             inner: Arc::new(Inner {
-                booted: device::booted_slot(&settings),
+                booted: ops::booted_slot(&settings),
                 settings,
                 shared: Mutex::new(Shared {
                     operation: "idle",
@@ -217,7 +219,7 @@ impl Agent {
     async fn finish(
         &self,
         emitter: &SignalEmitter<'_>,
-        result: Result<String, (u8, String)>,
+        result: Result<String, (Outcome, String)>,
     ) -> zbus::Result<()> {
         let op;
         let (name, message) = {
@@ -232,11 +234,15 @@ impl Agent {
                     s.last_error.clear();
                     ("success", m.clone())
                 }
-                Err((code, m)) => {
-                    let stage = if *code == 8 { "cancelled" } else { "failed" };
+                Err((outcome, m)) => {
+                    let stage = if *outcome == Outcome::Cancelled {
+                        "cancelled"
+                    } else {
+                        "failed"
+                    };
                     s.progress = Snapshot::new(pct, stage, m.clone());
                     s.last_error = m.clone();
-                    (result_name(*code), m.clone())
+                    (outcome.result_name(), m.clone())
                 }
             }
         };
@@ -254,21 +260,16 @@ impl Agent {
         &self,
         op: &'static str,
         emitter: &SignalEmitter<'_>,
-        f: impl FnOnce(&mut crate::control::Control<'_>) -> Result<SlotGroup, ControlError>
-            + Send
-            + 'static,
+        f: impl FnOnce(&Settings) -> Result<SlotGroup, ops::Error> + Send + 'static,
     ) -> Result<String, AgentError> {
         self.begin(op, None)?;
         self.operation_changed(emitter).await?;
         let me = self.clone();
-        let r = blocking::unblock(move || {
-            device::with_control(&me.inner.settings, f).map(|g| g.to_string())
-        })
-        .await;
+        let r = blocking::unblock(move || f(&me.inner.settings).map(|g| g.to_string())).await;
         let published = r
             .as_ref()
             .map(Clone::clone)
-            .map_err(|e| (e.exit_code(), e.to_string()));
+            .map_err(|e| (e.outcome(), e.to_string()));
         self.finish(emitter, published).await?;
         r.map_err(AgentError::from)
     }
@@ -290,7 +291,7 @@ impl Agent {
                 }
             }
         };
-        let r = device::install_with(
+        let r = ops::install(
             &self.inner.settings,
             &source,
             &install::Options {
@@ -302,18 +303,15 @@ impl Agent {
         );
         let reboot = opts.reboot && matches!(&r, Ok(rep) if rep.armed.is_some());
         let published = match &r {
-            Ok(rep) => Ok(device::describe_install(rep)),
-            Err(CliError::Install(
-                e @ (install::InstallError::Cancelled(_) | install::InstallError::CancelledEarly),
-            )) => Err((8, e.to_string())),
-            Err(e) => Err((e.exit_code(), e.to_string())),
+            Ok(rep) => Ok(ops::describe_install(rep)),
+            Err(e) => Err((e.outcome(), e.to_string())),
         };
         if let Err(e) = async_io::block_on(self.finish(&emitter, published)) {
             tracing::warn!("cannot publish the result: {e}");
         }
         if reboot {
             tracing::info!("rebooting into the new slot group");
-            if let Err(e) = crate::sys::reboot() {
+            if let Err(e) = ops::reboot() {
                 tracing::error!("reboot failed: {e}");
             }
         }
@@ -385,7 +383,7 @@ impl Agent {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<String, AgentError> {
         authorize(conn, &hdr, ACTION_MANAGE).await?;
-        self.control("mark-good", &emitter, |c| c.mark_good()).await
+        self.control("mark-good", &emitter, ops::mark_good).await
     }
 
     /// Marks `slot` (`a`, `b`, or empty for the booted one) bad; returns it.
@@ -404,7 +402,7 @@ impl Agent {
                     .map_err(|e| AgentError::InvalidArgs(e.to_string()))?,
             ),
         };
-        self.control("mark-bad", &emitter, move |c| c.mark_bad(slot))
+        self.control("mark-bad", &emitter, move |s| ops::mark_bad(s, slot))
             .await
     }
 
@@ -416,13 +414,13 @@ impl Agent {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<String, AgentError> {
         authorize(conn, &hdr, ACTION_MANAGE).await?;
-        self.control("rollback", &emitter, |c| c.rollback()).await
+        self.control("rollback", &emitter, ops::rollback).await
     }
 
     /// The same JSON document as `tandem status --json` (docs/status.md).
     async fn get_status(&self) -> Result<String, AgentError> {
         let me = self.clone();
-        let st = blocking::unblock(move || device::status_of(&me.inner.settings)).await?;
+        let st = blocking::unblock(move || ops::status(&me.inner.settings)).await?;
         Ok(st.to_json())
     }
 
@@ -464,7 +462,7 @@ impl Agent {
     /// The group the bootloader boots next; empty when unknown.
     #[zbus(property)]
     fn primary_slot(&self) -> String {
-        device::status_of(&self.inner.settings)
+        ops::status(&self.inner.settings)
             .ok()
             .and_then(|s| s.primary)
             .map_or(String::new(), |g| g.to_string())
@@ -489,10 +487,10 @@ const STOP_WAIT: Duration = Duration::from_secs(60);
 /// Serves the agent on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` or the
 /// standard socket) until SIGTERM or SIGINT, then stops cleanly
 /// ([`Agent::stop`]).
-pub fn serve(settings: Settings) -> Result<(), CliError> {
+pub fn serve(settings: Settings) -> Result<(), ops::Error> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .map_err(|e| CliError::Other(format!("cannot handle SIGTERM/SIGINT: {e}")))?;
+        .map_err(|e| ops::Error::Other(format!("cannot handle SIGTERM/SIGINT: {e}")))?;
     let agent = Agent::new(settings);
     let handle = agent.clone();
     let conn = zbus::blocking::connection::Builder::system()
@@ -500,7 +498,7 @@ pub fn serve(settings: Settings) -> Result<(), CliError> {
         .and_then(|b| b.serve_at(OBJECT_PATH, agent))
         .and_then(|b| b.build())
         .map_err(|e| {
-            CliError::Other(format!(
+            ops::Error::Other(format!(
                 "cannot serve {BUS_NAME} on the system bus: {e} (another daemon may hold the name; the bus policy dev.tandem.Agent1.conf lets only root own it)"
             ))
         })?;
@@ -543,17 +541,20 @@ mod tests {
     }
 
     #[test]
-    fn error_names_map_back_to_exit_codes() {
-        for (name, code) in [
-            ("dev.tandem.Agent1.Error.Busy", 5),
-            ("dev.tandem.Agent1.Error.AccessDenied", 9),
-            ("dev.tandem.Agent1.Error.SlotState", 7),
-            ("dev.tandem.Agent1.Error.Config", 3),
-            ("dev.tandem.Agent1.Error.InvalidArgs", 2),
-            ("dev.tandem.Agent1.Error.Failed", 1),
-            ("org.freedesktop.DBus.Error.ServiceUnknown", 1),
-        ] {
-            assert_eq!(exit_code_of_error(name), code, "{name}");
+    fn every_outcome_has_the_error_name_it_advertises() {
+        use zbus::DBusError;
+        for o in Outcome::ALL {
+            if o == Outcome::Success {
+                continue;
+            }
+            let e = AgentError::of(o, "m".into());
+            let name = e.name().to_string();
+            assert_eq!(name, format!("dev.tandem.Agent1.Error.{}", o.error_name()));
+            let back = match o {
+                Outcome::Failed => Outcome::Failed,
+                _ => Outcome::from_error_name(&name),
+            };
+            assert_eq!(back, o, "{name}");
         }
     }
 }

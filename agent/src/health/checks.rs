@@ -17,7 +17,7 @@ pub fn run(c: &Check, timeout: Duration, tick: &mut dyn FnMut()) -> Result<Strin
             }
         }
         CheckKind::Http(url) => http(url, timeout),
-        CheckKind::Unit(u) => crate::dbus::systemd::check_unit(u, timeout, tick),
+        CheckKind::Unit(u) => crate::sys::systemd::check_unit(u, timeout, tick),
     }
 }
 

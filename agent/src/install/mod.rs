@@ -90,6 +90,12 @@ pub enum InstallError {
     },
     #[error("bootloader: {0}")]
     Boot(#[from] crate::boot::BootError),
+    /// Refused because of a slot's state (the booted group on trial or
+    /// bad, no fallback left); `--force` overrides.
+    #[error("refused: {0}")]
+    SlotState(String),
+    #[error("slot {group}: cannot pass dm-verity parameters to the boot: {message}")]
+    Verity { group: SlotGroup, message: String },
     #[error("cancelled on request; slot {0} left invalid")]
     Cancelled(SlotGroup),
     #[error("cancelled on request before anything was written")]
@@ -98,21 +104,11 @@ pub enum InstallError {
     Record(Box<InstallError>, StateError),
 }
 
-impl InstallError {
-    /// True when the bundle itself was refused (as opposed to an I/O fault).
-    pub fn is_refusal(&self) -> bool {
-        match self {
-            InstallError::Bundle(BundleError::Io { .. }) => false,
-            InstallError::Bundle(_)
-            | InstallError::Policy(_)
-            | InstallError::Truncated { .. }
-            | InstallError::HashMismatch { .. } => true,
-            InstallError::Payload { source, .. } => !matches!(source, PipelineError::Device(_)),
-            InstallError::Record(inner, _) => inner.is_refusal(),
-            _ => false,
-        }
-    }
-}
+/// The error a cancelled job's reads fail with (so that callers can tell a
+/// cancel from a transport failure by type, not by message).
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled on request")]
+pub struct CancelledRead;
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -134,7 +130,7 @@ impl Read for CancelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.flag.load(Ordering::Relaxed) {
             // Not ErrorKind::Interrupted: std's read loops retry that.
-            return Err(std::io::Error::other("cancelled"));
+            return Err(std::io::Error::other(CancelledRead));
         }
         self.inner.read(buf)
     }

@@ -3,6 +3,8 @@
 //! Everything here touches the outside world; the rest of the agent takes
 //! what it needs as arguments.
 
+pub mod systemd;
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
@@ -238,7 +240,7 @@ pub fn read_cmdline(path: &Path) -> io::Result<String> {
 /// reboot (`reboot -f`: a plain init such as a busybox script would
 /// ignore the polite request).
 pub fn reboot() -> io::Result<()> {
-    match crate::dbus::systemd::logind_reboot() {
+    match systemd::logind_reboot() {
         Ok(()) => return Ok(()),
         Err(e) => tracing::info!("logind reboot not available ({e}); falling back"),
     }

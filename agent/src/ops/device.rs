@@ -1,0 +1,134 @@
+//! The device-side operations: install, boot-check, mark-good, mark-bad,
+//! rollback, status. Each reads the outside world it needs at the edge
+//! (`sys`: the kernel command line, the clock) and hands it to the pure
+//! layers below.
+
+use super::Error;
+use crate::config::Settings;
+use crate::control::{BootCheck, Control, ControlError};
+use crate::fetch::{self, Source};
+use crate::install::{self, Context, InstallError, Progress};
+use crate::slot::{booted_from_cmdline, SlotGroup};
+use crate::state::Store;
+use crate::{status, sys};
+
+fn context(s: &Settings) -> Result<Context<'_>, Error> {
+    let cmdline = sys::read_cmdline(&s.cmdline_path).map_err(|source| InstallError::Cmdline {
+        path: s.cmdline_path.clone(),
+        source,
+    })?;
+    Ok(Context {
+        settings: s,
+        cmdline,
+        now: sys::now_unix(),
+    })
+}
+
+/// Runs `f` on a [`Control`] over the configured bootloader.
+pub fn with_control<T>(
+    s: &Settings,
+    f: impl FnOnce(&mut Control<'_>) -> Result<T, ControlError>,
+) -> Result<T, Error> {
+    let ctx = context(s)?;
+    let mut boot = crate::boot::open(s)?;
+    let mut c = Control {
+        settings: s,
+        cmdline: ctx.cmdline,
+        now: ctx.now,
+        boot: boot
+            .as_deref_mut()
+            .map(|b| b as &mut dyn crate::boot::Bootloader),
+    };
+    Ok(f(&mut c)?)
+}
+
+/// Verifies and writes `source` (a path or URL) into the inactive group and
+/// arms it.
+pub fn install(
+    s: &Settings,
+    source: &str,
+    opts: &install::Options,
+    show: &mut dyn FnMut(Progress<'_>),
+) -> Result<install::Report, Error> {
+    let ctx = context(s)?;
+    let mut boot = crate::boot::open(s)?;
+    let src = Source::parse(source);
+    Ok(install::install(
+        &ctx,
+        &src.to_string(),
+        || fetch::open(&src, &s.http),
+        opts,
+        boot.as_deref_mut()
+            .map(|b| b as &mut dyn crate::boot::Bootloader),
+        show,
+    )?)
+}
+
+/// The lines an install prints when it succeeded.
+pub fn describe_install(r: &install::Report) -> String {
+    let armed = match r.armed {
+        Some(n) => format!("slot group {} armed for {n} trial boot(s)", r.target),
+        None => format!(
+            "no bootloader configured: slot group {} is not armed",
+            r.target
+        ),
+    };
+    format!(
+        "installed {} into slot group {} ({} image(s), {} bytes); {armed}",
+        r.version, r.target, r.images, r.bytes
+    )
+}
+
+/// The booted group per the kernel command line, if it can be read.
+pub fn booted_slot(s: &Settings) -> Option<SlotGroup> {
+    sys::read_cmdline(&s.cmdline_path)
+        .ok()
+        .and_then(|c| booted_from_cmdline(&c, &s.slot_parameter).ok().flatten())
+}
+
+/// Commits the booted group.
+pub fn mark_good(s: &Settings) -> Result<SlotGroup, Error> {
+    with_control(s, |c| c.mark_good())
+}
+
+/// Marks `slot` (default: the booted one) bad.
+pub fn mark_bad(s: &Settings, slot: Option<SlotGroup>) -> Result<SlotGroup, Error> {
+    with_control(s, |c| c.mark_bad(slot))
+}
+
+/// Makes the other group primary.
+pub fn rollback(s: &Settings) -> Result<SlotGroup, Error> {
+    with_control(s, |c| c.rollback())
+}
+
+/// After boot: health checks on a trial, commit or fall back.
+pub fn boot_check(s: &Settings) -> Result<BootCheck, Error> {
+    with_control(s, |c| c.boot_check(&s.health))
+}
+
+/// Reboots the machine (logind, systemd, or `reboot -f`).
+pub fn reboot() -> Result<(), Error> {
+    sys::reboot().map_err(|e| Error::Other(format!("reboot failed: {e}")))
+}
+
+/// The status report: state store, command line and bootloader together.
+pub fn status(s: &Settings) -> Result<status::Status, Error> {
+    let store = Store::new(&s.state_dir);
+    let state = store.load()?;
+    let booted = booted_slot(s);
+    let view = match crate::boot::open(s) {
+        Ok(Some(mut b)) => Some(status::boot_view(b.as_mut())),
+        Ok(None) => None,
+        Err(e) => Some(status::BootView {
+            error: Some(e.to_string()),
+            ..Default::default()
+        }),
+    };
+    Ok(status::build(
+        s,
+        &state,
+        booted,
+        view.as_ref(),
+        store.is_locked(),
+    ))
+}
