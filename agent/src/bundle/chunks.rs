@@ -42,8 +42,14 @@ impl ChunkList {
 
     /// Takes the index member's bytes; `None` unless they hold exactly one
     /// entry per chunk.
+    /// A zero chunk size, or an entry count whose byte length overflows,
+    /// is no index at all (the manifest rules both out, but the
+    /// constructor must not divide by zero or wrap on its own).
     pub fn new(bytes: Vec<u8>, size: u32, image_size: u64) -> Option<ChunkList> {
-        (bytes.len() as u64 == Self::count(image_size, size) * ENTRY as u64).then_some(ChunkList {
+        let want = (size > 0)
+            .then(|| Self::count(image_size, size).checked_mul(ENTRY as u64))
+            .flatten()?;
+        (bytes.len() as u64 == want).then_some(ChunkList {
             size,
             image_size,
             hashes: bytes,
@@ -313,6 +319,15 @@ mod tests {
         assert!(ChunkList::new(bytes.clone(), CS, data.len() as u64).is_some());
         assert!(ChunkList::new(bytes.clone(), CS, data.len() as u64 + 4096).is_none());
         assert!(ChunkList::new(bytes[..32 * 3].to_vec(), CS, data.len() as u64).is_none());
+    }
+
+    #[test]
+    fn a_zero_chunk_size_or_an_overflowing_count_is_no_index() {
+        // Used to divide by zero, and to overflow `count * 32`.
+        assert!(ChunkList::new(vec![], 0, 100).is_none());
+        assert!(ChunkList::new(vec![], 0, 0).is_none());
+        assert!(ChunkList::new(vec![0; 32], 1, u64::MAX).is_none());
+        assert!(ChunkList::new(vec![], 4096, 0).is_some());
     }
 
     #[test]

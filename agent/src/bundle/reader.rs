@@ -278,7 +278,9 @@ impl<R: Read> VerifiedBundle<R> {
     }
 
     fn finish_member(&mut self) -> Result<(), BundleError> {
-        let n = self.remaining + self.padding;
+        // parse_header refuses sizes whose padding overflows; saturate
+        // anyway, since skipping u64::MAX bytes just ends as truncated.
+        let n = self.remaining.saturating_add(self.padding);
         self.remaining = 0;
         self.padding = 0;
         self.src.skip(n, "payload")

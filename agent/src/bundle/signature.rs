@@ -109,10 +109,19 @@ impl SignatureList {
                 unknown.push(s.key_id.clone());
                 continue;
             };
+            // A trusted key's signature that does not verify refuses the
+            // bundle even when other trusted signatures do: that key's
+            // holder signed some other manifest, so the bytes were changed
+            // after signing or the list was edited, and a bundle whose
+            // trusted signers disagree is not one to install. Ignoring it
+            // would also let an attacker pad a list with junk "from" keys
+            // the device trusts without anyone noticing.
             key.verify_strict(&msg, &Signature::from_bytes(&bytes))
                 .map_err(|_| SignatureError::Bad {
                     key_id: s.key_id.clone(),
                 })?;
+            // A set: the same key listed twice counts once toward the
+            // threshold.
             valid.insert(id);
         }
         let threshold = threshold.max(1);

@@ -22,6 +22,10 @@ pub enum TarError {
     NameEncoding,
     #[error("member name {0:?} is longer than 100 bytes")]
     NameTooLong(String),
+    #[error("member {name:?} uses the ustar prefix field (header bytes 345..500); bundle member names fit the 100-byte name field")]
+    Prefix { name: String },
+    #[error("member {name:?} declares {size} bytes, more than an archive can hold")]
+    Size { name: String, size: u64 },
 }
 
 /// A parsed member header.
@@ -60,11 +64,7 @@ pub fn parse_header(b: &[u8; BLOCK]) -> Result<Block, TarError> {
             String::from_utf8_lossy(&b[257..263]).into_owned(),
         ));
     }
-    let mut name = cstr(&b[0..100])?;
-    let prefix = cstr(&b[345..500])?;
-    if !prefix.is_empty() {
-        name = format!("{prefix}/{name}");
-    }
+    let name = cstr(&b[0..100])?;
     let kind = b[156];
     if kind != b'0' && kind != 0 {
         return Err(TarError::NotRegular {
@@ -72,8 +72,20 @@ pub fn parse_header(b: &[u8; BLOCK]) -> Result<Block, TarError> {
             kind: kind as char,
         });
     }
+    // Bundles never need the prefix field (build_header refuses names over
+    // 100 bytes), and readers disagree on it: a v7 reader ignores it and
+    // GNU's old format keeps atime/ctime there. Refusing any byte in it
+    // means every reader sees the name we check.
+    if b[345..500].iter().any(|&x| x != 0) {
+        return Err(TarError::Prefix { name });
+    }
     check_name(&name)?;
     let size = parse_size(&b[124..136])?;
+    // The member's data and padding must be addressable: a base-256 size
+    // near u64::MAX would overflow `size + padding` in any reader.
+    if size.checked_add(padding(size)).is_none() {
+        return Err(TarError::Size { name, size });
+    }
     let mtime = parse_octal(&b[136..148], "mtime")?;
     Ok(Block::Member(Header { name, size, mtime }))
 }
@@ -251,6 +263,68 @@ mod tests {
         assert!(matches!(parse_header(&b), Err(TarError::NotRegular { .. })));
     }
 
+    fn fix_checksum(b: &mut [u8; BLOCK]) {
+        let sum = checksum(b);
+        b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    }
+
+    fn header(name: &str, size: u64) -> [u8; BLOCK] {
+        build_header(&Header {
+            name: name.into(),
+            size,
+            mtime: 0,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn prefix_field_refused() {
+        // "images" + "00-rootfs.img" would join to the expected name.
+        let mut b = header("00-rootfs.img", 10);
+        b[345..351].copy_from_slice(b"images");
+        fix_checksum(&mut b);
+        assert_eq!(
+            parse_header(&b),
+            Err(TarError::Prefix {
+                name: "00-rootfs.img".into()
+            })
+        );
+        // Not even a byte after a NUL (GNU's old format keeps times there).
+        let mut b = header("x", 10);
+        b[360] = b'1';
+        fix_checksum(&mut b);
+        assert!(matches!(parse_header(&b), Err(TarError::Prefix { .. })));
+    }
+
+    #[test]
+    fn sizes_whose_padding_overflows_are_refused() {
+        for size in [u64::MAX, u64::MAX - 1, u64::MAX - 510] {
+            let b = header("a", size);
+            assert_eq!(
+                parse_header(&b),
+                Err(TarError::Size {
+                    name: "a".into(),
+                    size
+                }),
+                "{size}"
+            );
+        }
+        // The largest padded size that fits is fine.
+        let top = u64::MAX - 511;
+        assert!(matches!(parse_header(&header("a", top)), Ok(Block::Member(h)) if h.size == top));
+    }
+
+    #[test]
+    fn base256_sizes() {
+        // Negative (0xff lead) and wider than 64 bits are malformed.
+        for lead in [[0xffu8, 0, 0, 0], [0x80, 0, 0, 1], [0x81, 0, 0, 0]] {
+            let mut b = header("a", 1 << 40);
+            b[124..128].copy_from_slice(&lead);
+            fix_checksum(&mut b);
+            assert_eq!(parse_header(&b), Err(TarError::Number { field: "size" }));
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(bytes in proptest::collection::vec(any::<u8>(), BLOCK)) {
@@ -259,7 +333,7 @@ mod tests {
         }
 
         #[test]
-        fn size_round_trip(size in any::<u64>(), mtime in 0u64..OCTAL_SIZE_MAX) {
+        fn size_round_trip(size in 0..=u64::MAX - 511, mtime in 0u64..OCTAL_SIZE_MAX) {
             let h = Header { name: "a/b".into(), size, mtime };
             prop_assert_eq!(parse_header(&build_header(&h).unwrap()).unwrap(), Block::Member(h));
         }
