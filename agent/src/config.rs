@@ -9,6 +9,19 @@
 //!
 //! each directory's files in byte order of their names. A file that fails to
 //! parse or has an unknown key is an error naming the file and the key.
+//!
+//! # Trust
+//!
+//! Only the verified image decides what this device trusts: the keyring
+//! (`keyring.*`), the running image's version and security epoch
+//! (`image.*`) and the dm-verity policy (`boot.require_verity`) are read
+//! from `/usr/lib/tandem/conf.d` alone ([`Origin::Image`]). `/etc` and
+//! `/run` are writable state: a file there that sets one of these keys is
+//! an error, so that a key planted once cannot outlive every update. An
+//! image may opt in to a local keyring with `[keyring] allow_local = true`;
+//! then local files may set `keyring.directory` and `keyring.threshold`.
+//! Every file read must be owned by root (or by the user running tandem)
+//! and not be writable by group or others.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +41,20 @@ pub const DROPIN_DIRS: [&str; 3] = [
 pub enum ConfigError {
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error(
+        "{path}: {key} may only be set by the image, in /usr/lib/tandem/conf.d: it decides what this device trusts, and {path} is writable state{}",
+        if *.opt_in { " (an image with [keyring] allow_local = true lets local files set keyring.directory and keyring.threshold)" } else { "" }
+    )]
+    Untrusted {
+        path: PathBuf,
+        key: String,
+        /// Whether the image could allow this key with `allow_local`.
+        opt_in: bool,
+    },
+    #[error(
+        "{path}: {message}; refusing to read configuration or keys that others could have changed"
+    )]
+    Unsafe { path: PathBuf, message: String },
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,
@@ -64,6 +91,9 @@ struct RawConfig {
 struct RawKeyring {
     directory: Option<PathBuf>,
     threshold: Option<usize>,
+    /// Read from the raw tables by `check_trust`; here for the schema.
+    #[allow(dead_code)]
+    allow_local: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +116,7 @@ struct RawBoot {
     efivars: Option<PathBuf>,
     kernel_options: Option<String>,
     custom_command: Option<PathBuf>,
+    require_verity: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +247,10 @@ impl Default for HttpSettings {
     }
 }
 
+/// The keyring every image ships (`[keyring] directory` in the image
+/// overrides it).
+pub const DEFAULT_KEYRING: &str = "/usr/lib/tandem/keys";
+
 /// Validated settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -228,6 +263,9 @@ pub struct Settings {
     pub boot_tries: u32,
     pub cmdline_path: PathBuf,
     pub slot_parameter: String,
+    /// Refuse bundles whose rootfs has no dm-verity data, and never arm a
+    /// group without its root hash (image-only setting).
+    pub require_verity: bool,
     pub image_version: Option<semver::Version>,
     pub image_security_epoch: u64,
     pub http: HttpSettings,
@@ -247,15 +285,80 @@ impl Settings {
     }
 }
 
+/// Where a configuration file lives, which decides what it may set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `/usr/lib/tandem/conf.d`: part of the verified image.
+    Image,
+    /// The main file, `/run` and `/etc` drop-ins, `--config`: writable state.
+    Local,
+}
+
 /// One configuration file's text and where it came from.
 pub struct Source {
     pub path: PathBuf,
     pub text: String,
+    pub origin: Origin,
+}
+
+impl Source {
+    pub fn image(path: impl Into<PathBuf>, text: impl Into<String>) -> Source {
+        Source {
+            path: path.into(),
+            text: text.into(),
+            origin: Origin::Image,
+        }
+    }
+
+    pub fn local(path: impl Into<PathBuf>, text: impl Into<String>) -> Source {
+        Source {
+            path: path.into(),
+            text: text.into(),
+            origin: Origin::Local,
+        }
+    }
+}
+
+/// Keys only the image may set, and whether `allow_local` opens them.
+const IMAGE_ONLY: [(&str, &str, bool); 6] = [
+    ("keyring", "directory", true),
+    ("keyring", "threshold", true),
+    ("keyring", "allow_local", false),
+    ("image", "version", false),
+    ("image", "security_epoch", false),
+    ("boot", "require_verity", false),
+];
+
+/// Refuses trust settings in local files (see the module docs).
+fn check_trust(sources: &[Source], tables: &[toml::Table]) -> Result<(), ConfigError> {
+    let allow_local = sources
+        .iter()
+        .zip(tables)
+        .filter(|(s, _)| s.origin == Origin::Image)
+        .filter_map(|(_, t)| t.get("keyring")?.get("allow_local")?.as_bool())
+        .next_back()
+        .unwrap_or(false);
+    for (s, t) in sources.iter().zip(tables) {
+        if s.origin == Origin::Image {
+            continue;
+        }
+        for (table, key, opens) in IMAGE_ONLY {
+            if t.get(table).and_then(|v| v.get(key)).is_some() && !(opens && allow_local) {
+                return Err(ConfigError::Untrusted {
+                    path: s.path.clone(),
+                    key: format!("{table}.{key}"),
+                    opt_in: opens,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Merges and validates configuration texts given in merge order. Pure.
 pub fn parse(sources: &[Source]) -> Result<Settings, ConfigError> {
     let mut merged = toml::Table::new();
+    let mut tables = Vec::new();
     for s in sources {
         let perr = |message: String| ConfigError::Parse {
             path: s.path.clone(),
@@ -264,7 +367,11 @@ pub fn parse(sources: &[Source]) -> Result<Settings, ConfigError> {
         // First against the schema, so an unknown key names this file.
         toml::from_str::<RawConfig>(&s.text).map_err(|e| perr(one_line(&e.to_string())))?;
         let table: toml::Table = toml::from_str(&s.text).map_err(|e| perr(e.to_string()))?;
-        merge(&mut merged, table);
+        tables.push(table);
+    }
+    check_trust(sources, &tables)?;
+    for t in tables {
+        merge(&mut merged, t);
     }
     let raw: RawConfig = toml::Value::Table(merged)
         .try_into()
@@ -379,9 +486,7 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
     }
     Ok(Settings {
         compatible,
-        keyring_dir: keyring
-            .directory
-            .unwrap_or_else(|| "/etc/tandem/keys".into()),
+        keyring_dir: keyring.directory.unwrap_or_else(|| DEFAULT_KEYRING.into()),
         threshold,
         state_dir: raw
             .state
@@ -398,6 +503,7 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
             .clone()
             .unwrap_or_else(|| "/proc/cmdline".into()),
         slot_parameter,
+        require_verity: boot.require_verity.unwrap_or(false),
         image_version: image.version,
         image_security_epoch: image.security_epoch.unwrap_or(0),
         http,
@@ -445,19 +551,25 @@ fn boot_config(b: &RawBoot) -> Result<BootConfig, ConfigError> {
 }
 
 /// Lists the files to read under `root`, in merge order: the main file at
-/// `main` (absolute paths are used as is), then the drop-in directories.
-pub fn discover(root: &Path, main: Option<&Path>) -> Result<Vec<PathBuf>, ConfigError> {
+/// `main` (absolute paths are used as is), then the drop-in directories;
+/// each with its [`Origin`].
+pub fn discover(root: &Path, main: Option<&Path>) -> Result<Vec<(PathBuf, Origin)>, ConfigError> {
     let main_path = match main {
         Some(p) => p.to_path_buf(),
         None => root.join(MAIN_FILE),
     };
     let mut files = Vec::new();
     if main_path.exists() {
-        files.push(main_path.clone());
+        files.push((main_path.clone(), Origin::Local));
     } else if main.is_some() {
         return Err(ConfigError::Missing(main_path));
     }
     for dir in DROPIN_DIRS {
+        let origin = if dir.starts_with("usr/") {
+            Origin::Image
+        } else {
+            Origin::Local
+        };
         let dir = root.join(dir);
         let rd = match std::fs::read_dir(&dir) {
             Ok(rd) => rd,
@@ -469,7 +581,7 @@ pub fn discover(root: &Path, main: Option<&Path>) -> Result<Vec<PathBuf>, Config
             .filter(|p| p.extension().is_some_and(|e| e == "toml"))
             .collect();
         names.sort();
-        files.extend(names);
+        files.extend(names.into_iter().map(|n| (n, origin)));
     }
     if files.is_empty() {
         return Err(ConfigError::Missing(main_path));
@@ -481,11 +593,16 @@ pub fn discover(root: &Path, main: Option<&Path>) -> Result<Vec<PathBuf>, Config
 pub fn load(root: &Path, main: Option<&Path>) -> Result<Settings, ConfigError> {
     let sources = discover(root, main)?
         .into_iter()
-        .map(|path| {
+        .map(|(path, origin)| {
+            crate::sys::check_trusted_file(&path).map_err(|message| ConfigError::Unsafe {
+                path: path.clone(),
+                message,
+            })?;
             std::fs::read_to_string(&path)
                 .map(|text| Source {
                     path: path.clone(),
                     text,
+                    origin,
                 })
                 .map_err(|source| ConfigError::Io { path, source })
         })
@@ -508,10 +625,7 @@ size = 67108864
 "#;
 
     fn src(name: &str, text: &str) -> Source {
-        Source {
-            path: PathBuf::from(name),
-            text: text.to_string(),
-        }
+        Source::image(name, text)
     }
 
     #[test]
@@ -604,6 +718,78 @@ size = 67108864
     }
 
     #[test]
+    fn only_the_image_decides_what_is_trusted() {
+        let local = |t: &str| Source::local("/etc/tandem/conf.d/50-x.toml", t);
+        let image = |t: &str| Source::image("/usr/lib/tandem/conf.d/00-image.toml", t);
+        // Defaults: the image's keyring, no local trust settings.
+        let s = parse(&[Source::local("/etc/tandem/tandem.toml", BASE)]).unwrap();
+        assert_eq!(s.keyring_dir, PathBuf::from(DEFAULT_KEYRING));
+        assert!(!s.require_verity);
+        for (key, text, opt_in) in [
+            (
+                "keyring.directory",
+                "[keyring]\ndirectory = \"/etc/tandem/keys\"\n",
+                true,
+            ),
+            ("keyring.threshold", "[keyring]\nthreshold = 1\n", true),
+            (
+                "keyring.allow_local",
+                "[keyring]\nallow_local = true\n",
+                false,
+            ),
+            ("image.version", "[image]\nversion = \"9.0.0\"\n", false),
+            (
+                "image.security_epoch",
+                "[image]\nsecurity_epoch = 0\n",
+                false,
+            ),
+            (
+                "boot.require_verity",
+                "[boot]\nrequire_verity = false\n",
+                false,
+            ),
+        ] {
+            let e = parse(&[image(BASE), local(text)]).unwrap_err();
+            match &e {
+                ConfigError::Untrusted {
+                    path,
+                    key: k,
+                    opt_in: o,
+                } => {
+                    assert_eq!(k, key);
+                    assert_eq!(*o, opt_in, "{key}");
+                    assert!(path.ends_with("50-x.toml"));
+                }
+                other => panic!("{key}: {other}"),
+            }
+            let msg = e.to_string();
+            assert!(msg.contains(key) && msg.contains("50-x.toml"), "{msg}");
+            // The same key in the image is fine.
+            parse(&[image(BASE), image(text)]).unwrap();
+        }
+        // The image may open the keyring (only the keyring) to /etc.
+        let opened = "[keyring]\nallow_local = true\n";
+        let s = parse(&[
+            image(BASE),
+            image(opened),
+            local("[keyring]\ndirectory = \"/etc/tandem/keys\"\nthreshold = 2\n"),
+        ])
+        .unwrap();
+        assert_eq!(s.keyring_dir, PathBuf::from("/etc/tandem/keys"));
+        assert_eq!(s.threshold, 2);
+        assert!(parse(&[
+            image(BASE),
+            image(opened),
+            local("[image]\nversion = \"9.0.0\"\n")
+        ])
+        .is_err());
+        // ...but a local file cannot open it for itself.
+        assert!(parse(&[image(BASE), local(opened)]).is_err());
+        let s = parse(&[image(BASE), image("[boot]\nrequire_verity = true\n")]).unwrap();
+        assert!(s.require_verity);
+    }
+
+    #[test]
     fn sizes() {
         for (s, want) in [
             ("4096", Some(4096)),
@@ -633,19 +819,17 @@ size = 67108864
         std::fs::write(r.join("etc/tandem/conf.d/05-a.toml"), "").unwrap();
         std::fs::write(r.join("etc/tandem/conf.d/README"), "").unwrap();
         std::fs::write(r.join("usr/lib/tandem/conf.d/99-z.toml"), "").unwrap();
-        let got: Vec<String> = discover(r, None)
+        let got: Vec<(String, Origin)> = discover(r, None)
             .unwrap()
             .iter()
-            .map(|p| p.strip_prefix(r).unwrap().display().to_string())
+            .map(|(p, o)| (p.strip_prefix(r).unwrap().display().to_string(), *o))
             .collect();
-        assert_eq!(
-            got,
-            [
-                "etc/tandem/tandem.toml",
-                "usr/lib/tandem/conf.d/99-z.toml",
-                "etc/tandem/conf.d/05-a.toml",
-                "etc/tandem/conf.d/10-b.toml"
-            ]
-        );
+        let want = [
+            ("etc/tandem/tandem.toml", Origin::Local),
+            ("usr/lib/tandem/conf.d/99-z.toml", Origin::Image),
+            ("etc/tandem/conf.d/05-a.toml", Origin::Local),
+            ("etc/tandem/conf.d/10-b.toml", Origin::Local),
+        ];
+        assert_eq!(got, want.map(|(p, o)| (p.to_string(), o)).to_vec());
     }
 }

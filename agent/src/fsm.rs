@@ -69,7 +69,9 @@ pub fn transition(from: SlotState, event: Event) -> Result<SlotState, Transition
         (_, InstallStarted) => Invalid,
         (Invalid, InstallCompleted) => Installed,
         (Invalid, InstallFailed) => Invalid,
-        (Installed | Good | Unknown, MarkedGood) => Good,
+        // Bad too: an operator who marked the running group bad (or whose
+        // device booted it as the bootloader's last resort) may commit it.
+        (Installed | Good | Unknown | Bad, MarkedGood) => Good,
         (Invalid, MarkedBad) => Invalid,
         (Unknown | Installed | Good | Bad, MarkedBad) => Bad,
         _ => {
@@ -110,7 +112,7 @@ mod tests {
             ],
             [Some(Invalid), None, None, Some(Good), Some(Bad)],
             [Some(Invalid), None, None, Some(Good), Some(Bad)],
-            [Some(Invalid), None, None, None, Some(Bad)],
+            [Some(Invalid), None, None, Some(Good), Some(Bad)],
         ];
         for (i, &s) in states.iter().enumerate() {
             for (j, &e) in events.iter().enumerate() {

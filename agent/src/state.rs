@@ -77,6 +77,16 @@ pub struct SlotRecord {
     pub security_epoch: Option<u64>,
     pub installed_at: Option<String>,
     pub images: Vec<ImageRecord>,
+    /// Whether the bootloader was told to try this installed group. An
+    /// install that was cut off between "installed" and "armed" leaves
+    /// `false`: the group can be armed again (`tandem arm`), and its
+    /// absence from the bootloader is no failed trial.
+    #[serde(default)]
+    pub armed: bool,
+    /// The kernel parameters the group boots with (its dm-verity root
+    /// hash), kept so that it can be armed again without the bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verity_args: Option<String>,
 }
 
 impl Default for SlotRecord {
@@ -87,6 +97,8 @@ impl Default for SlotRecord {
             security_epoch: None,
             installed_at: None,
             images: vec![],
+            armed: false,
+            verity_args: None,
         }
     }
 }
@@ -107,6 +119,7 @@ pub enum OperationKind {
     MarkBad,
     Rollback,
     BootCheck,
+    Arm,
 }
 
 impl OperationKind {
@@ -118,6 +131,7 @@ impl OperationKind {
             OperationKind::MarkBad => "mark-bad",
             OperationKind::Rollback => "rollback",
             OperationKind::BootCheck => "boot-check",
+            OperationKind::Arm => "arm",
         }
     }
 }
@@ -340,7 +354,7 @@ mod tests {
     #[test]
     fn operation_names_match_json() {
         use OperationKind::*;
-        for k in [Install, MarkGood, MarkBad, Rollback, BootCheck] {
+        for k in [Install, MarkGood, MarkBad, Rollback, BootCheck, Arm] {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
     }

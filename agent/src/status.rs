@@ -137,8 +137,13 @@ pub fn build(
         status_version: STATUS_VERSION,
         compatible: settings.compatible.clone(),
         booted,
-        // With no bootloader integration the running slot stays primary.
-        primary: booted,
+        // The bootloader decides what boots next; with no bootloader
+        // integration the running slot stays primary. When the bootloader
+        // cannot be read, nobody knows.
+        primary: match boot {
+            None => booted,
+            Some(view) => view.primary,
+        },
         boot_backend: settings.boot.backend(),
         security_epoch_floor: state.security_epoch_floor,
         boot_error: boot.and_then(|b| b.error.clone()),

@@ -15,6 +15,8 @@ pub struct BootFacts {
     /// The bootloader's view of the other group (None: no bootloader).
     pub other_mark: Option<Mark>,
     pub other_tries_left: Option<u32>,
+    /// Whether the state store recorded arming the other group.
+    pub other_armed: bool,
     pub primary: Option<SlotGroup>,
 }
 
@@ -34,6 +36,10 @@ pub enum Decision {
     /// The booted group is recorded invalid or bad (e.g. chosen by hand in
     /// the boot menu): report it, change nothing.
     BootedUnhealthy,
+    /// The other group was installed, but the install stopped (power cut)
+    /// before the bootloader was told to try it: nothing failed. It can be
+    /// armed again (`tandem arm`); change nothing.
+    NotArmed { installed: SlotGroup },
 }
 
 pub fn decide(f: &BootFacts) -> Decision {
@@ -45,6 +51,13 @@ pub fn decide(f: &BootFacts) -> Decision {
     }
     if f.other_state != SlotState::Installed {
         return Decision::Normal;
+    }
+    // Armed, as far as anyone can tell: the store says so, or the
+    // bootloader holds a trial counter for it (arming had happened; the
+    // power went before the store learnt of it).
+    let armed = f.other_armed || f.other_tries_left.is_some();
+    if f.other_mark.is_some() && !armed {
+        return Decision::NotArmed { installed: other };
     }
     let trial_pending = f.other_mark != Some(Mark::Bad)
         && f.other_tries_left.is_some_and(|n| n > 0)
@@ -79,8 +92,14 @@ mod tests {
             other_state,
             other_mark: mark,
             other_tries_left: tries,
+            other_armed: true,
             primary,
         }
+    }
+
+    fn unarmed(mut f: BootFacts) -> BootFacts {
+        f.other_armed = false;
+        f
     }
 
     #[test]
@@ -120,8 +139,32 @@ mod tests {
                 facts(Good, Installed, g, Some(2), Some(A)),
                 Decision::FellBack { failed: B },
             ),
+            // installed, then the power went before the bootloader was
+            // told: the group is still marked bad there, and nothing failed
+            (
+                unarmed(facts(Good, Installed, Some(Mark::Bad), None, Some(A))),
+                Decision::NotArmed { installed: B },
+            ),
+            // ...but a trial counter in the bootloader proves it was armed
+            (
+                unarmed(facts(Good, Installed, g, Some(0), Some(A))),
+                Decision::FellBack { failed: B },
+            ),
+            (
+                unarmed(facts(Good, Installed, g, Some(1), Some(B))),
+                Decision::PendingReboot { armed: B },
+            ),
+            // armed, then marked bad by the boot script or an operator
+            (
+                facts(Good, Installed, Some(Mark::Bad), None, Some(A)),
+                Decision::FellBack { failed: B },
+            ),
             // no bootloader: installs wait for a manual switch
             (facts(Good, Installed, None, None, None), Decision::Normal),
+            (
+                unarmed(facts(Good, Installed, None, None, None)),
+                Decision::Normal,
+            ),
             // booted something recorded unhealthy
             (
                 facts(Invalid, Good, g, None, Some(B)),

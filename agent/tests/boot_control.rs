@@ -208,10 +208,17 @@ fn a_failing_helper_is_reported_with_its_stderr() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("flash is write-protected"), "{err}");
-    // The target could not be made unbootable first, so nothing was written.
+    // The bootloader could not even be asked about the booted group, so
+    // nothing was written and the target was never touched.
     assert_eq!(fx.snapshot(), snap);
     let st = fx.state();
-    assert_eq!(st.slot(B).state, tandem::fsm::SlotState::Invalid);
+    assert_eq!(st.slot(B).state, tandem::fsm::SlotState::Unknown);
+    assert!(st
+        .last_operation
+        .unwrap()
+        .error
+        .unwrap()
+        .contains("flash is write-protected"));
 }
 
 /// A device booted from a with the GRUB backend on a fresh grubenv;

@@ -301,7 +301,7 @@ fn install_reports_progress_and_completed_to_a_foreign_client() {
     bus.serve(&fx);
     assert_eq!(bus.property("Operation"), "s \"idle\"");
     assert_eq!(bus.property("BootedSlot"), "s \"a\"");
-    assert_eq!(bus.property("Version"), "u 1");
+    assert_eq!(bus.property("Version"), "u 2");
     let lines = bus.monitor();
 
     let o = bus.call("Install", &["sa{sv}", &server.url, "0"]);

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use tandem::bundle::manifest::Compression;
 use tandem::fsm::SlotState;
+use tandem::install::Options;
 use tandem::slot::SlotGroup;
 use tandem::state::OperationResult;
 
@@ -78,12 +79,25 @@ fn unknown_booted_slot_refuses_to_write() {
 }
 
 #[test]
-fn exact_slot_size_fits_and_reinstall_of_same_version_works() {
+fn exact_slot_size_fits_and_the_running_version_installs_only_with_force() {
     let fx = Fx::new(&["rootfs"]);
     let img = pattern(SLOT_SIZE as usize, 9);
+    let snap = fx.snapshot();
+    // 1.0.0 is what runs: a replay of it is refused, nothing written.
     let b = fx.bundle("u.tnd", "1.0.0", &[("rootfs", &img, Compression::Zstd)]);
-    fx.install(&b).unwrap();
-    fx.install(&b).unwrap();
+    let e = fx.install(&b).unwrap_err();
+    assert!(e.to_string().contains("already running"), "{e}");
+    assert_eq!(
+        tandem::ops::install_outcome(&e),
+        tandem::ops::Outcome::Refused
+    );
+    assert_eq!(fx.snapshot(), snap);
+    let force = Options {
+        force: true,
+        ..Default::default()
+    };
+    fx.install_opts(&b, &force).unwrap();
+    fx.install_opts(&b, &force).unwrap();
     assert_eq!(fx.slot(SlotGroup::B, "rootfs"), img);
 }
 

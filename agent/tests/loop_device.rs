@@ -52,11 +52,7 @@ fn install_into_loop_devices() {
         "compatible = \"tandem-test\"\n[keyring]\ndirectory = \"{p}/keys\"\n[state]\ndirectory = \"{p}/state\"\n[boot]\ncmdline = \"{p}/cmdline\"\n[slots.a.rootfs]\ndevice = \"{}\"\n[slots.b.rootfs]\ndevice = \"{}\"\n",
         la.0, lb.0
     );
-    let settings = tandem::config::parse(&[tandem::config::Source {
-        path: "t.toml".into(),
-        text: cfg,
-    }])
-    .unwrap();
+    let settings = tandem::config::parse(&[tandem::config::Source::image("t.toml", cfg)]).unwrap();
     let before_a = std::fs::read(&la.0).unwrap();
     // An odd size exercises the unaligned tail after the O_DIRECT body.
     let img = pattern((9 << 20) + 777, 0x5);

@@ -34,11 +34,7 @@ fn check(name: &str, actual: &str) {
 
 #[test]
 fn status_json_v1() {
-    let s = config::parse(&[config::Source {
-        path: "t.toml".into(),
-        text: CONFIG.into(),
-    }])
-    .unwrap();
+    let s = config::parse(&[config::Source::image("t.toml", CONFIG)]).unwrap();
     let mut st = State::default();
     st.apply(SlotGroup::B, Event::InstallStarted).unwrap();
     st.apply(SlotGroup::B, Event::InstallCompleted).unwrap();

@@ -206,7 +206,9 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
                 path: &slot_image,
                 verity_args: verity
                     .as_ref()
-                    .and_then(tandem::install::verity_kernel_args),
+                    .map(tandem::install::verity_kernel_args)
+                    .transpose()
+                    .map_err(BuildError::Step)?,
             };
             disk::build(spec, chain, &slot, &o.work, &path, &seed, epoch)?;
             Some(path)

@@ -184,9 +184,7 @@ pub fn agent_config(r: &Recipe) -> String {
     format!(
         r#"# Written by tandem-image for recipe {name}.
 compatible = "{compatible}"
-
-[keyring]
-directory = "/etc/tandem/keys"
+# The keyring is the image's own, /usr/lib/tandem/keys (docs/config.md).
 
 [state]
 directory = "/var/lib/tandem"
@@ -299,7 +297,7 @@ pub fn stage(
     )?;
     write(
         stage,
-        "etc/tandem/keys/vendor.pub",
+        "usr/lib/tandem/keys/vendor.pub",
         tandem::bundle::keys::format_public(&key.verifying_key(), "image signing key").as_bytes(),
         0o644,
     )?;

@@ -329,8 +329,19 @@ pub fn booted(vm: &mut Vm, slot: char, t: &mut Timeline) -> Result<(), RigError>
 
 /// Installs a bundle over HTTP with --reboot; waits for the download to finish.
 pub fn install_and_reboot(vm: &mut Vm, bundle: &str, t: &mut Timeline) -> Result<(), RigError> {
+    install_with(vm, bundle, "", t)
+}
+
+/// [`install_and_reboot`] with extra `tandem install` flags (e.g. `--force`
+/// to install the version that runs into the other slot too).
+pub fn install_with(
+    vm: &mut Vm,
+    bundle: &str,
+    flags: &str,
+    t: &mut Timeline,
+) -> Result<(), RigError> {
     vm.send(&format!(
-        "tandem install http://10.0.2.100/{bundle} --reboot"
+        "tandem install {flags} http://10.0.2.100/{bundle} --reboot"
     ))?;
     let (l, k) = vm.expect_any(&["armed for", "error:"], Duration::from_secs(180))?;
     if k == 1 {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::scenario::{
-    booted, expect_code, fail, install_and_reboot, verified, Fixture, Timeline, BOOT,
+    booted, expect_code, fail, install_and_reboot, install_with, verified, Fixture, Timeline, BOOT,
 };
 use crate::vm::{Disk, Vm};
 use crate::RigError;
@@ -35,7 +35,13 @@ pub fn update_both_ways(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> 
     install_and_reboot(&mut vm, "minimal-1.1.0.tnd", t)?;
     verified(&mut vm, 'b', t)?;
     trial_commits(&mut vm, 'b', t)?;
-    install_and_reboot(&mut vm, "minimal-1.1.0.tnd", t)?;
+    // 1.1.0 runs now: installing it again into a needs --force.
+    expect_code(
+        &mut vm,
+        "tandem install http://10.0.2.100/minimal-1.1.0.tnd",
+        4,
+    )?;
+    install_with(&mut vm, "minimal-1.1.0.tnd", "--force", t)?;
     verified(&mut vm, 'a', t)?;
     trial_commits(&mut vm, 'a', t)?;
     expect_code(
@@ -212,9 +218,40 @@ impl Rng {
     }
 }
 
+/// The phases of scenario 5, cut in turn: what runs, and the window (ms)
+/// in which the power is cut after it was typed.
+const PHASES: [(&str, &str, u64); 5] = [
+    (
+        "install",
+        "tandem install --force http://10.0.2.100/minimal-1.1.0.tnd",
+        2500,
+    ),
+    (
+        "arming + trial boot + commit",
+        "tandem install --force --reboot http://10.0.2.100/minimal-1.1.0.tnd",
+        20_000,
+    ),
+    ("rollback", "tandem rollback", 400),
+    (
+        "mark-bad + mark-good",
+        "tandem mark-bad; tandem mark-good",
+        400,
+    ),
+    // The other group half-written (the install is cut first, see below),
+    // then the booted one marked bad by force: nothing is marked bootable
+    // until mark-good, so a cut in between leaves the bootloader its last
+    // resort, which must find the booted group intact.
+    (
+        "half-written other group, then forced mark-bad of the booted one",
+        "tandem mark-bad --force; tandem mark-good",
+        400,
+    ),
+];
+
 /// Scenario 5: power cuts at random moments during install, arming and the
-/// trial, commit and rollback. After every cut the next boot must reach a
-/// working slot and `tandem status` must read the state cleanly.
+/// trial, commit and rollback, and with nothing marked bootable. After
+/// every cut the next boot must reach a working slot and `tandem status`
+/// must read the state cleanly. Prints the cuts per phase and the seed.
 pub fn power_cuts(
     fx: &Fixture,
     t: &mut Timeline,
@@ -227,47 +264,68 @@ pub fn power_cuts(
     let mut rng = Rng::new(seed);
     let mut cfg = fx.config(name, disk, Some(&server));
     let mut vm = Vm::start(&cfg)?;
-    let (l, _) = vm.expect_any(&["TANDEM-READY slot=a", "TANDEM-READY slot=b"], BOOT)?;
+    let ready = ["TANDEM-READY slot=a", "TANDEM-READY slot=b"];
+    let (l, _) = vm.expect_any(&ready, BOOT)?;
     let mut slot = if l.text.contains("slot=b") { 'b' } else { 'a' };
+    let mut per_phase = [0usize; PHASES.len()];
+    let mut refusals = 0;
+    let mut boots = 0;
     for i in 0..cuts {
-        let (what, cmd, window_ms): (&str, String, u64) = match i % 4 {
-            0 => (
-                "install",
-                "tandem install --force http://10.0.2.100/minimal-1.1.0.tnd".into(),
-                2500,
-            ),
-            1 => (
-                "arming + trial boot + commit",
-                "tandem install --force --reboot http://10.0.2.100/minimal-1.1.0.tnd".into(),
-                20_000,
-            ),
-            2 => ("rollback", "tandem rollback".into(), 400),
-            _ => (
-                "mark-bad + mark-good",
-                "tandem mark-bad; tandem mark-good".into(),
-                400,
-            ),
-        };
+        let phase = i % PHASES.len();
+        let (what, cmd, window_ms) = PHASES[phase];
+        if phase == 4 {
+            // First leave the other group half-written: an install cut
+            // while it streams (the power cut below is one more boot).
+            vm.send(PHASES[0].1)?;
+            std::thread::sleep(Duration::from_millis(300 + rng.below(1500)));
+            vm.power_cut()?;
+            cfg.name = format!("{name}-{i}-pre");
+            vm = Vm::start(&cfg)?;
+            let (l, _) = vm.expect_any(&ready, Duration::from_secs(150))?;
+            boots += 1;
+            slot = if l.text.contains("slot=b") { 'b' } else { 'a' };
+            let st = crate::scenario::status(&mut vm)?;
+            let other = if slot == 'a' { 1 } else { 0 };
+            if st["slots"][other]["state"] == "invalid" {
+                // Marking the booted group bad now would leave nothing
+                // to boot: refused without --force, and nothing changes.
+                expect_code(&mut vm, "tandem mark-bad", 7)?;
+                refusals += 1;
+            }
+        }
         let delay = rng.below(window_ms);
-        vm.send(&cmd)?;
+        vm.send(cmd)?;
         std::thread::sleep(Duration::from_millis(delay));
         let took = vm.power_cut()?;
+        per_phase[phase] += 1;
         cfg.name = format!("{name}-{i}");
         vm = Vm::start(&cfg)?;
-        let (l, _) = vm.expect_any(
-            &["TANDEM-READY slot=a", "TANDEM-READY slot=b"],
-            Duration::from_secs(150),
-        )?;
+        let (l, _) = vm.expect_any(&ready, Duration::from_secs(150))?;
+        boots += 1;
         let now = if l.text.contains("slot=b") { 'b' } else { 'a' };
         let code = vm.run("tandem status >/dev/null", Duration::from_secs(30))?;
         if code != 0 {
             return Err(fail(format!(
-                "cut {i} ({what} +{delay} ms): tandem status exited {code} afterwards"
+                "cut {i} ({what} +{delay} ms, seed {seed}): tandem status exited {code} afterwards"
             )));
         }
         t.step(format!("cut {i:2} during {what} at +{delay} ms (QMP quit {} ms): booted {slot}→{now}, status reads", took.as_millis()));
         slot = now;
+        if phase == 4 {
+            // Whatever the cut left, commit what runs before going on, so
+            // the next phases start from a device with a committed group.
+            vm.run("tandem mark-good", Duration::from_secs(30))?;
+        }
     }
+    let counts: Vec<String> = PHASES
+        .iter()
+        .zip(per_phase)
+        .map(|((what, _, _), n)| format!("{n} during {what}"))
+        .collect();
+    t.step(format!(
+        "seed {seed}: {cuts} cuts ({}), {boots} boots, each to a working slot; {refusals} mark-bad refused with the other group half-written",
+        counts.join(", ")
+    ));
     Ok(())
 }
 

@@ -13,6 +13,11 @@
 //! | `arm SLOT TRIES` | — (boot SLOT next, at most TRIES times, then fall back) |
 //! | `get-tries SLOT` | trial boots left, or empty when not on trial |
 //! | `max-tries` | the largest TRIES the board can count (optional; default 1) |
+//! | `can-set-verity` | `yes` if the helper takes `set-verity` (optional; default no) |
+//! | `set-verity SLOT [PARAMS]` | — (kernel parameters for SLOT's next boots, e.g. its dm-verity root hash; none: clear) |
+//!
+//! A bundle whose rootfs is verified by dm-verity is refused before
+//! anything is written unless the helper answers `yes` to `can-set-verity`.
 //!
 //! Every `set-*`/`arm` must be power-safe on the helper's side: after a
 //! power cut the board must boot the old or the new choice.
@@ -30,6 +35,7 @@ pub struct Custom {
     command: PathBuf,
     /// Asked of the helper the first time it matters, not on every start.
     max_tries: std::cell::OnceCell<u32>,
+    verity: std::cell::OnceCell<bool>,
 }
 
 impl Custom {
@@ -37,6 +43,7 @@ impl Custom {
         Ok(Custom {
             command: command.to_path_buf(),
             max_tries: std::cell::OnceCell::new(),
+            verity: std::cell::OnceCell::new(),
         })
     }
 
@@ -86,6 +93,22 @@ impl Custom {
 impl Bootloader for Custom {
     fn name(&self) -> &'static str {
         BACKEND
+    }
+
+    fn can_pass_verity(&self) -> bool {
+        *self.verity.get_or_init(|| {
+            self.run(&["can-set-verity"])
+                .is_ok_and(|out| out.trim() == "yes")
+        })
+    }
+
+    fn set_verity(&mut self, g: SlotGroup, args: Option<&str>) -> Result<bool, BootError> {
+        if !self.can_pass_verity() {
+            return Ok(false);
+        }
+        let mut argv = vec!["set-verity", g.as_str()];
+        argv.extend(args.into_iter().flat_map(str::split_whitespace));
+        self.run(&argv).map(|_| true)
     }
 
     fn primary(&mut self) -> Result<Option<SlotGroup>, BootError> {

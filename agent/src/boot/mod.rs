@@ -89,6 +89,12 @@ pub trait Bootloader {
     fn set_verity(&mut self, _g: SlotGroup, _args: Option<&str>) -> Result<bool, BootError> {
         Ok(false)
     }
+    /// Whether [`Bootloader::set_verity`] can deliver parameters at all
+    /// (asked before anything is written, so that a bundle that needs them
+    /// is refused up front).
+    fn can_pass_verity(&self) -> bool {
+        false
+    }
     /// Everything the agent reads at once: primary, and per group its mark
     /// and trial tries. Backends that can read it in one go override this.
     fn snapshot(&mut self) -> Result<Snapshot, BootError> {
@@ -101,6 +107,27 @@ pub trait Bootloader {
         }
         Ok(s)
     }
+}
+
+/// Tells the bootloader to try `g` for `tries` boots, with `verity` (its
+/// dm-verity kernel parameters) passed first while it still cannot boot.
+/// A backend that cannot pass parameters is an error when there are any:
+/// a group that asked for dm-verity never boots without it.
+pub fn arm_with_verity(
+    b: &mut dyn Bootloader,
+    g: SlotGroup,
+    verity: Option<&str>,
+    tries: u32,
+) -> Result<(), BootError> {
+    if !b.set_verity(g, verity)? && verity.is_some() {
+        return Err(BootError::Unsupported {
+            backend: b.name(),
+            message: format!(
+                "cannot pass slot {g}'s dm-verity root hash to the kernel; it is not armed"
+            ),
+        });
+    }
+    b.arm(g, tries)
 }
 
 /// Opens the configured backend; `None` for backend `none`.
@@ -213,6 +240,10 @@ impl<S: EnvStore> Bootloader for EnvBootloader<S> {
             Ok(())
         })?;
         Ok(true)
+    }
+
+    fn can_pass_verity(&self) -> bool {
+        true
     }
 
     /// One load of the variables instead of one per question.

@@ -104,14 +104,14 @@ pub(super) fn run(
         } => {
             let (ring, threshold, http) = match keyring {
                 Some(dir) => (
-                    Keyring::load_dir(&dir)?,
+                    crate::install::load_keyring(&dir)?,
                     threshold.unwrap_or(1),
                     crate::config::HttpSettings::default(),
                 ),
                 None => {
                     let s = load()?;
                     (
-                        Keyring::load_dir(&s.keyring_dir)?,
+                        crate::install::load_keyring(&s.keyring_dir)?,
                         threshold.unwrap_or(s.threshold),
                         s.http,
                     )

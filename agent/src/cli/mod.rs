@@ -77,6 +77,17 @@ enum Command {
     MarkBad {
         /// a or b
         slot: Option<crate::slot::SlotGroup>,
+        /// Even when the other group could not boot either (the bootloader
+        /// is then left to its last resort)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Arm the installed other group for a trial boot (after an install
+    /// that was cut off before it could)
+    Arm {
+        /// Reboot into it once it is armed
+        #[arg(long)]
+        reboot: bool,
     },
     /// Make the other slot group primary, if it is known to be good
     Rollback,
@@ -161,12 +172,24 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             println!("slot group {g} committed");
             Ok(())
         }
-        Command::MarkBad { slot } => {
+        Command::MarkBad { slot, force } => {
             let g = match daemon() {
-                Some(conn) => client::mark_bad(&conn, slot)?,
-                None => ops::mark_bad(&load()?, slot)?.to_string(),
+                Some(conn) => client::mark_bad(&conn, slot, force)?,
+                None => ops::mark_bad(&load()?, slot, force)?.to_string(),
             };
             println!("slot group {g} marked bad");
+            Ok(())
+        }
+        Command::Arm { reboot } => {
+            let g = match daemon() {
+                Some(conn) => client::arm(&conn)?,
+                None => ops::arm(&load()?)?.to_string(),
+            };
+            println!("slot group {g} armed for a trial boot");
+            if reboot {
+                eprintln!("rebooting into slot group {g}");
+                ops::reboot()?;
+            }
             Ok(())
         }
         Command::Rollback => {
@@ -248,6 +271,7 @@ fn boot_check(s: &config::Settings) -> Result<(), Error> {
     match &outcome {
         BootCheck::Normal { booted } => println!("tandem: boot check: slot {booted} is committed; nothing to do"),
         BootCheck::Pending { armed } => println!("tandem: boot check: slot {armed} is armed; reboot to try it"),
+        BootCheck::NotArmed { installed } => println!("tandem: boot check: slot {installed} is installed but was never armed (the install was cut off); `tandem arm` arms it"),
         BootCheck::Unhealthy { booted } => println!("tandem: boot check: WARNING: running slot {booted}, which is recorded invalid or bad"),
         BootCheck::Committed { booted, checks } => println!("tandem: boot check: all {checks} health check(s) passed; slot {booted} committed"),
         BootCheck::FellBack { failed, version } => println!(

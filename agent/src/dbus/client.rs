@@ -25,6 +25,8 @@ trait Agent1 {
     fn cancel(&self) -> zbus::Result<()>;
     fn mark_good(&self) -> zbus::Result<String>;
     fn mark_bad(&self, slot: &str) -> zbus::Result<String>;
+    fn mark_bad_with(&self, slot: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<String>;
+    fn arm(&self) -> zbus::Result<String>;
     fn rollback(&self) -> zbus::Result<String>;
     fn get_status(&self) -> zbus::Result<String>;
 }
@@ -84,9 +86,24 @@ pub fn mark_good(conn: &Connection) -> Result<String, Error> {
     proxy(conn)?.mark_good().map_err(call_error)
 }
 
-pub fn mark_bad(conn: &Connection, slot: Option<crate::slot::SlotGroup>) -> Result<String, Error> {
+pub fn mark_bad(
+    conn: &Connection,
+    slot: Option<crate::slot::SlotGroup>,
+    force: bool,
+) -> Result<String, Error> {
     let slot = slot.map(|s| s.to_string()).unwrap_or_default();
-    proxy(conn)?.mark_bad(&slot).map_err(call_error)
+    if force {
+        let options = HashMap::from([("force", Value::from(true))]);
+        proxy(conn)?
+            .mark_bad_with(&slot, options)
+            .map_err(call_error)
+    } else {
+        proxy(conn)?.mark_bad(&slot).map_err(call_error)
+    }
+}
+
+pub fn arm(conn: &Connection) -> Result<String, Error> {
+    proxy(conn)?.arm().map_err(call_error)
 }
 
 pub fn rollback(conn: &Connection) -> Result<String, Error> {

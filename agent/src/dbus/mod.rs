@@ -14,9 +14,13 @@ pub const OBJECT_PATH: &str = "/dev/tandem/Agent1";
 /// Interface name; the trailing digit is its major version.
 pub const INTERFACE: &str = "dev.tandem.Agent1";
 /// Minor revision of the interface, published as the `Version` property.
-pub const INTERFACE_VERSION: u32 = 1;
+pub const INTERFACE_VERSION: u32 = 2;
 
 /// polkit action for Install and Cancel.
 pub const ACTION_INSTALL: &str = "dev.tandem.install";
-/// polkit action for MarkGood, MarkBad and Rollback.
+/// polkit action for MarkGood, MarkBad, Arm and Rollback.
 pub const ACTION_MANAGE: &str = "dev.tandem.manage";
+/// polkit action (auth_admin by default) for what overrides a safety
+/// check: installing a downgrade or with `force`, marking the last
+/// bootable group bad.
+pub const ACTION_FORCE: &str = "dev.tandem.force";

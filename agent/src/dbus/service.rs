@@ -19,7 +19,9 @@ use zbus::zvariant::OwnedValue;
 use zbus::Connection;
 
 use super::auth::authorize;
-use super::{ACTION_INSTALL, ACTION_MANAGE, BUS_NAME, INTERFACE_VERSION, OBJECT_PATH};
+use super::{
+    ACTION_FORCE, ACTION_INSTALL, ACTION_MANAGE, BUS_NAME, INTERFACE_VERSION, OBJECT_PATH,
+};
 use crate::config::Settings;
 use crate::install::{self, Snapshot, Tracker};
 use crate::ops::{self, Outcome};
@@ -91,6 +93,10 @@ struct Shared {
     worker: Option<JoinHandle<()>>,
     /// Set once a stop signal came: no new jobs.
     stopping: bool,
+    /// What the bootloader boots next, read when the daemon starts and
+    /// after every operation (never on the bus executor: a `Get` from
+    /// anyone must not wait for a bootloader helper).
+    primary: Option<SlotGroup>,
 }
 
 struct Inner {
@@ -138,7 +144,7 @@ impl InstallOptions {
 
 impl Agent {
     pub fn new(settings: Settings) -> Agent {
-        Agent {
+        let agent = Agent {
             inner: Arc::new(Inner {
                 booted: ops::booted_slot(&settings),
                 settings,
@@ -149,9 +155,20 @@ impl Agent {
                     cancel: None,
                     worker: None,
                     stopping: false,
+                    primary: None,
                 }),
             }),
-        }
+        };
+        agent.refresh_primary();
+        agent
+    }
+
+    /// Reads the bootloader's primary group into the cache (blocking).
+    fn refresh_primary(&self) {
+        let primary = ops::status(&self.inner.settings)
+            .ok()
+            .and_then(|s| s.primary);
+        self.shared().primary = primary;
     }
 
     fn shared(&self) -> MutexGuard<'_, Shared> {
@@ -247,6 +264,8 @@ impl Agent {
             }
         };
         tracing::info!(operation = op, result = name, "{message}");
+        let me = self.clone();
+        blocking::unblock(move || me.refresh_primary()).await;
         self.operation_changed(emitter).await?;
         self.progress_changed(emitter).await?;
         self.last_error_changed(emitter).await?;
@@ -395,15 +414,54 @@ impl Agent {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<String, AgentError> {
         authorize(conn, &hdr, ACTION_MANAGE).await?;
-        let slot = match slot.as_str() {
-            "" => None,
-            s => Some(
-                s.parse::<SlotGroup>()
-                    .map_err(|e| AgentError::InvalidArgs(e.to_string()))?,
-            ),
-        };
-        self.control("mark-bad", &emitter, move |s| ops::mark_bad(s, slot))
+        let slot = parse_slot(&slot)?;
+        self.control("mark-bad", &emitter, move |s| ops::mark_bad(s, slot, false))
             .await
+    }
+
+    /// `MarkBad` with options: `force` (boolean) marks the group bad even
+    /// when the other group could not boot either; it needs the
+    /// `dev.tandem.force` authorization.
+    async fn mark_bad_with(
+        &self,
+        slot: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<String, AgentError> {
+        let mut force = false;
+        for (k, v) in &options {
+            match k.as_str() {
+                "force" => {
+                    force = bool::try_from(v).map_err(|_| {
+                        AgentError::InvalidArgs("option \"force\" must be a boolean".into())
+                    })?
+                }
+                _ => {
+                    return Err(AgentError::InvalidArgs(format!(
+                        "unknown mark-bad option {k:?} (known: force)"
+                    )))
+                }
+            }
+        }
+        let action = if force { ACTION_FORCE } else { ACTION_MANAGE };
+        authorize(conn, &hdr, action).await?;
+        let slot = parse_slot(&slot)?;
+        self.control("mark-bad", &emitter, move |s| ops::mark_bad(s, slot, force))
+            .await
+    }
+
+    /// Arms the installed, never-armed other group for a trial boot;
+    /// returns it.
+    async fn arm(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<String, AgentError> {
+        authorize(conn, &hdr, ACTION_MANAGE).await?;
+        self.control("arm", &emitter, ops::arm).await
     }
 
     /// Makes the other slot group primary if it is known good; returns it.
@@ -462,9 +520,8 @@ impl Agent {
     /// The group the bootloader boots next; empty when unknown.
     #[zbus(property)]
     fn primary_slot(&self) -> String {
-        ops::status(&self.inner.settings)
-            .ok()
-            .and_then(|s| s.primary)
+        self.shared()
+            .primary
             .map_or(String::new(), |g| g.to_string())
     }
 
@@ -478,6 +535,17 @@ impl Agent {
         result: &str,
         message: &str,
     ) -> zbus::Result<()>;
+}
+
+/// `a`, `b`, or empty for "the booted one".
+fn parse_slot(s: &str) -> Result<Option<SlotGroup>, AgentError> {
+    match s {
+        "" => Ok(None),
+        s => s
+            .parse::<SlotGroup>()
+            .map(Some)
+            .map_err(|e| AgentError::InvalidArgs(e.to_string())),
+    }
 }
 
 /// How long a stop waits for a running job (systemd's default stop timeout

@@ -38,6 +38,11 @@ pub enum InstallError {
     State(#[from] StateError),
     #[error("cannot load the keyring: {0}")]
     Keyring(#[from] KeyError),
+    #[error("keyring {path}: {message}; refusing to trust keys that others could have changed")]
+    UnsafeKeyring {
+        path: std::path::PathBuf,
+        message: String,
+    },
     #[error(transparent)]
     Fetch(#[from] crate::fetch::FetchError),
     #[error("bundle refused: {0}")]
@@ -274,7 +279,14 @@ impl Job<'_, '_> {
         let booted = booted_group(self.ctx)?;
         let target = booted.other();
         self.op.target = Some(target);
-        let keyring = Keyring::load_dir(&settings.keyring_dir)?;
+        if !opts.force {
+            let mark = match boot.as_deref_mut() {
+                Some(b) => Some(b.state(booted)?),
+                None => None,
+            };
+            refuse_without_fallback(self.state, booted, mark)?;
+        }
+        let keyring = load_keyring(&settings.keyring_dir)?;
         let reader = open()?;
         let bundle = UnverifiedBundle::open(reader)?.verify(&keyring, settings.threshold)?;
         let manifest = bundle.manifest().clone();
@@ -313,6 +325,21 @@ impl Job<'_, '_> {
                 .collect(),
         };
         policy::check_with(&manifest, &facts, opts.allow_downgrade, opts.force)?;
+        let verity = verity_args(&manifest).map_err(PolicyError::Verity)?;
+        if verity.is_none() && settings.require_verity {
+            return Err(PolicyError::VerityRequired.into());
+        }
+        if let (Some(b), Some(_)) = (boot.as_deref(), &verity) {
+            if !b.can_pass_verity() {
+                return Err(InstallError::Verity {
+                    group: target,
+                    message: format!(
+                        "boot backend {} cannot pass kernel parameters, and this bundle's rootfs is verified by dm-verity; nothing was written",
+                        b.name()
+                    ),
+                });
+            }
+        }
         progress(Progress::Verified {
             version: &manifest.version,
             target,
@@ -421,6 +448,8 @@ impl Job<'_, '_> {
         rec.security_epoch = Some(manifest.security_epoch);
         rec.installed_at = Some(crate::timefmt::rfc3339(crate::sys::now_unix()));
         rec.images = images.clone();
+        rec.verity_args = verity.clone();
+        rec.armed = false;
         self.op.result = OperationResult::Succeeded;
         self.op.finished_at = rec.installed_at.clone();
         self.state.last_operation = Some(self.op.clone());
@@ -429,18 +458,22 @@ impl Job<'_, '_> {
         tracing::info!(version = %manifest.version, %target, bytes, "installed");
 
         // Only now may the bootloader learn of the new group: first its
-        // verity parameters (the group still cannot boot), then the trial.
+        // verity parameters (the group still cannot boot), then the trial;
+        // then the store records that it was armed. A power cut before
+        // that leaves "installed, not armed", which `tandem arm` finishes.
         let mut armed = None;
         if let Some(b) = boot {
-            let args = verity_args(&manifest);
-            if !b.set_verity(target, args.as_deref())? && args.is_some() {
-                tracing::warn!(backend = b.name(), %target, "this boot backend cannot pass the dm-verity root hash: the group boots without dm-verity");
-            }
-            b.arm(target, settings.boot_tries)
+            crate::boot::arm_with_verity(b, target, verity.as_deref(), settings.boot_tries)
                 .map_err(|source| InstallError::Arm {
                     group: target,
                     source,
                 })?;
+            self.state
+                .slots
+                .get_mut(&target)
+                .expect("both groups")
+                .armed = true;
+            self.store.save(self.state)?;
             armed = Some(settings.boot_tries);
             tracing::info!(%target, tries = settings.boot_tries, backend = b.name(), "armed for a trial boot");
         }
@@ -476,31 +509,70 @@ impl Job<'_, '_> {
     }
 }
 
+/// Loads the trusted keys from `dir`, which must be (like every file in
+/// it) owned by root or the user running tandem and writable by nobody else.
+pub fn load_keyring(dir: &std::path::Path) -> Result<Keyring, InstallError> {
+    crate::sys::check_trusted_dir(dir)
+        .map_err(|(path, message)| InstallError::UnsafeKeyring { path, message })?;
+    Ok(Keyring::load_dir(dir)?)
+}
+
+/// Refuses to overwrite the other group while it is the only fallback: the
+/// booted group is on trial (installed, not committed), recorded bad or
+/// invalid, or marked bad in the bootloader. `--force` skips this.
+pub fn refuse_without_fallback(
+    state: &State,
+    booted: SlotGroup,
+    booted_mark: Option<crate::boot::Mark>,
+) -> Result<(), InstallError> {
+    use crate::fsm::SlotState;
+    let other = booted.other();
+    let why = match state.slot(booted).state {
+        SlotState::Installed => Some(format!(
+            "the booted slot {booted} is on trial and not committed yet"
+        )),
+        SlotState::Bad => Some(format!("the booted slot {booted} is recorded bad")),
+        SlotState::Invalid => Some(format!("the booted slot {booted} is recorded invalid")),
+        SlotState::Good | SlotState::Unknown => match booted_mark {
+            Some(crate::boot::Mark::Bad) => {
+                Some(format!("the bootloader marks the booted slot {booted} bad"))
+            }
+            _ => None,
+        },
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(InstallError::SlotState(format!(
+            "{why}: slot {other} is the only one known to boot, and an install would overwrite it. Commit slot {booted} first (tandem mark-good), or pass --force"
+        ))),
+    }
+}
+
 /// Kernel parameters for the initramfs's dm-verity set-up (docs/disk-layout.md),
 /// from the `rootfs` image's verity data; see [`verity_kernel_args`].
-pub fn verity_args(m: &crate::bundle::manifest::Manifest) -> Option<String> {
-    let img = m
-        .images
-        .iter()
-        .find(|i| i.slot_class.as_str() == "rootfs")?;
-    verity_kernel_args(img.verity.as_ref()?)
+/// `Ok(None)`: the bundle asks for no dm-verity.
+pub fn verity_args(m: &crate::bundle::manifest::Manifest) -> Result<Option<String>, String> {
+    let Some(img) = m.images.iter().find(|i| i.slot_class.as_str() == "rootfs") else {
+        return Ok(None);
+    };
+    match img.verity.as_ref() {
+        None => Ok(None),
+        Some(v) => verity_kernel_args(v).map(Some),
+    }
 }
 
 /// `tandem.verity.roothash=… tandem.verity.hashoffset=… tandem.verity.salt=…`,
-/// or `None` for parameters the initramfs does not take (it assumes sha256
-/// and 4096-byte blocks).
-pub fn verity_kernel_args(v: &crate::bundle::manifest::Verity) -> Option<String> {
+/// or why the initramfs would refuse these parameters (it takes sha256 and
+/// 4096-byte blocks).
+pub fn verity_kernel_args(v: &crate::bundle::manifest::Verity) -> Result<String, String> {
     if v.hash_algorithm != "sha256" || v.data_block_size != 4096 || v.hash_block_size != 4096 {
-        tracing::warn!(
-            algorithm = %v.hash_algorithm,
-            data_block = v.data_block_size,
-            hash_block = v.hash_block_size,
-            "verity parameters the initramfs cannot use (it wants sha256, 4096-byte blocks); not passed"
-        );
-        return None;
+        return Err(format!(
+            "the rootfs's dm-verity uses {} with {}-byte data and {}-byte hash blocks; the initramfs takes sha256 with 4096-byte blocks",
+            v.hash_algorithm, v.data_block_size, v.hash_block_size
+        ));
     }
     let salt = if v.salt.is_empty() { "-" } else { &v.salt };
-    Some(format!(
+    Ok(format!(
         "tandem.verity.roothash={} tandem.verity.hashoffset={} tandem.verity.salt={salt}",
         v.root_hash, v.hash_offset
     ))
@@ -689,12 +761,18 @@ mod verity_tests {
             ),
             // Only the rootfs image's verity reaches the command line.
             (vec![("boot", Some(verity("ab", "sha256", 4096))), ("rootfs", None)], None),
-            // Parameters the initramfs cannot use are not passed.
-            (vec![("rootfs", Some(verity("ab", "sha512", 4096)))], None),
-            (vec![("rootfs", Some(verity("ab", "sha256", 1024)))], None),
         ];
         for (images, want) in cases {
-            assert_eq!(verity_args(&manifest(&images)), want, "{images:?}");
+            assert_eq!(
+                verity_args(&manifest(&images)).ok().flatten(),
+                want,
+                "{images:?}"
+            );
+        }
+        // Parameters the initramfs would refuse are an error, not silence.
+        for bad in [verity("ab", "sha512", 4096), verity("ab", "sha256", 1024)] {
+            let e = verity_args(&manifest(&[("rootfs", Some(bad))])).unwrap_err();
+            assert!(e.contains("4096-byte blocks"), "{e}");
         }
     }
 }

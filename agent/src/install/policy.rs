@@ -41,6 +41,16 @@ pub enum PolicyError {
         version: semver::Version,
         reason: String,
     },
+    #[error(
+        "version {0} is already running here; pass --force to install it into the other slot group too"
+    )]
+    SameVersion(semver::Version),
+    #[error("dm-verity: {0}")]
+    Verity(String),
+    #[error(
+        "the bundle's rootfs has no dm-verity data, and this device requires it ([boot] require_verity)"
+    )]
+    VerityRequired,
     #[error("image {index} is for slot class \"{class}\", which this device does not have")]
     UnknownClass { index: usize, class: SlotClass },
     #[error("bundle has no image for slot class \"{0}\"; the target group would mix versions")]
@@ -85,6 +95,9 @@ pub fn check_with(
         });
     }
     if let Some(booted) = &dev.booted_version {
+        if m.version == *booted && !force {
+            return Err(PolicyError::SameVersion(m.version.clone()));
+        }
         if m.version < *booted && !allow_downgrade {
             return Err(PolicyError::Downgrade {
                 bundle: m.version.clone(),
@@ -172,11 +185,13 @@ mod tests {
                 ok,
             ),
             (
+                // A replay of the running version: nothing to gain, a
+                // reboot to lose; only with --force (check_with below).
                 "same version",
                 manifest("1.0.0", 0, &[("rootfs", 10)]),
                 device(Some("1.0.0"), 0),
                 false,
-                ok,
+                |r| matches!(r, Err(PolicyError::SameVersion(_))),
             ),
             (
                 "unknown booted",
@@ -282,6 +297,13 @@ mod tests {
         let e = check(&manifest("1.0.0", 0, &[("rootfs", 1)]), &d, false).unwrap_err();
         assert!(matches!(e, PolicyError::FailedBefore { .. }) && e.to_string().contains("--force"));
         assert!(check_with(&manifest("1.0.0", 0, &[("rootfs", 1)]), &d, false, true).is_ok());
+        assert!(check_with(
+            &manifest("1.0.0", 0, &[("rootfs", 1)]),
+            &device(Some("1.0.0"), 0),
+            false,
+            true
+        )
+        .is_ok());
         let mut d = device(None, 0);
         d.capacities.insert(SlotClass::new("boot").unwrap(), 10);
         assert_eq!(
@@ -296,7 +318,7 @@ mod tests {
             let va = format!("{}.{}.{}", a.0, a.1, a.2);
             let vb = format!("{}.{}.{}", b.0, b.1, b.2);
             let r = check(&manifest(&va, 0, &[("rootfs", 1)]), &device(Some(&vb), 0), false);
-            prop_assert_eq!(r.is_ok(), a >= b);
+            prop_assert_eq!(r.is_ok(), a > b);
         }
     }
 }

@@ -91,9 +91,15 @@ pub fn mark_good(s: &Settings) -> Result<SlotGroup, Error> {
     with_control(s, |c| c.mark_good())
 }
 
-/// Marks `slot` (default: the booted one) bad.
-pub fn mark_bad(s: &Settings, slot: Option<SlotGroup>) -> Result<SlotGroup, Error> {
-    with_control(s, |c| c.mark_bad(slot))
+/// Marks `slot` (default: the booted one) bad; `force` even when nothing
+/// else could boot.
+pub fn mark_bad(s: &Settings, slot: Option<SlotGroup>, force: bool) -> Result<SlotGroup, Error> {
+    with_control(s, |c| c.mark_bad(slot, force))
+}
+
+/// Arms the installed, not yet armed other group for a trial boot.
+pub fn arm(s: &Settings) -> Result<SlotGroup, Error> {
+    with_control(s, |c| c.arm())
 }
 
 /// Makes the other group primary.

@@ -10,7 +10,7 @@
 mod device;
 
 pub use device::{
-    boot_check, booted_slot, describe_install, install, mark_bad, mark_good, reboot, rollback,
+    arm, boot_check, booted_slot, describe_install, install, mark_bad, mark_good, reboot, rollback,
     status, with_control,
 };
 
@@ -241,7 +241,9 @@ pub fn read_outcome(e: &io::Error) -> Outcome {
 pub fn install_outcome(e: &InstallError) -> Outcome {
     match e {
         InstallError::State(s) => state_outcome(s),
-        InstallError::Keyring(_) | InstallError::Cmdline { .. } => Outcome::Config,
+        InstallError::Keyring(_)
+        | InstallError::UnsafeKeyring { .. }
+        | InstallError::Cmdline { .. } => Outcome::Config,
         InstallError::Slot(_) | InstallError::BootedUnknown { .. } => Outcome::Config,
         InstallError::Fetch(_) => Outcome::Unreachable,
         InstallError::Bundle(b) => bundle_outcome(b),

@@ -231,6 +231,49 @@ impl SlotWriter {
     }
 }
 
+/// The effective user id of this process.
+#[allow(unsafe_code)]
+pub fn euid() -> u32 {
+    // SAFETY: geteuid(2) takes no arguments, cannot fail and touches no
+    // memory of ours.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether a file that decides trust (configuration, a key) may be
+/// believed: owned by root or by the user running tandem, and writable by
+/// nobody else. `Err` says why not. Symlinks are followed: the target is
+/// what is read.
+pub fn check_trusted_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    let (uid, me) = (m.uid(), euid());
+    if uid != 0 && uid != me {
+        return Err(format!(
+            "owned by uid {uid}, neither root nor the user running tandem ({me})"
+        ));
+    }
+    let mode = m.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "mode {mode:04o} lets group or others write it (chmod go-w)"
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_trusted_file`] for a directory and every regular file in it.
+pub fn check_trusted_dir(dir: &Path) -> Result<(), (PathBuf, String)> {
+    check_trusted_file(dir).map_err(|e| (dir.to_path_buf(), e))?;
+    let rd = std::fs::read_dir(dir).map_err(|e| (dir.to_path_buf(), e.to_string()))?;
+    for e in rd {
+        let p = e.map_err(|e| (dir.to_path_buf(), e.to_string()))?.path();
+        if p.is_file() {
+            check_trusted_file(&p).map_err(|e| (p.clone(), e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Reads the kernel command line (or the file configured in its place).
 pub fn read_cmdline(path: &Path) -> io::Result<String> {
     std::fs::read_to_string(path)
@@ -444,6 +487,30 @@ mod tests {
         w.pet();
         w.close_clean().unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "11V");
+    }
+
+    #[test]
+    fn trusted_files_are_owned_by_us_and_written_by_nobody_else() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("k.pub");
+        std::fs::write(&p, "x").unwrap();
+        for (mode, ok) in [(0o644, true), (0o600, true), (0o664, false), (0o646, false)] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(check_trusted_file(&p).is_ok(), ok, "{mode:o}");
+        }
+        let e = check_trusted_file(&p).unwrap_err();
+        assert!(e.contains("0646"), "{e}");
+        assert!(check_trusted_dir(d.path()).is_err());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        check_trusted_dir(d.path()).unwrap();
+        if euid() == 0 {
+            // Owned by someone else: nobody (65534).
+            std::os::unix::fs::chown(&p, Some(65534), None).unwrap();
+            let e = check_trusted_file(&p).unwrap_err();
+            assert!(e.contains("uid 65534"), "{e}");
+        }
     }
 
     #[test]

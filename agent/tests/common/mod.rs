@@ -30,7 +30,11 @@ pub struct Fx {
     pub key: SigningKey,
     pub other_key: SigningKey,
     pub classes: Vec<String>,
+    /// Appended as a local drop-in (etc/tandem/conf.d).
     pub extra_config: String,
+    /// Appended to the image's drop-in (usr/lib/tandem/conf.d): what only
+    /// the image may set (keyring, image version and epoch, verity policy).
+    pub extra_image_config: String,
 }
 
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -81,6 +85,7 @@ impl Fx {
             other_key,
             classes: classes.iter().map(|s| s.to_string()).collect(),
             extra_config: String::new(),
+            extra_image_config: String::new(),
         }
     }
 
@@ -92,7 +97,7 @@ impl Fx {
             keys::format_public(&fx.other_key.verifying_key(), ""),
         )
         .unwrap();
-        fx.extra_config = "[keyring]\nthreshold = 2\n".into();
+        fx.extra_image_config = "[keyring]\nthreshold = 2\n".into();
         fx
     }
 
@@ -100,10 +105,11 @@ impl Fx {
         self.dir.path().join(name)
     }
 
+    /// The local main file: everything but what decides trust.
     pub fn config_text(&self) -> String {
         let p = self.dir.path().display();
         let mut s = format!(
-            "compatible = \"tandem-test\"\n[keyring]\ndirectory = \"{p}/keys\"\n[state]\ndirectory = \"{p}/state\"\n[boot]\ncmdline = \"{p}/cmdline\"\n[image]\nversion = \"1.0.0\"\n"
+            "compatible = \"tandem-test\"\n[state]\ndirectory = \"{p}/state\"\n[boot]\ncmdline = \"{p}/cmdline\"\n"
         );
         for c in &self.classes {
             for g in ["a", "b"] {
@@ -114,9 +120,28 @@ impl Fx {
         s
     }
 
+    /// The image's drop-in: its keyring and version (`extra_image_config`
+    /// goes into a second, later one).
+    pub fn image_config_text(&self) -> String {
+        let p = self.dir.path().display();
+        format!("[keyring]\ndirectory = \"{p}/keys\"\n[image]\nversion = \"1.0.0\"\n")
+    }
+
+    /// Where the image's drop-in lives under the fixture root (`--root`).
+    pub const IMAGE_DROPIN: &'static str = "usr/lib/tandem/conf.d/00-test-image.toml";
+    pub const IMAGE_EXTRA: &'static str = "usr/lib/tandem/conf.d/50-test-image.toml";
+
+    /// Writes the main file (returned; pass it with `--config`, and the
+    /// fixture directory with `--root`), the image drop-in and the local one.
     pub fn write_config(&self) -> PathBuf {
         let path = self.path("tandem.toml");
         std::fs::write(&path, self.config_text()).unwrap();
+        let image = self.path(Self::IMAGE_DROPIN);
+        std::fs::create_dir_all(image.parent().unwrap()).unwrap();
+        std::fs::write(&image, self.image_config_text()).unwrap();
+        if !self.extra_image_config.is_empty() {
+            std::fs::write(self.path(Self::IMAGE_EXTRA), &self.extra_image_config).unwrap();
+        }
         if !self.extra_config.is_empty() {
             std::fs::create_dir_all(self.path("etc/tandem/conf.d")).unwrap();
             std::fs::write(
@@ -129,15 +154,21 @@ impl Fx {
     }
 
     pub fn settings(&self) -> Settings {
-        let mut sources = vec![config::Source {
-            path: self.path("tandem.toml"),
-            text: self.config_text(),
-        }];
+        let mut sources = vec![
+            config::Source::local(self.path("tandem.toml"), self.config_text()),
+            config::Source::image(self.path(Self::IMAGE_DROPIN), self.image_config_text()),
+        ];
+        if !self.extra_image_config.is_empty() {
+            sources.push(config::Source::image(
+                self.path(Self::IMAGE_EXTRA),
+                self.extra_image_config.clone(),
+            ));
+        }
         if !self.extra_config.is_empty() {
-            sources.push(config::Source {
-                path: self.path("extra.toml"),
-                text: self.extra_config.clone(),
-            });
+            sources.push(config::Source::local(
+                self.path("extra.toml"),
+                self.extra_config.clone(),
+            ));
         }
         config::parse(&sources).unwrap()
     }

@@ -272,6 +272,9 @@ pub struct Layout {
     pub options: String,
     /// The kernel parameter naming the slot (config `boot.slot_parameter`).
     pub slot_parameter: String,
+    /// Per-slot parameters appended after `options` (the group's
+    /// dm-verity root hash), set before the slot's entry is composed.
+    pub extra: std::collections::BTreeMap<SlotGroup, String>,
 }
 
 pub const DEFAULT_KERNEL: &str = "/tandem/{slot}/vmlinuz";
@@ -284,6 +287,7 @@ impl Default for Layout {
             initrd: Some(DEFAULT_INITRD.into()),
             options: String::new(),
             slot_parameter: "tandem.slot".into(),
+            extra: Default::default(),
         }
     }
 }
@@ -333,7 +337,12 @@ impl Layout {
         if let Some(i) = self.initrd(g) {
             s.push_str(&format!("initrd {i}\n"));
         }
-        let opts = self.options.trim();
+        let mut opts = self.options.trim().to_string();
+        if let Some(extra) = self.extra.get(&g).map(|e| one_line(e.trim())) {
+            if !extra.is_empty() {
+                opts = format!("{opts} {extra}").trim_start().to_string();
+            }
+        }
         let sep = if opts.is_empty() { "" } else { " " };
         s.push_str(&format!("options {}={g}{sep}{opts}\n", self.slot_parameter));
         s

@@ -406,6 +406,30 @@ impl Bootloader for SdBoot {
     fn max_tries(&self) -> u32 {
         MAX_TRIES
     }
+
+    /// Kept for the next entry composed for `g` (the install arms right
+    /// after): its `options` line carries them from then on.
+    fn set_verity(&mut self, g: SlotGroup, args: Option<&str>) -> Result<bool, BootError> {
+        match args {
+            Some(a) if !a.trim().is_empty() => {
+                if a.contains(['\n', '\r', '\0']) {
+                    return Err(BootError::Unsupported {
+                        backend: BACKEND,
+                        message: "kernel parameters must be one line".into(),
+                    });
+                }
+                self.layout.extra.insert(g, a.trim().to_string());
+            }
+            _ => {
+                self.layout.extra.remove(&g);
+            }
+        }
+        Ok(true)
+    }
+
+    fn can_pass_verity(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
