@@ -263,16 +263,26 @@ impl Image {
             }
         }
         if let Some(v) = &self.verity {
-            let what = if !is_hex(&v.root_hash, None) || v.root_hash.len() < 64 {
-                Some("root_hash must be hex, at least 32 bytes")
+            // What dm-verity itself requires: a sha256 root hash is 32
+            // bytes, and the hash tree starts on a block boundary after at
+            // least one data block. (Found by fuzzing: hash_offset 4194303
+            // was accepted and passed to the kernel, where the initramfs
+            // refuses it, so the new slot could never boot.)
+            let what = if v.hash_algorithm != "sha256" {
+                Some("only sha256 is supported")
+            } else if !is_hex(&v.root_hash, Some(64)) {
+                Some("root_hash must be 64 lowercase hex digits (sha256)")
             } else if !is_hex(&v.salt, None) || v.salt.len() > 512 {
                 Some("salt must be hex, at most 256 bytes")
-            } else if v.hash_offset > self.size {
-                Some("hash_offset lies beyond the image")
             } else if !valid_block(v.data_block_size) || !valid_block(v.hash_block_size) {
                 Some("block sizes must be powers of two from 512 to 1 MiB")
-            } else if v.hash_algorithm != "sha256" {
-                Some("only sha256 is supported")
+            } else if v.hash_offset > self.size {
+                Some("hash_offset lies beyond the image")
+            } else if v.hash_offset == 0
+                || !v.hash_offset.is_multiple_of(u64::from(v.data_block_size))
+                || !v.hash_offset.is_multiple_of(u64::from(v.hash_block_size))
+            {
+                Some("hash_offset must be a positive multiple of both block sizes")
             } else {
                 None
             };
@@ -481,6 +491,47 @@ mod tests {
             mutate(&mut m);
             let err = Manifest::parse(&m.to_bytes()).unwrap_err();
             assert!(check(&err), "{name}: got {err}");
+        }
+    }
+
+    #[test]
+    fn verity_parameters_dm_verity_could_not_use_are_refused() {
+        let good = Verity {
+            root_hash: "ab".repeat(32),
+            salt: "00".into(),
+            hash_offset: 1 << 20,
+            data_block_size: 4096,
+            hash_block_size: 4096,
+            hash_algorithm: "sha256".into(),
+        };
+        type Mutate = fn(&mut Verity);
+        let cases: &[(&str, Mutate)] = &[
+            ("hash_offset off a block boundary", |v| {
+                v.hash_offset = 4194303
+            }),
+            ("hash_offset 0", |v| v.hash_offset = 0),
+            ("hash_offset off the hash blocks", |v| {
+                v.data_block_size = 512;
+                v.hash_block_size = 1 << 20;
+                v.hash_offset = 512 * 3;
+            }),
+            ("root hash too long", |v| v.root_hash.push_str("ab")),
+            ("root hash too short", |v| v.root_hash.truncate(62)),
+        ];
+        let mut m = sample();
+        m.images[0].size = 8 << 20;
+        m.images[0].payload_size = 8 << 20;
+        m.images[0].verity = Some(good.clone());
+        assert_eq!(Manifest::parse(&m.to_bytes()).unwrap(), m);
+        for (name, mutate) in cases {
+            let mut v = good.clone();
+            mutate(&mut v);
+            m.images[0].verity = Some(v);
+            let e = Manifest::parse(&m.to_bytes()).unwrap_err();
+            assert!(
+                matches!(e, ManifestError::Verity { index: 0, .. }),
+                "{name}: {e}"
+            );
         }
     }
 
