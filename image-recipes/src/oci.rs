@@ -171,7 +171,12 @@ fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf, BuildError> {
 
 type Layer = (String, PathBuf, Option<String>);
 
-fn oci_layers(dir: &Path, reference: Option<&str>, arch: &str) -> Result<Vec<Layer>, BuildError> {
+/// The layers of an OCI image layout directory (public for fuzz/).
+pub fn oci_layers(
+    dir: &Path,
+    reference: Option<&str>,
+    arch: &str,
+) -> Result<Vec<Layer>, BuildError> {
     let p = dir.join("index.json");
     let text = std::fs::read(&p).map_err(|e| BuildError::io(&p, e))?;
     let mut index: Index =
@@ -229,7 +234,8 @@ fn pick(
     }
 }
 
-fn docker_layers(dir: &Path, reference: Option<&str>) -> Result<Vec<Layer>, BuildError> {
+/// The layers of an unpacked docker archive (public for fuzz/).
+pub fn docker_layers(dir: &Path, reference: Option<&str>) -> Result<Vec<Layer>, BuildError> {
     let p = dir.join("manifest.json");
     let text = std::fs::read(&p).map_err(|e| BuildError::io(&p, e))?;
     let entries: Vec<DockerEntry> =
