@@ -3,8 +3,6 @@
 //! the same checks the fuzz targets run (fuzz/checks/<target>.rs, compiled
 //! here against this crate). A regression panics here as it did there.
 //! `scripts/fuzz.sh` adds these inputs to each target's corpus as well.
-//! (config has no kept input, and its check follows `config::Source`,
-//! which is changing: it is left out here until it has one.)
 
 use std::path::PathBuf;
 
@@ -14,6 +12,8 @@ mod bls_entry;
 mod bundle;
 #[path = "../../fuzz/checks/chunk_index.rs"]
 mod chunk_index;
+#[path = "../../fuzz/checks/config.rs"]
+mod config;
 #[path = "../../fuzz/checks/frames.rs"]
 mod frames;
 #[path = "../../fuzz/checks/grubenv.rs"]
@@ -53,10 +53,11 @@ fn replay(target: &str, check: Check) -> usize {
 
 #[test]
 fn every_kept_input_passes_its_target_check() {
-    let targets: [(&str, Check); 11] = [
+    let targets: [(&str, Check); 12] = [
         ("bls_entry", bls_entry::check),
         ("bundle", bundle::check),
         ("chunk_index", chunk_index::check),
+        ("config", config::check),
         ("frames", frames::check),
         ("grubenv", grubenv::check),
         ("manifest", |d| {
