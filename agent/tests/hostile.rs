@@ -10,7 +10,7 @@ use tandem::bundle::chunks::ChunkList;
 use tandem::bundle::manifest::{
     chunks_member_name, member_name, Chunks, Compression, Manifest, ManifestError, MAX_CHUNKS,
 };
-use tandem::bundle::reader::{MANIFEST_NAME, SIGNATURES_NAME};
+use tandem::bundle::reader::{END_SLACK, MANIFEST_NAME, SIGNATURES_NAME};
 use tandem::bundle::signature::{SignatureError, SignatureList};
 use tandem::bundle::tar::TarError;
 use tandem::bundle::{BundleError, ZSTD_WINDOW_LOG_MAX};
@@ -755,6 +755,21 @@ fn tar_cases(fx: &Fx, good: &[u8], m: &Manifest, img: &[u8]) -> Vec<Case> {
             },
         });
     }
+    // A member behind a lone zero block after the last image: a reader
+    // that stops at the first zero block never sees it, one that reads on
+    // (GNU tar -i) does. Nothing may follow the end marker but zeros.
+    let mut b = raw_archive(&[(MANIFEST_NAME, &mb), (SIGNATURES_NAME, &sb), (&name0, img)]);
+    let end = b.len() - 1024;
+    b.truncate(end + 512);
+    b.extend_from_slice(&evil_header("extra.sh", 8));
+    b.extend_from_slice(b"rm -rf /");
+    b.resize(b.len() + 504 + 1024, 0);
+    v.push(Case {
+        name: "member hidden after a lone zero block",
+        bytes: b,
+        when: When::DuringWrite,
+        check: |e| matches!(bundle_err(e), Some(BundleError::AfterEnd { .. })),
+    });
     // One bit of the payload header's mtime changed: the checksum says so.
     let mut b = good.to_vec();
     b[payload_at + 140] ^= 1;
@@ -816,7 +831,6 @@ fn tar_cases(fx: &Fx, good: &[u8], m: &Manifest, img: &[u8]) -> Vec<Case> {
         when: When::DuringWrite,
         check: |e| matches!(tar_source(e), Some((_, TarError::Number { field: "size" }))),
     });
-    let _ = img;
     v
 }
 
@@ -1059,6 +1073,34 @@ fn signature_tricks_against_a_threshold_of_two_are_refused() {
     for (i, c) in cases.iter().enumerate() {
         refused(&fx, 100 + i, c);
     }
+}
+
+/// A tar's record padding after the end marker is fine; past END_SLACK it
+/// is refused like any other data there.
+#[test]
+fn zero_padding_after_the_end_marker() {
+    let fx = Fx::new(&["rootfs"]);
+    let img = pattern(5000, 4);
+    let good = signed_bundle(
+        &manifest_for("1.1.0", &[("rootfs", &img)]),
+        &[&img],
+        &fx.key,
+    );
+    let padded = |zeros: u64| {
+        let mut b = good.clone();
+        b.resize(b.len() + zeros as usize, 0);
+        let path = fx.path(&format!("padded-{zeros}.tnd"));
+        std::fs::write(&path, b).unwrap();
+        path
+    };
+    // GNU tar pads to 10 KiB records.
+    fx.install(&padded(10240 - (good.len() as u64 % 10240)))
+        .unwrap();
+    let e = fx.install(&padded(END_SLACK + 1024)).unwrap_err();
+    assert!(
+        matches!(bundle_err(&e), Some(BundleError::AfterEnd { .. })),
+        "{e}"
+    );
 }
 
 /// The base64 signature with one bit of its first byte flipped.

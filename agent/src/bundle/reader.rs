@@ -19,6 +19,10 @@ pub const SIGNATURES_NAME: &str = "signatures.json";
 /// Largest manifest accepted; a bigger one is refused before it is read.
 pub const MAX_MANIFEST: u64 = 1 << 20;
 pub const MAX_SIGNATURES: u64 = 64 << 10;
+/// Zero bytes accepted after the end-of-archive marker: a tar's padding to
+/// its record size (10 KiB for GNU tar's default; 64 KiB allows a blocking
+/// factor of 128).
+pub const END_SLACK: u64 = 64 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -67,6 +71,8 @@ pub enum BundleError {
     },
     #[error("unexpected member {name:?} at byte offset {offset} after the last image")]
     Trailing { offset: u64, name: String },
+    #[error("data at byte offset {offset}, after the end-of-archive marker; nothing may follow it but tar's zero padding")]
+    AfterEnd { offset: u64 },
     #[error("read error at byte offset {offset}: {source}")]
     Io { offset: u64, source: io::Error },
 }
@@ -145,6 +151,29 @@ impl<R: Read> Counted<R> {
         })? {
             Block::End => Ok(None),
             Block::Member(h) => Ok(Some(h)),
+        }
+    }
+
+    /// After the end marker (or at EOF): only zero padding, then EOF. A
+    /// member hidden behind a lone zero block is refused, not skipped, so
+    /// no reader that reads on (GNU tar -i) sees more than we checked.
+    fn check_end(&mut self) -> Result<(), BundleError> {
+        let limit = self.pos.saturating_add(END_SLACK);
+        let mut b = [0u8; BLOCK];
+        loop {
+            let at = self.pos;
+            let n = self.fill(&mut b)?;
+            if n == 0 {
+                return Ok(());
+            }
+            if let Some(i) = b[..n].iter().position(|&x| x != 0) {
+                return Err(BundleError::AfterEnd {
+                    offset: at + i as u64,
+                });
+            }
+            if self.pos > limit {
+                return Err(BundleError::AfterEnd { offset: limit });
+            }
         }
     }
 
@@ -301,7 +330,7 @@ impl<R: Read> VerifiedBundle<R> {
         let header = self.src.header()?;
         let Some(img) = img else {
             return match header {
-                None => Ok(None),
+                None => self.src.check_end().map(|()| None),
                 Some(h) => Err(BundleError::Trailing {
                     offset,
                     name: h.name,
