@@ -132,6 +132,12 @@ struct RawHttp {
     connect_timeout_secs: Option<u64>,
     stall_timeout_secs: Option<u64>,
     retries: Option<u32>,
+    deadline_secs: Option<u64>,
+    min_rate_bytes: Option<u64>,
+    min_rate_window_secs: Option<u64>,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,9 +237,22 @@ pub struct SlotDevice {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpSettings {
+    /// Connecting, the DNS lookup included.
     pub connect_timeout_secs: u64,
+    /// Longest wait for any data.
     pub stall_timeout_secs: u64,
     pub retries: u32,
+    /// The whole download; 0 = no limit.
+    pub deadline_secs: u64,
+    /// Slower than this (bytes per second, averaged over
+    /// `min_rate_window_secs`) counts as a failed attempt; 0 = no minimum.
+    pub min_rate_bytes: u64,
+    pub min_rate_window_secs: u64,
+    /// PEM file of the CAs to trust instead of the built-in Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) and key for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for HttpSettings {
@@ -243,6 +262,12 @@ impl Default for HttpSettings {
             connect_timeout_secs: 15,
             stall_timeout_secs: 30,
             retries: 5,
+            deadline_secs: 6 * 3600,
+            min_rate_bytes: 1024,
+            min_rate_window_secs: 60,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -426,9 +451,27 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
         connect_timeout_secs: http.connect_timeout_secs.unwrap_or(d.connect_timeout_secs),
         stall_timeout_secs: http.stall_timeout_secs.unwrap_or(d.stall_timeout_secs),
         retries: http.retries.unwrap_or(d.retries),
+        deadline_secs: http.deadline_secs.unwrap_or(d.deadline_secs),
+        min_rate_bytes: http.min_rate_bytes.unwrap_or(d.min_rate_bytes),
+        min_rate_window_secs: http.min_rate_window_secs.unwrap_or(d.min_rate_window_secs),
+        ca_file: http.ca_file,
+        client_cert: http.client_cert,
+        client_key: http.client_key,
     };
     if http.stall_timeout_secs == 0 || http.connect_timeout_secs == 0 {
         return Err(invalid("http", "timeouts must be at least 1 second"));
+    }
+    if http.min_rate_window_secs == 0 {
+        return Err(invalid(
+            "http.min_rate_window_secs",
+            "must be at least 1 second",
+        ));
+    }
+    if http.client_cert.is_some() != http.client_key.is_some() {
+        return Err(invalid(
+            "http.client_cert",
+            "client_cert and client_key must be set together",
+        ));
     }
     let mut slots = BTreeMap::new();
     for (gname, classes) in raw.slots.unwrap_or_default() {
@@ -544,9 +587,16 @@ fn boot_config(b: &RawBoot) -> Result<BootConfig, ConfigError> {
                 .unwrap_or_else(|| "/sys/firmware/efi/efivars".into()),
             kernel_options: b.kernel_options.clone().unwrap_or_default(),
         },
-        BootBackend::Custom => BootConfig::Custom {
-            command: need(&b.custom_command, "custom_command", "custom")?,
-        },
+        BootBackend::Custom => {
+            let command = need(&b.custom_command, "custom_command", "custom")?;
+            if !command.is_absolute() {
+                return Err(invalid(
+                    "boot.custom_command",
+                    "must be an absolute path (helpers run with a clean environment)",
+                ));
+            }
+            BootConfig::Custom { command }
+        }
     })
 }
 

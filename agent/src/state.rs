@@ -273,21 +273,19 @@ impl Store {
         }
     }
 
+    /// Saves the state (mode 0600, in a directory only its owner may enter).
     pub fn save(&self, state: &State) -> Result<(), StateError> {
-        std::fs::create_dir_all(&self.dir).map_err(self.io(self.dir.clone()))?;
+        crate::sys::private_dir(&self.dir).map_err(self.io(self.dir.clone()))?;
         crate::sys::write_atomic(&self.path(), &state.to_bytes()).map_err(self.io(self.path()))
     }
 
     /// Takes the exclusive operation lock, or fails at once if it is held.
+    /// The lock file (0600) sits in the state directory (0700), where no
+    /// other user can open it, so no other user can hold it either.
     pub fn lock(&self) -> Result<Lock, StateError> {
-        std::fs::create_dir_all(&self.dir).map_err(self.io(self.dir.clone()))?;
+        crate::sys::private_dir(&self.dir).map_err(self.io(self.dir.clone()))?;
         let path = self.dir.join(LOCK_NAME);
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(self.io(path.clone()))?;
+        let file = crate::sys::open_lock_file(&path).map_err(self.io(path.clone()))?;
         match file.try_lock() {
             Ok(()) => Ok(Lock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => Err(StateError::Busy(path)),
@@ -319,7 +317,10 @@ mod tests {
         s.security_epoch_floor = 3;
         st.save(&s).unwrap();
         assert_eq!(st.load().unwrap(), s);
-        assert!(!dir.path().join("sub/state.json.tmp").exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
+            1
+        );
     }
 
     #[test]

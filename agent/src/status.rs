@@ -12,6 +12,25 @@ use crate::state::{Operation, OperationResult, State};
 
 pub const STATUS_VERSION: u32 = 1;
 
+/// `s` with control characters (a terminal's escape sequences, line
+/// breaks, NUL) written as `\xNN`/`\u{..}` escapes, for text that came from
+/// an unverified bundle or a caller and is shown on a terminal, in logs or
+/// over D-Bus.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            match u32::from(c) {
+                n @ 0..=0xff => out.push_str(&format!("\\x{n:02x}")),
+                n => out.push_str(&format!("\\u{{{n:x}}}")),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Status {
     pub status_version: u32,
@@ -239,5 +258,20 @@ impl Status {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        for (s, want) in [
+            ("plain text, ünïcode", "plain text, ünïcode"),
+            ("\x1b[2Jgone", "\\x1b[2Jgone"),
+            ("two\nlines\r\0", "two\\x0alines\\x0d\\x00"),
+            ("\u{85}next", "\\x85next"),
+        ] {
+            assert_eq!(super::printable(s), want, "{s:?}");
+        }
     }
 }

@@ -258,7 +258,7 @@ fn install_and_trial_boot(fx: &Fx, env: &std::path::Path) {
 #[test]
 fn boot_check_commits_when_checks_pass() {
     let (fx, env) =
-        grub_fx("[[health.check]]\ncommand = [\"true\"]\n[[health.check]]\nfile = \"/\"\n");
+        grub_fx("[[health.check]]\ncommand = [\"/bin/true\"]\n[[health.check]]\nfile = \"/\"\n");
     install_and_trial_boot(&fx, &env);
     let out = ok(&tandem(&fx, &["boot-check"]));
     assert!(
@@ -276,7 +276,7 @@ fn boot_check_commits_when_checks_pass() {
 
 #[test]
 fn boot_check_failure_marks_bad_records_and_refuses_reinstall() {
-    let (fx, env) = grub_fx("[[health.check]]\nname = \"app\"\ncommand = [\"sh\", \"-c\", \"echo db unreachable; exit 1\"]\n");
+    let (fx, env) = grub_fx("[[health.check]]\nname = \"app\"\ncommand = [\"/bin/sh\", \"-c\", \"echo db unreachable; exit 1\"]\n");
     install_and_trial_boot(&fx, &env);
     let o = tandem(&fx, &["boot-check"]);
     assert!(!o.status.success());

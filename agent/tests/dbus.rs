@@ -176,6 +176,20 @@ impl Bus {
         self.busctl_nobody(&a)
     }
 
+    /// `tandem ARGS` as `nobody` through this bus: the CLI's D-Bus client,
+    /// which passes a local bundle to `InstallFile` as a descriptor it
+    /// opened with nobody's rights.
+    fn cli_as_nobody(&self, args: &[&str]) -> Output {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_tandem"))
+            .args(["--root", "/nonexistent"])
+            .args(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
+            .output()
+            .unwrap()
+    }
+
     fn call(&self, member: &str, sig_args: &[&str]) -> Output {
         let mut a = vec!["call", NAME, PATH, NAME, member];
         a.extend_from_slice(sig_args);
@@ -501,10 +515,24 @@ fn other_users_may_read_but_not_change_anything() {
     bus.serve(&fx);
     let bundle = b.display().to_string();
 
+    // A path is opened by the daemon only for root: as root it could read
+    // (and quote in its errors) what nobody may not.
     let o = bus.call_as_nobody(false, "Install", &["sa{sv}", &bundle, "0"]);
     assert!(!o.status.success());
     let t = text(&o);
+    assert!(t.contains("opens a path only for root"), "{t}");
+    let o = bus.cli_as_nobody(&["install", &bundle]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(9), "{t}");
     assert!(t.contains("uid 65534 may not install"), "{t}");
+    // A file nobody may read never reaches the daemon: the client opens
+    // it, with nobody's rights, and fails (6: the source is unreadable).
+    let secret = fx.path("secret.tnd");
+    std::fs::copy(&b, &secret).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = bus.cli_as_nobody(&["install", &secret.display().to_string()]);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    assert!(text(&o).contains("Permission denied"), "{}", text(&o));
     for m in ["MarkGood", "Rollback", "Cancel"] {
         let o = bus.call_as_nobody(false, m, &[]);
         assert!(!o.status.success(), "{m}");
@@ -601,6 +629,7 @@ fn the_cli_goes_through_the_daemon_when_it_runs() {
 /// ((bba{ss}))`), answering per action: install yes, manage no.
 struct FakeAuthority {
     asked: std::sync::Arc<Mutex<Vec<(String, String, u32)>>>,
+    details: std::sync::Arc<Mutex<Vec<std::collections::HashMap<String, String>>>>,
 }
 
 #[derive(serde::Serialize, zbus::zvariant::Type)]
@@ -615,10 +644,11 @@ impl FakeAuthority {
             std::collections::HashMap<String, zbus::zvariant::OwnedValue>,
         ),
         action_id: String,
-        _details: std::collections::HashMap<String, String>,
+        details: std::collections::HashMap<String, String>,
         flags: u32,
         _cancellation_id: String,
     ) -> AuthResult {
+        self.details.lock().unwrap().push(details);
         let name = subject
             .1
             .get("name")
@@ -637,6 +667,37 @@ impl FakeAuthority {
     }
 }
 
+/// The daemon never opens what is not a regular file, even for root: a
+/// FIFO would block the job beyond Cancel's reach, a device such as
+/// /dev/watchdog would act on being opened.
+#[test]
+fn special_files_are_refused_by_the_daemon() {
+    if !runnable("special_files_are_refused_by_the_daemon") {
+        return;
+    }
+    let (fx, _, _) = device_with_update(4);
+    let fifo = fx.path("bundle.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut bus = Bus::start("");
+    bus.serve(&fx);
+    let lines = bus.monitor();
+    let o = bus.call("Install", &["sa{sv}", &fifo.display().to_string(), "0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let done = completed(&lines, &bus);
+    assert!(
+        done.contains("'unreachable'") && done.contains("is a FIFO, not a regular file"),
+        "{done}"
+    );
+    assert_eq!(bus.property("Operation"), "s \"idle\"");
+    let o = bus.call("Install", &["sa{sv}", "oci://registry/x:1", "0"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("unsupported source"), "{}", text(&o));
+}
+
 #[test]
 fn polkit_decides_for_other_users() {
     if !runnable("polkit_decides_for_other_users") {
@@ -650,6 +711,7 @@ fn polkit_decides_for_other_users() {
   <policy context="default"><allow send_destination="org.freedesktop.PolicyKit1"/></policy>"#,
     );
     let asked = Arc::new(Mutex::new(Vec::new()));
+    let details = Arc::new(Mutex::new(Vec::new()));
     let _polkit = zbus::blocking::connection::Builder::address(bus.address.as_str())
         .unwrap()
         .name("org.freedesktop.PolicyKit1")
@@ -658,6 +720,7 @@ fn polkit_decides_for_other_users() {
             "/org/freedesktop/PolicyKit1/Authority",
             FakeAuthority {
                 asked: asked.clone(),
+                details: details.clone(),
             },
         )
         .unwrap()
@@ -666,9 +729,10 @@ fn polkit_decides_for_other_users() {
     bus.serve(&fx);
     let lines = bus.monitor();
 
-    // polkit says yes to installing: nobody's Install runs.
+    // polkit says yes to installing: nobody's install runs, from the file
+    // nobody opened (InstallFile).
     let bundle = b.display().to_string();
-    let o = bus.call_as_nobody(false, "Install", &["sa{sv}", &bundle, "0"]);
+    let o = bus.cli_as_nobody(&["install", &bundle]);
     assert!(o.status.success(), "{}", text(&o));
     let done = completed(&lines, &bus);
     assert!(done.contains("'success'"), "{done}");
@@ -677,19 +741,37 @@ fn polkit_decides_for_other_users() {
     let o = bus.call_as_nobody(false, "MarkGood", &[]);
     assert!(!o.status.success());
     assert!(
-        text(&o).contains("uid 65534 may not commit, mark bad or roll back slots: polkit denied dev.tandem.manage"),
+        text(&o).contains("uid 65534 may not commit, mark bad, arm or roll back slots: polkit denied dev.tandem.manage"),
         "{}",
         text(&o)
     );
     // The interactive flag reaches polkit only when the caller sets it.
     let o = bus.call_as_nobody(true, "Rollback", &[]);
     assert!(!o.status.success());
+    // Overriding a check is its own action, which this polkit denies.
+    let o = bus.cli_as_nobody(&["install", "--force", &bundle]);
+    assert_eq!(o.status.code(), Some(9), "{}", text(&o));
+    assert!(
+        text(&o).contains("polkit denied dev.tandem.force"),
+        "{}",
+        text(&o)
+    );
     let asked = asked.lock().unwrap().clone();
-    assert_eq!(asked.len(), 3, "{asked:?}");
+    let details = details.lock().unwrap().clone();
+    assert_eq!(asked.len(), 5, "{asked:?}");
     assert!(asked[0].0.starts_with("system-bus-name::1."), "{asked:?}");
+    // Asked at the call, with what and how, and again once the bundle was
+    // verified, now with its version.
     assert_eq!((asked[0].1.as_str(), asked[0].2), ("dev.tandem.install", 0));
-    assert_eq!((asked[1].1.as_str(), asked[1].2), ("dev.tandem.manage", 0));
-    assert_eq!((asked[2].1.as_str(), asked[2].2), ("dev.tandem.manage", 1));
+    assert_eq!((asked[1].1.as_str(), asked[1].2), ("dev.tandem.install", 0));
+    assert_eq!(details[0]["source"], b.display().to_string());
+    assert_eq!(details[0]["force"], "false");
+    assert!(!details[0].contains_key("version"), "{details:?}");
+    assert_eq!(details[1]["version"], "1.1.0");
+    assert_eq!((asked[2].1.as_str(), asked[2].2), ("dev.tandem.manage", 0));
+    assert_eq!((asked[3].1.as_str(), asked[3].2), ("dev.tandem.manage", 1));
+    assert_eq!((asked[4].1.as_str(), asked[4].2), ("dev.tandem.force", 0));
+    assert_eq!(details[4]["force"], "true");
     // Root is never asked about.
     let o = bus.call("MarkBad", &["s", "b"]);
     assert!(o.status.success(), "{}", text(&o));

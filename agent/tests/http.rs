@@ -160,3 +160,100 @@ fn connection_refused_gives_up() {
         .to_string();
     assert!(e.contains("giving up"), "{e}");
 }
+
+/// Through `ops::install`, which starts again from byte 0 when the bundle
+/// changed under a resumed download.
+fn ops_install(fx: &Fx, url: &str) -> Result<install::Report, tandem::ops::Error> {
+    tandem::ops::install(&fx.settings(), url, &Options::default(), &mut |_| {})
+}
+
+fn range_starts(s: &common::http::Server) -> Vec<u64> {
+    s.log
+        .lock()
+        .unwrap()
+        .ranges
+        .iter()
+        .map(|r| {
+            r.trim_start_matches("bytes=")
+                .trim_end_matches('-')
+                .parse()
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+#[test]
+fn a_resume_from_a_changed_bundle_starts_again_from_byte_0() {
+    // The ETag changes, or the total length does: either way the 206 is
+    // part of another file, and mixing it in is never done.
+    for changed in [Fault::ETag("\"v2\"".into()), Fault::Total(12345)] {
+        let (fx, img, bytes) = fixture();
+        let s = serve(bytes, vec![Fault::DropAfter(1_000_000), changed.clone()]);
+        ops_install(&fx, &s.url).unwrap();
+        assert_eq!(&fx.slot(SlotGroup::B, "rootfs")[..img.len()], &img[..]);
+        let starts = range_starts(&s);
+        assert_eq!(starts.len(), 3, "{changed:?}: {starts:?}");
+        assert!(starts[1] > 0, "{starts:?}");
+        assert_eq!(starts[2], 0, "{changed:?}: the second try starts at byte 0");
+    }
+    // Directly, the change is an error that says so.
+    let (fx, _, bytes) = fixture();
+    let s = serve(
+        bytes,
+        vec![Fault::DropAfter(1_000_000), Fault::ETag("\"v2\"".into())],
+    );
+    let e = install_url(&fx, &s.url).unwrap_err().to_string();
+    assert!(
+        e.contains("changed on the server") && e.contains("\"v2\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn redirects_are_followed() {
+    let (fx, img, bytes) = fixture();
+    let s = serve(bytes, vec![Fault::Redirect("/moved.tnd".into())]);
+    install_url(&fx, &s.url).unwrap();
+    assert_eq!(&fx.slot(SlotGroup::B, "rootfs")[..img.len()], &img[..]);
+}
+
+#[test]
+fn a_trickle_is_too_slow_and_the_deadline_holds() {
+    // 100 bytes a second: the stall timeout (1 s) never fires, the
+    // minimum rate does.
+    let (mut fx, _, bytes) = fixture();
+    fx.extra_config = "[http]\nstall_timeout_secs = 3\nconnect_timeout_secs = 2\nretries = 1\nmin_rate_bytes = 1000\nmin_rate_window_secs = 2\n".into();
+    let s = serve(bytes.clone(), vec![Fault::Trickle(100); 4]);
+    let t = Instant::now();
+    let e = install_url(&fx, &s.url).unwrap_err().to_string();
+    assert!(e.contains("too slow") && e.contains("giving up"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    // The whole download's deadline holds across any number of retries.
+    fx.extra_config = "[http]\nstall_timeout_secs = 1\nconnect_timeout_secs = 2\nretries = 100\ndeadline_secs = 3\nmin_rate_bytes = 0\n".into();
+    let stall = Fault::StallAfter(10, Duration::from_secs(2));
+    let s = serve(bytes, vec![stall; 100]);
+    let t = Instant::now();
+    let e = install_url(&fx, &s.url).unwrap_err();
+    assert!(e.to_string().contains("deadline_secs = 3"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert_eq!(
+        tandem::ops::install_outcome(&e),
+        tandem::ops::Outcome::Unreachable
+    );
+}
+
+#[test]
+fn secrets_in_urls_are_never_stored_or_shown() {
+    let (fx, _, bytes) = fixture();
+    let s = serve(bytes, vec![Fault::Status(404)]);
+    let url = s.url.replace("http://", "http://user:hunter2@") + "?X-Amz-Signature=s3cr3t";
+    let e = ops_install(&fx, &url).unwrap_err().to_string();
+    assert!(!e.contains("hunter2") && !e.contains("s3cr3t"), "{e}");
+    assert!(e.contains("***@127.0.0.1") && e.contains("?***"), "{e}");
+    let stored = std::fs::read_to_string(fx.path("state/state.json")).unwrap();
+    assert!(
+        !stored.contains("hunter2") && !stored.contains("s3cr3t"),
+        "{stored}"
+    );
+    assert!(stored.contains("?***"), "{stored}");
+}

@@ -217,7 +217,7 @@ fn open_source(
     src: &str,
     http: &crate::config::HttpSettings,
 ) -> Result<Box<dyn Read + Send>, Error> {
-    Ok(fetch::open(&Source::parse(src), http)?)
+    Ok(fetch::open(&Source::parse(src)?, http)?)
 }
 
 fn verify(
@@ -313,19 +313,21 @@ fn info(src: &str, json: bool) -> Result<(), Error> {
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
     }
+    // Not verified: whatever the bundle says is shown escaped.
+    let p = crate::status::printable;
     println!("version:        {}", m.version);
-    println!("compatible:     {}", m.compatible);
+    println!("compatible:     {}", p(&m.compatible));
     println!("security epoch: {}", m.security_epoch);
-    println!("created:        {}", m.created);
+    println!("created:        {}", p(&m.created));
     if let Some(d) = &m.description {
-        println!("description:    {d}");
+        println!("description:    {}", p(d));
     }
     println!(
         "signatures:     {} (not verified here; use `tandem bundle verify`)",
         if signers.is_empty() {
             "none".into()
         } else {
-            signers.join(", ")
+            p(&signers.join(", "))
         }
     );
     for (i, img) in m.images.iter().enumerate() {
@@ -339,7 +341,7 @@ fn info(src: &str, json: bool) -> Result<(), Error> {
             img.slot_class.as_str(),
             img.size,
             img.payload_size,
-            img.sha256
+            p(&img.sha256)
         );
     }
     Ok(())

@@ -154,6 +154,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     allow_downgrade,
                     force,
                     reboot,
+                    name: None,
                 };
                 let r = client::install(&conn, &source, &opts, &mut |s| printer.show(s));
                 printer.finish();
@@ -248,7 +249,7 @@ fn run_install(
     let opts = install::Options {
         allow_downgrade,
         force,
-        cancel: None,
+        ..Default::default()
     };
     let r = ops::install(s, source, &opts, &mut show);
     printer.finish();

@@ -1,8 +1,10 @@
 //! Who may call what. Reading (properties, GetStatus) is open to anyone the
-//! bus policy lets through. Install, Cancel, MarkGood, MarkBad and Rollback
-//! need uid 0, or polkit's yes for the method's action (the shipped rules
-//! grant it to the `tandem` group). Without polkit on the bus only root
-//! may change anything.
+//! bus policy lets through. Install, Cancel, MarkGood, MarkBad, Arm and
+//! Rollback need uid 0, or polkit's yes for the method's action (the
+//! shipped rules grant `dev.tandem.install` and `dev.tandem.manage` to the
+//! `tandem` group; `dev.tandem.force`, for overriding a safety check, needs
+//! an administrator). Without polkit on the bus only root may change
+//! anything.
 
 use zbus::message::{Flags, Header};
 use zbus::Connection;
@@ -60,60 +62,94 @@ pub fn decide(uid: u32, polkit: Polkit, action: &str) -> Result<(), String> {
 }
 
 fn describe(action: &str) -> &'static str {
-    if action == super::ACTION_INSTALL {
-        "install or cancel updates"
-    } else {
-        "commit, mark bad or roll back slots"
+    match action {
+        super::ACTION_INSTALL => "install or cancel updates",
+        super::ACTION_FORCE => {
+            "override a safety check (downgrade, --force, marking the last bootable group bad)"
+        }
+        _ => "commit, mark bad, arm or roll back slots",
     }
 }
 
-/// Checks the sender of `hdr` against `action`.
+/// Who sent a method call, as far as authorization needs to know.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub sender: zbus::names::OwnedUniqueName,
+    pub uid: u32,
+    /// The call allowed interactive authorization (a password prompt).
+    pub interactive: bool,
+}
+
+impl Caller {
+    /// The sender of `hdr` and its uid, from the bus.
+    pub async fn of(conn: &Connection, hdr: &Header<'_>) -> Result<Caller, AgentError> {
+        let sender = hdr
+            .sender()
+            .ok_or_else(|| AgentError::AccessDenied("the call has no sender".into()))?
+            .to_owned();
+        let bus = zbus::fdo::DBusProxy::new(conn).await?;
+        let uid = bus
+            .get_connection_unix_user(zbus::names::BusName::Unique(sender.clone()))
+            .await?;
+        Ok(Caller {
+            sender: sender.into(),
+            uid,
+            interactive: hdr.primary().flags().contains(Flags::AllowInteractiveAuth),
+        })
+    }
+
+    /// Root may; anyone else needs polkit's yes for `action`, asked with
+    /// `details` (shown in its dialog and visible to its rules).
+    pub async fn authorize(
+        &self,
+        conn: &Connection,
+        action: &str,
+        details: &std::collections::HashMap<String, String>,
+    ) -> Result<(), AgentError> {
+        if self.uid == 0 {
+            return Ok(());
+        }
+        let bus = zbus::fdo::DBusProxy::new(conn).await?;
+        let polkit_name =
+            zbus::names::BusName::try_from("org.freedesktop.PolicyKit1").expect("valid bus name");
+        let polkit = if !bus.name_has_owner(polkit_name).await? {
+            Polkit::Absent
+        } else {
+            let subject = (
+                "system-bus-name",
+                std::collections::HashMap::from([(
+                    "name",
+                    zbus::zvariant::Value::from(self.sender.as_str()),
+                )]),
+            );
+            let details: std::collections::HashMap<&str, &str> = details
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let authority = AuthorityProxy::new(conn).await?;
+            let (yes, challenge, _) = authority
+                .check_authorization(&subject, action, details, u32::from(self.interactive), "")
+                .await?;
+            match (yes, challenge) {
+                (true, _) => Polkit::Yes,
+                (false, true) => Polkit::Challenge,
+                (false, false) => Polkit::No,
+            }
+        };
+        decide(self.uid, polkit, action).map_err(AgentError::AccessDenied)
+    }
+}
+
+/// Checks the sender of `hdr` against `action`, with no details.
 pub async fn authorize(
     conn: &Connection,
     hdr: &Header<'_>,
     action: &str,
 ) -> Result<(), AgentError> {
-    let sender = hdr
-        .sender()
-        .ok_or_else(|| AgentError::AccessDenied("the call has no sender".into()))?
-        .to_owned();
-    let bus = zbus::fdo::DBusProxy::new(conn).await?;
-    let uid = bus
-        .get_connection_unix_user(zbus::names::BusName::Unique(sender.clone()))
-        .await?;
-    if uid == 0 {
-        return Ok(());
-    }
-    let polkit_name =
-        zbus::names::BusName::try_from("org.freedesktop.PolicyKit1").expect("valid bus name");
-    let polkit = if !bus.name_has_owner(polkit_name).await? {
-        Polkit::Absent
-    } else {
-        let interactive = hdr.primary().flags().contains(Flags::AllowInteractiveAuth);
-        let subject = (
-            "system-bus-name",
-            std::collections::HashMap::from([(
-                "name",
-                zbus::zvariant::Value::from(sender.as_str()),
-            )]),
-        );
-        let authority = AuthorityProxy::new(conn).await?;
-        let (yes, challenge, _) = authority
-            .check_authorization(
-                &subject,
-                action,
-                std::collections::HashMap::new(),
-                u32::from(interactive),
-                "",
-            )
-            .await?;
-        match (yes, challenge) {
-            (true, _) => Polkit::Yes,
-            (false, true) => Polkit::Challenge,
-            (false, false) => Polkit::No,
-        }
-    };
-    decide(uid, polkit, action).map_err(AgentError::AccessDenied)
+    Caller::of(conn, hdr)
+        .await?
+        .authorize(conn, action, &std::collections::HashMap::new())
+        .await
 }
 
 #[cfg(test)]

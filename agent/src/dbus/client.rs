@@ -22,6 +22,11 @@ use crate::ops::{Error, Outcome};
 )]
 trait Agent1 {
     fn install(&self, source: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<()>;
+    fn install_file(
+        &self,
+        fd: zbus::zvariant::Fd<'_>,
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<()>;
     fn cancel(&self) -> zbus::Result<()>;
     fn mark_good(&self) -> zbus::Result<String>;
     fn mark_bad(&self, slot: &str) -> zbus::Result<String>;
@@ -153,13 +158,25 @@ pub fn install(
     opts: &InstallOptions,
     show: &mut dyn FnMut(&Snapshot),
 ) -> Result<String, Error> {
-    let source = if source.contains("://") {
-        source.to_string()
-    } else {
-        std::path::absolute(source)
-            .map_err(|e| Error::Usage(format!("{source}: {e}")))?
-            .display()
-            .to_string()
+    // A local file is opened here, with the caller's own rights, and
+    // passed as a descriptor: the daemon never opens a user's path.
+    let local = match crate::fetch::Source::parse(source)? {
+        crate::fetch::Source::File(p) => {
+            let abs =
+                std::path::absolute(&p).map_err(|e| Error::Usage(format!("{source}: {e}")))?;
+            let file = crate::sys::open_regular(&abs, true).map_err(|e| match e {
+                crate::sys::OpenRegularError::Kind(kind) => crate::fetch::FetchError::NotRegular {
+                    path: abs.clone(),
+                    kind,
+                },
+                crate::sys::OpenRegularError::Io(source) => crate::fetch::FetchError::File {
+                    path: abs.clone(),
+                    source,
+                },
+            })?;
+            Some((file, abs.display().to_string()))
+        }
+        crate::fetch::Source::Http(_) => None,
     };
     // Listen before calling, so no signal is missed.
     let rule = zbus::MatchRule::builder()
@@ -180,13 +197,21 @@ pub fn install(
             }
         }
     });
-    let options = HashMap::from([
+    let mut options = HashMap::from([
         ("allow-downgrade", Value::from(opts.allow_downgrade)),
         ("force", Value::from(opts.force)),
         ("reboot", Value::from(opts.reboot)),
     ]);
     let p = proxy(conn)?;
-    p.install(&source, options).map_err(call_error)?;
+    match &local {
+        Some((file, name)) => {
+            use std::os::fd::AsFd;
+            options.insert("name", Value::from(name.as_str()));
+            p.install_file(zbus::zvariant::Fd::from(file.as_fd()), options)
+                .map_err(call_error)?
+        }
+        None => p.install(source, options).map_err(call_error)?,
+    }
     let bus = zbus::blocking::fdo::DBusProxy::new(conn).map_err(call_error)?;
     loop {
         match rx.recv_timeout(Duration::from_secs(5)) {

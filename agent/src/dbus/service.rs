@@ -18,7 +18,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::OwnedValue;
 use zbus::Connection;
 
-use super::auth::authorize;
+use super::auth::{authorize, Caller};
 use super::{
     ACTION_FORCE, ACTION_INSTALL, ACTION_MANAGE, BUS_NAME, INTERFACE_VERSION, OBJECT_PATH,
 };
@@ -112,26 +112,39 @@ pub struct Agent {
     inner: Arc<Inner>,
 }
 
-/// Install options (`a{sv}`), all optional booleans.
+/// Install options (`a{sv}`): booleans `allow-downgrade`, `force`,
+/// `reboot`; for `InstallFile` also `name` (a string, shown in records).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct InstallOptions {
     pub allow_downgrade: bool,
     pub force: bool,
     pub reboot: bool,
+    pub name: Option<String>,
 }
 
 impl InstallOptions {
-    /// Reads `allow-downgrade`, `force`, `reboot`; anything else is an error.
-    pub fn parse(map: &HashMap<String, OwnedValue>) -> Result<InstallOptions, String> {
+    /// Reads the options; anything unknown is an error. `name` only where
+    /// `with_name`.
+    pub fn parse(
+        map: &HashMap<String, OwnedValue>,
+        with_name: bool,
+    ) -> Result<InstallOptions, String> {
         let mut o = InstallOptions::default();
         for (k, v) in map {
             let flag = match k.as_str() {
                 "allow-downgrade" => &mut o.allow_downgrade,
                 "force" => &mut o.force,
                 "reboot" => &mut o.reboot,
+                "name" if with_name => {
+                    let name = String::try_from(v.try_clone().map_err(|e| e.to_string())?)
+                        .map_err(|_| "install option \"name\" must be a string".to_string())?;
+                    o.name = Some(crate::status::printable(&name));
+                    continue;
+                }
                 _ => {
                     return Err(format!(
-                        "unknown install option {k:?} (known: allow-downgrade, force, reboot)"
+                        "unknown install option {k:?} (known: allow-downgrade, force, reboot{})",
+                        if with_name { ", name" } else { "" }
                     ))
                 }
             };
@@ -140,6 +153,46 @@ impl InstallOptions {
         }
         Ok(o)
     }
+
+    /// The polkit action: overriding a safety check needs more than an
+    /// ordinary install.
+    pub fn action(&self) -> &'static str {
+        if self.allow_downgrade || self.force {
+            ACTION_FORCE
+        } else {
+            ACTION_INSTALL
+        }
+    }
+
+    /// polkit details: what is installed from where, and how; the version
+    /// once the bundle is verified.
+    pub fn details(
+        &self,
+        source: &str,
+        version: Option<&semver::Version>,
+    ) -> HashMap<String, String> {
+        let mut d = HashMap::from([
+            ("source".to_string(), source.to_string()),
+            (
+                "allow-downgrade".to_string(),
+                self.allow_downgrade.to_string(),
+            ),
+            ("force".to_string(), self.force.to_string()),
+            ("reboot".to_string(), self.reboot.to_string()),
+        ]);
+        if let Some(v) = version {
+            d.insert("version".into(), v.to_string());
+        }
+        d
+    }
+}
+
+/// What an install job reads.
+enum JobSource {
+    /// A path or URL, opened by the daemon (a path only for root callers).
+    Given(String),
+    /// A regular file the caller opened and passed.
+    File { file: std::fs::File, name: String },
 }
 
 impl Agent {
@@ -239,6 +292,8 @@ impl Agent {
         result: Result<String, (Outcome, String)>,
     ) -> zbus::Result<()> {
         let op;
+        // Messages may quote what a bundle or a caller said.
+        let result = result.map_err(|(o, m)| (o, crate::status::printable(&m)));
         let (name, message) = {
             let mut s = self.shared();
             op = s.operation;
@@ -294,13 +349,14 @@ impl Agent {
     }
 
     /// The install job, on its own thread.
-    fn run_install(
-        &self,
-        source: String,
-        opts: InstallOptions,
-        cancel: Arc<AtomicBool>,
-        emitter: SignalEmitter<'static>,
-    ) {
+    fn run_install(&self, job: Job, cancel: Arc<AtomicBool>, emitter: SignalEmitter<'static>) {
+        let Job {
+            source,
+            shown,
+            opts,
+            caller,
+            conn,
+        } = job;
         let mut tracker = Tracker::default();
         let mut show = |p: install::Progress<'_>| {
             if let Some(snap) = tracker.update(p) {
@@ -310,16 +366,32 @@ impl Agent {
                 }
             }
         };
-        let r = ops::install(
-            &self.inner.settings,
-            &source,
-            &install::Options {
-                allow_downgrade: opts.allow_downgrade,
-                force: opts.force,
-                cancel: Some(cancel),
-            },
-            &mut show,
-        );
+        // polkit again once the version is known, before anything is written.
+        let approve: install::Approve = {
+            let opts = opts.clone();
+            Arc::new(move |m: &crate::bundle::Manifest| {
+                let details = opts.details(&shown, Some(&m.version));
+                async_io::block_on(caller.authorize(&conn, opts.action(), &details)).map_err(|e| {
+                    match e {
+                        AgentError::AccessDenied(m) => m,
+                        other => other.to_string(),
+                    }
+                })
+            })
+        };
+        let o = install::Options {
+            allow_downgrade: opts.allow_downgrade,
+            force: opts.force,
+            cancel: Some(cancel),
+            approve: Some(approve),
+        };
+        let settings = &self.inner.settings;
+        let r = match source {
+            JobSource::Given(s) => ops::install(settings, &s, &o, &mut show),
+            JobSource::File { file, name } => {
+                ops::install_file(settings, file, &name, &o, &mut show)
+            }
+        };
         let reboot = opts.reboot && matches!(&r, Ok(rep) if rep.armed.is_some());
         let published = match &r {
             Ok(rep) => Ok(ops::describe_install(rep)),
@@ -335,30 +407,13 @@ impl Agent {
             }
         }
     }
-}
 
-#[zbus::interface(name = "dev.tandem.Agent1")]
-impl Agent {
-    /// Starts installing `source` (an absolute path or an http(s) URL) into
-    /// the inactive slot group and returns at once; watch `Progress` and
-    /// wait for `Completed`. Options: `allow-downgrade`, `force`, `reboot`
-    /// (booleans).
-    async fn install(
-        &self,
-        source: String,
-        options: HashMap<String, OwnedValue>,
-        #[zbus(header)] hdr: Header<'_>,
-        #[zbus(connection)] conn: &Connection,
-        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> Result<(), AgentError> {
-        authorize(conn, &hdr, ACTION_INSTALL).await?;
-        let opts = InstallOptions::parse(&options).map_err(AgentError::InvalidArgs)?;
-        let is_url = source.contains("://");
-        if !is_url && !source.starts_with('/') {
-            return Err(AgentError::InvalidArgs(format!(
-                "source {source:?} must be an absolute path or a URL: the daemon does not share the caller's working directory"
-            )));
-        }
+    /// Authorizes, claims the job slot and starts the install thread.
+    async fn start_install(&self, job: Job, emitter: SignalEmitter<'_>) -> Result<(), AgentError> {
+        let details = job.opts.details(&job.shown, None);
+        job.caller
+            .authorize(&job.conn, job.opts.action(), &details)
+            .await?;
         let cancel = Arc::new(AtomicBool::new(false));
         self.begin("install", Some(cancel.clone()))?;
         self.operation_changed(&emitter).await?;
@@ -367,10 +422,99 @@ impl Agent {
         let emitter = emitter.into_owned();
         let worker = std::thread::Builder::new()
             .name("install".into())
-            .spawn(move || me.run_install(source, opts, cancel, emitter))
+            .spawn(move || me.run_install(job, cancel, emitter))
             .map_err(|e| AgentError::Failed(format!("cannot start the install thread: {e}")))?;
         self.shared().worker = Some(worker);
         Ok(())
+    }
+}
+
+/// An install request, authorized and ready to run.
+struct Job {
+    source: JobSource,
+    /// The source as shown (redacted) in records, polkit and messages.
+    shown: String,
+    opts: InstallOptions,
+    caller: Caller,
+    conn: Connection,
+}
+
+#[zbus::interface(name = "dev.tandem.Agent1")]
+impl Agent {
+    /// Starts installing `source` (an http(s) URL; an absolute path only
+    /// for root callers) into the inactive slot group and returns at once;
+    /// watch `Progress` and wait for `Completed`. Options: `allow-downgrade`,
+    /// `force`, `reboot` (booleans; the first two need `dev.tandem.force`).
+    async fn install(
+        &self,
+        source: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), AgentError> {
+        let caller = Caller::of(conn, &hdr).await?;
+        let opts = InstallOptions::parse(&options, false).map_err(AgentError::InvalidArgs)?;
+        let parsed = crate::fetch::Source::parse(&source)
+            .map_err(|e| AgentError::InvalidArgs(e.to_string()))?;
+        if let crate::fetch::Source::File(p) = &parsed {
+            if !p.is_absolute() {
+                return Err(AgentError::InvalidArgs(format!(
+                    "source {:?} must be an absolute path or a URL: the daemon does not share the caller's working directory",
+                    p.display()
+                )));
+            }
+            if caller.uid != 0 {
+                return Err(AgentError::AccessDenied(
+                    "the daemon opens a path only for root; pass the file itself with InstallFile (as `tandem install PATH` does), so that it is read with your own rights".into(),
+                ));
+            }
+        }
+        let job = Job {
+            shown: parsed.to_string(),
+            source: JobSource::Given(source),
+            opts,
+            caller,
+            conn: conn.clone(),
+        };
+        self.start_install(job, emitter).await
+    }
+
+    /// Like `Install`, from a regular file the caller opened and passes
+    /// (`h`): the daemon reads it with the caller's rights, never opening a
+    /// path itself. Options as for `Install`, plus `name` (a string, shown
+    /// in the records).
+    async fn install_file(
+        &self,
+        fd: zbus::zvariant::OwnedFd,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), AgentError> {
+        let caller = Caller::of(conn, &hdr).await?;
+        let opts = InstallOptions::parse(&options, true).map_err(AgentError::InvalidArgs)?;
+        let file = std::fs::File::from(std::os::fd::OwnedFd::from(fd));
+        crate::sys::require_regular(&file).map_err(|e| {
+            AgentError::InvalidArgs(match e {
+                crate::sys::OpenRegularError::Kind(kind) => {
+                    format!("the passed descriptor is a {kind}, not a regular file")
+                }
+                crate::sys::OpenRegularError::Io(e) => format!("the passed descriptor: {e}"),
+            })
+        })?;
+        let name = opts
+            .name
+            .clone()
+            .unwrap_or_else(|| "(a file passed by descriptor)".into());
+        let job = Job {
+            shown: name.clone(),
+            source: JobSource::File { file, name },
+            opts,
+            caller,
+            conn: conn.clone(),
+        };
+        self.start_install(job, emitter).await
     }
 
     /// Stops the running install: the target group stays invalid, the
@@ -592,20 +736,38 @@ mod tests {
     fn install_options() {
         let mut m = HashMap::new();
         assert_eq!(
-            InstallOptions::parse(&m).unwrap(),
+            InstallOptions::parse(&m, false).unwrap(),
             InstallOptions::default()
         );
+        assert_eq!(InstallOptions::default().action(), ACTION_INSTALL);
         m.insert("force".to_string(), OwnedValue::from(true));
         m.insert("reboot".to_string(), OwnedValue::from(false));
-        let o = InstallOptions::parse(&m).unwrap();
+        let o = InstallOptions::parse(&m, false).unwrap();
         assert!(o.force && !o.reboot && !o.allow_downgrade);
+        assert_eq!(o.action(), ACTION_FORCE);
+        let d = o.details("https://h/b.tnd", Some(&"1.2.0".parse().unwrap()));
+        assert_eq!(d["source"], "https://h/b.tnd");
+        assert_eq!(d["force"], "true");
+        assert_eq!(d["version"], "1.2.0");
         m.insert("allow-downgrade".to_string(), OwnedValue::from(7u32));
-        assert!(InstallOptions::parse(&m).unwrap_err().contains("boolean"));
+        assert!(InstallOptions::parse(&m, false)
+            .unwrap_err()
+            .contains("boolean"));
         m.remove("allow-downgrade");
         m.insert("fast".to_string(), OwnedValue::from(true));
-        assert!(InstallOptions::parse(&m)
+        assert!(InstallOptions::parse(&m, false)
             .unwrap_err()
             .contains("unknown install option \"fast\""));
+        m.remove("fast");
+        let name =
+            OwnedValue::try_from(zbus::zvariant::Value::from("/media/usb/u\x1b[2J.tnd")).unwrap();
+        m.insert("name".to_string(), name);
+        assert!(
+            InstallOptions::parse(&m, false).is_err(),
+            "name only for InstallFile"
+        );
+        let o = InstallOptions::parse(&m, true).unwrap();
+        assert_eq!(o.name.as_deref(), Some("/media/usb/u\\x1b[2J.tnd"));
     }
 
     #[test]

@@ -74,7 +74,7 @@ mod tests {
 
     #[test]
     fn command_results() {
-        let sh = |s: &str| CheckKind::Command(vec!["sh".into(), "-c".into(), s.into()]);
+        let sh = |s: &str| CheckKind::Command(vec!["/bin/sh".into(), "-c".into(), s.into()]);
         assert_eq!(
             run(&check(sh("echo fine")), Duration::from_secs(5), &mut || {}),
             Ok("fine".into())

@@ -110,6 +110,15 @@ pub fn validate(raw: RawHealth) -> Result<HealthSettings, (String, String)> {
             if argv.is_empty() {
                 return Err((key, "command must name a program".into()));
             }
+            if !argv[0].starts_with('/') {
+                return Err((
+                    key,
+                    format!(
+                        "command {:?} must be an absolute path: checks run with no PATH of their own",
+                        argv[0]
+                    ),
+                ));
+            }
         }
         if let CheckKind::Http(url) = &kind {
             if !url.starts_with("http://") && !url.starts_with("https://") {
@@ -193,12 +202,12 @@ mod tests {
     #[test]
     fn validation() {
         let raw: RawHealth = toml::from_str(
-            "deadline_secs = 10\n[[check]]\ncommand = [\"true\"]\n[[check]]\nname = \"ready\"\nfile = \"/run/x\"\n",
+            "deadline_secs = 10\n[[check]]\ncommand = [\"/bin/true\"]\n[[check]]\nname = \"ready\"\nfile = \"/run/x\"\n",
         )
         .unwrap();
         let h = validate(raw).unwrap();
         assert_eq!(h.checks.len(), 2);
-        assert_eq!(h.checks[0].name, "true");
+        assert_eq!(h.checks[0].name, "/bin/true");
         assert_eq!(h.checks[1].kind, CheckKind::File("/run/x".into()));
         for bad in [
             "[[check]]\nname = \"x\"\n",
@@ -218,17 +227,17 @@ mod tests {
             checks: vec![
                 Check {
                     name: "ok".into(),
-                    kind: CheckKind::Command(vec!["true".into()]),
+                    kind: CheckKind::Command(vec!["/bin/true".into()]),
                     timeout: Duration::from_secs(5),
                 },
                 Check {
                     name: "bad".into(),
-                    kind: CheckKind::Command(vec!["false".into()]),
+                    kind: CheckKind::Command(vec!["/bin/false".into()]),
                     timeout: Duration::from_secs(5),
                 },
                 Check {
                     name: "never".into(),
-                    kind: CheckKind::Command(vec!["true".into()]),
+                    kind: CheckKind::Command(vec!["/bin/true".into()]),
                     timeout: Duration::from_secs(5),
                 },
             ],
@@ -245,7 +254,7 @@ mod tests {
             deadline: Duration::from_millis(300),
             checks: vec![Check {
                 name: "slow".into(),
-                kind: CheckKind::Command(vec!["sleep".into(), "5".into()]),
+                kind: CheckKind::Command(vec!["/bin/sleep".into(), "5".into()]),
                 timeout: Duration::from_secs(10),
             }],
             ..Default::default()

@@ -79,7 +79,7 @@ pub enum InstallError {
         source: PipelineError,
     },
     #[error(
-        "image {index} ({class}): hash mismatch: the manifest says {expected}, the written data hashes to {actual}; slot {group} left invalid"
+        "image {index} ({class}): hash mismatch: the manifest says {expected}, the image hashes to {actual}; its header was not written and slot {group} is left invalid"
     )]
     HashMismatch {
         index: usize,
@@ -105,6 +105,8 @@ pub enum InstallError {
     Cancelled(SlotGroup),
     #[error("cancelled on request before anything was written")]
     CancelledEarly,
+    #[error("not authorized: {0}")]
+    NotAuthorized(String),
     #[error("{0}; additionally, recording the failure failed: {1}")]
     Record(Box<InstallError>, StateError),
 }
@@ -115,14 +117,32 @@ pub enum InstallError {
 #[error("cancelled on request")]
 pub struct CancelledRead;
 
-#[derive(Debug, Clone, Default)]
+/// Asked once the bundle is verified and allowed by the policy, before
+/// anything is written; `Err(why)` stops the job (the daemon asks polkit
+/// again here, now with the bundle's version).
+pub type Approve = Arc<dyn Fn(&crate::bundle::Manifest) -> Result<(), String> + Send + Sync>;
+
+#[derive(Clone, Default)]
 pub struct Options {
     pub allow_downgrade: bool,
-    /// Install even a version that failed on this device before.
+    /// Install even a version that failed on this device before, the
+    /// version that runs, or while the booted group is not committed.
     pub force: bool,
     /// Set from another thread to stop the job: the next read of the
     /// bundle fails, the target group stays invalid.
     pub cancel: Option<Arc<AtomicBool>>,
+    pub approve: Option<Approve>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("allow_downgrade", &self.allow_downgrade)
+            .field("force", &self.force)
+            .field("cancel", &self.cancel)
+            .field("approve", &self.approve.is_some())
+            .finish()
+    }
 }
 
 /// Passes reads through until the cancel flag is set.
@@ -325,6 +345,9 @@ impl Job<'_, '_> {
                 .collect(),
         };
         policy::check_with(&manifest, &facts, opts.allow_downgrade, opts.force)?;
+        if let Some(approve) = &opts.approve {
+            approve(&manifest).map_err(InstallError::NotAuthorized)?;
+        }
         let verity = verity_args(&manifest).map_err(PolicyError::Verity)?;
         if verity.is_none() && settings.require_verity {
             return Err(PolicyError::VerityRequired.into());
@@ -378,8 +401,12 @@ impl Job<'_, '_> {
         let mut images = Vec::new();
         while let Some(next) = bundle.next_image()? {
             let (index, img, payload) = (next.index, next.image, next.payload);
-            let chunks = next.chunks.as_ref();
             let class = img.slot_class.clone();
+            let whole = sha256_bytes(&img.sha256);
+            let verify = match next.chunks.as_ref() {
+                Some(list) => pipeline::Verify::Chunks(list),
+                None => pipeline::Verify::Whole(&whole),
+            };
             let writer = writers.get_mut(&class).expect("policy checked classes");
             let mut report = |done| {
                 progress(Progress::Writing {
@@ -398,7 +425,7 @@ impl Job<'_, '_> {
                         writer,
                         img.size,
                         workers,
-                        chunks,
+                        verify,
                         &mut report,
                     )
                 }
@@ -413,22 +440,19 @@ impl Job<'_, '_> {
                             },
                         )
                     })?;
-                    pipeline::stream_image(&mut src, writer, img.size, chunks, &mut report)
+                    pipeline::stream_image(&mut src, writer, img.size, verify, &mut report)
                 }
             }
-            .map_err(|e| payload_error(index, &class, e))?;
-            // Without a chunk index, the whole image's hash decides now.
-            if let Some(actual) = written.sha256.map(hex::encode) {
-                if actual != img.sha256 {
-                    return Err(InstallError::HashMismatch {
-                        index,
-                        class,
-                        group: target,
-                        expected: img.sha256.clone(),
-                        actual,
-                    });
-                }
-            }
+            .map_err(|e| match e {
+                PipelineError::Hash { expected, actual } => InstallError::HashMismatch {
+                    index,
+                    class: class.clone(),
+                    group: target,
+                    expected,
+                    actual,
+                },
+                e => payload_error(index, &class, e),
+            })?;
             bytes += written.bytes;
             progress(Progress::ImageDone {
                 index,
@@ -576,6 +600,16 @@ pub fn verity_kernel_args(v: &crate::bundle::manifest::Verity) -> Result<String,
         "tandem.verity.roothash={} tandem.verity.hashoffset={} tandem.verity.salt={salt}",
         v.root_hash, v.hash_offset
     ))
+}
+
+/// The manifest's (validated) hex SHA-256 as bytes.
+fn sha256_bytes(hex_digest: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    // The manifest validated 64 hex digits; anything else cannot match.
+    if hex::decode_to_slice(hex_digest, &mut out).is_err() {
+        out = [0xFF; 32];
+    }
+    out
 }
 
 /// Threads that decode framed zstd payloads: one per core but the one the

@@ -3,8 +3,10 @@
 //! overlap and memory stays flat whatever the image size.
 //!
 //! The slot's first 128 KiB (where filesystem superblocks live) are zeroed
-//! before anything else is written and receive their real contents last, so
-//! a slot cut off midway never starts with a valid header (coreos-installer
+//! before anything else is written and receive their real contents last,
+//! only once every byte has arrived and been verified (each chunk against
+//! the chunk index, or the whole image against its hash), so a slot cut off
+//! midway or refused never starts with a valid header (coreos-installer
 //! does the same with its first MiB).
 
 use std::io::{self, Read};
@@ -34,6 +36,10 @@ pub enum PipelineError {
     TooShort { got: u64, expected: u64 },
     #[error("{0}; it was not written")]
     Chunk(#[from] ChunkMismatch),
+    #[error(
+        "hash mismatch: the manifest says {expected}, the image hashes to {actual}; its header was not written"
+    )]
+    Hash { expected: String, actual: String },
     #[error(transparent)]
     Device(#[from] SysError),
 }
@@ -42,9 +48,16 @@ pub enum PipelineError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     pub bytes: u64,
-    /// SHA-256 of the whole image; `None` when a chunk index was given,
-    /// which checked every chunk instead, before it was written.
-    pub sha256: Option<[u8; 32]>,
+}
+
+/// How an image is verified on its way to the slot.
+#[derive(Debug, Clone, Copy)]
+pub enum Verify<'a> {
+    /// Every chunk against the index, before the chunk is written.
+    Chunks(&'a ChunkList),
+    /// The whole image against this SHA-256 before its header is written
+    /// (older bundles without a chunk index).
+    Whole(&'a [u8; 32]),
 }
 
 /// A filled buffer (bytes used), or why a decode worker could not fill it.
@@ -52,16 +65,16 @@ type Filled = Result<(AlignedBuf, usize), PipelineError>;
 
 /// Streams exactly `expected` bytes from `src` into `slot` at offset 0,
 /// then fsyncs. With a chunk index each chunk is checked before it is
-/// written; without one, the whole image is hashed. `progress` is called
-/// with the bytes read so far.
+/// written; without one, the whole image is hashed and its header written
+/// only if the hash matches. `progress` is called with the bytes read so far.
 pub fn stream_image(
     src: &mut dyn Read,
     slot: &mut SlotWriter,
     expected: u64,
-    chunks: Option<&ChunkList>,
+    verify: Verify<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Written, PipelineError> {
-    run(slot, expected, 1, chunks, |free, mut lanes| {
+    run(slot, expected, 1, verify, |free, mut lanes| {
         let lane = lanes.pop().expect("one lane");
         read_stage(src, expected, free, lane, progress)
     })
@@ -77,7 +90,7 @@ pub fn stream_frames<R: Read>(
     slot: &mut SlotWriter,
     expected: u64,
     workers: usize,
-    chunks: Option<&ChunkList>,
+    verify: Verify<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Written, PipelineError> {
     assert!(
@@ -85,7 +98,7 @@ pub fn stream_frames<R: Read>(
         "frame_size is validated against MAX_FRAME_SIZE"
     );
     let workers = workers.max(1);
-    run(slot, expected, workers, chunks, |free, lanes| {
+    run(slot, expected, workers, verify, |free, lanes| {
         std::thread::scope(|s| {
             // Compressed input buffers: one per worker and one being filled.
             let (inputs_tx, inputs_rx) = sync_channel::<Vec<u8>>(workers + 1);
@@ -114,7 +127,7 @@ fn run(
     slot: &mut SlotWriter,
     expected: u64,
     lanes: usize,
-    chunks: Option<&ChunkList>,
+    verify: Verify<'_>,
     feed: impl FnOnce(Receiver<AlignedBuf>, Vec<SyncSender<Filled>>) -> Result<u64, PipelineError>,
 ) -> Result<Written, PipelineError> {
     // Invalidate the slot's header first.
@@ -135,29 +148,42 @@ fn run(
         (0..lanes).map(|_| sync_channel::<Filled>(1)).unzip();
     let (write_tx, write_rx) = sync_channel::<(AlignedBuf, usize)>(BUFFERS);
 
-    std::thread::scope(|s| {
-        let hasher = s.spawn(move || hash_stage(lane_rx, write_tx, chunks));
-        let writer = s.spawn(move || write_stage(write_rx, free_tx, slot, expected));
+    let written = std::thread::scope(|s| {
+        let slot = &mut *slot;
+        let hasher = s.spawn(move || hash_stage(lane_rx, write_tx, verify));
+        let writer = s.spawn(move || write_stage(write_rx, free_tx, slot));
         let fed = feed(free_rx, lane_tx);
-        let digest = hasher.join().expect("hash thread panicked");
+        let checked = hasher.join().expect("hash thread panicked");
         let write_result = writer.join().expect("write thread panicked");
         // A device error explains a stalled reader better than the reverse.
         // What the hash stage refused lies before where the feed stopped,
         // and never follows from the feed's own error.
-        let bytes = write_result?;
-        let digest = digest?;
+        // The whole image's hash is only meaningful once all of it came.
+        let (bytes, head, head_len) = write_result?;
+        let whole = match checked {
+            Err(e @ PipelineError::Hash { .. }) => Err(e),
+            other => {
+                other?;
+                Ok(())
+            }
+        };
         let got = fed?;
-        if got != bytes {
+        if got != bytes || bytes != expected {
             return Err(PipelineError::TooShort {
                 got: bytes,
                 expected,
             });
         }
-        Ok(Written {
-            bytes,
-            sha256: digest.map(Into::into),
-        })
-    })
+        whole?;
+        Ok((bytes, head, head_len))
+    });
+    // Every byte is there and verified: only now the header.
+    let (bytes, head, head_len) = written?;
+    if head_len > 0 {
+        slot.write_at(0, &head.bytes()[..head_len])?;
+    }
+    slot.sync()?;
+    Ok(Written { bytes })
 }
 
 fn read_stage(
@@ -286,20 +312,21 @@ fn decode_stage(jobs: Receiver<Job>, out: SyncSender<Filled>, inputs: SyncSender
 enum Check<'a> {
     /// Against a chunk index, chunk by chunk, before it is written.
     Chunks(ChunkCheck<'a>),
-    /// Into one hash of the whole image, compared by the caller.
-    Whole(Sha256),
+    /// Into one hash of the whole image, compared at the end.
+    Whole(Sha256, &'a [u8; 32]),
 }
 
 /// Checks the buffers from `lanes`, taken in turn, and passes them on to be
-/// written. Returns the whole image's hash when there was no chunk index.
+/// written; without a chunk index, compares the whole image's hash once
+/// the feed is done.
 fn hash_stage(
     lanes: Vec<Receiver<Filled>>,
     out: SyncSender<(AlignedBuf, usize)>,
-    chunks: Option<&ChunkList>,
-) -> Result<Option<sha2::digest::Output<Sha256>>, PipelineError> {
-    let mut check = match chunks {
-        Some(list) => Check::Chunks(ChunkCheck::new(list)),
-        None => Check::Whole(Sha256::new()),
+    verify: Verify<'_>,
+) -> Result<(), PipelineError> {
+    let mut check = match verify {
+        Verify::Chunks(list) => Check::Chunks(ChunkCheck::new(list)),
+        Verify::Whole(want) => Check::Whole(Sha256::new(), want),
     };
     for lane in lanes.iter().cycle() {
         let Ok(filled) = lane.recv() else {
@@ -309,7 +336,7 @@ fn hash_stage(
         let data = &buf.bytes()[..n];
         match &mut check {
             Check::Chunks(c) => c.update(data)?,
-            Check::Whole(h) => h.update(data),
+            Check::Whole(h, _) => h.update(data),
         }
         if out.send((buf, n)).is_err() {
             break;
@@ -317,20 +344,30 @@ fn hash_stage(
     }
     // Every chunk was checked as it completed; `run` checks that all the
     // bytes came (then so did all the chunks).
-    Ok(match check {
-        Check::Chunks(_) => None,
-        Check::Whole(h) => Some(h.finalize()),
-    })
+    match check {
+        Check::Chunks(_) => Ok(()),
+        Check::Whole(h, want) => {
+            let got: [u8; 32] = h.finalize().into();
+            if got == *want {
+                Ok(())
+            } else {
+                Err(PipelineError::Hash {
+                    expected: hex::encode(want),
+                    actual: hex::encode(got),
+                })
+            }
+        }
+    }
 }
 
-/// Writes the buffers in order; the header region only once all `expected`
-/// bytes have come, so a slot whose stream stopped short never gets one.
+/// Writes the buffers in order but for the header region, which it keeps
+/// back and returns (with its length) for `run` to write once the image is
+/// complete and verified. Syncs what it wrote.
 fn write_stage(
     input: Receiver<(AlignedBuf, usize)>,
     free: SyncSender<AlignedBuf>,
     slot: &mut SlotWriter,
-    expected: u64,
-) -> Result<u64, PipelineError> {
+) -> Result<(u64, AlignedBuf, usize), PipelineError> {
     let mut offset: u64 = 0;
     let mut head = AlignedBuf::new(HEAD);
     let mut head_len = 0;
@@ -350,12 +387,8 @@ fn write_stage(
         // The reader may have stopped; then nobody needs the buffer back.
         let _ = free.send(buf);
     }
-    if head_len > 0 && offset == expected {
-        slot.sync()?;
-        slot.write_at(0, &head.bytes()[..head_len])?;
-    }
     slot.sync()?;
-    Ok(offset)
+    Ok((offset, head, head_len))
 }
 
 #[cfg(test)]
@@ -386,8 +419,9 @@ mod tests {
         let mut payload = Vec::new();
         frames::encode(&mut &data[..], &mut payload, 64 << 10, 3).unwrap();
         let list = ChunkList::of(&data, 4096);
+        let whole: [u8; 32] = Sha256::digest(&data).into();
         for workers in [1, 2, 3] {
-            for chunks in [None, Some(&list)] {
+            for verify in [Verify::Whole(&whole), Verify::Chunks(&list)] {
                 let d = tempfile::tempdir().unwrap();
                 let (p, mut w) = slot_file(&d, data.len() + 8192);
                 let mut fr = FrameReader::new(&payload[..], 64 << 10, data.len() as u64);
@@ -397,16 +431,12 @@ mod tests {
                     &mut w,
                     data.len() as u64,
                     workers,
-                    chunks,
+                    verify,
                     &mut |n| seen = n,
                 )
                 .unwrap();
                 assert_eq!(out.bytes, data.len() as u64);
                 assert_eq!(seen, data.len() as u64);
-                let want = chunks
-                    .is_none()
-                    .then(|| <[u8; 32]>::from(Sha256::digest(&data)));
-                assert_eq!(out.sha256, want, "the whole hash only without an index");
                 let back = std::fs::read(&p).unwrap();
                 assert!(back[..data.len()] == data[..], "{workers} workers");
             }
@@ -426,7 +456,7 @@ mod tests {
             &mut &bad[..],
             &mut w,
             bad.len() as u64,
-            Some(&list),
+            Verify::Chunks(&list),
             &mut |_| {},
         )
         .unwrap_err();
@@ -468,7 +498,7 @@ mod tests {
                 &mut w,
                 data.len() as u64,
                 workers,
-                None,
+                Verify::Whole(&[0; 32]),
                 &mut |_| {},
             )
             .unwrap_err();
@@ -496,14 +526,60 @@ mod tests {
             let mut w = SlotWriter::open(&p, None).unwrap();
             let data = pattern(len);
             let mut seen = 0;
-            let out =
-                stream_image(&mut &data[..], &mut w, len as u64, None, &mut |n| seen = n).unwrap();
+            let whole: [u8; 32] = Sha256::digest(&data).into();
+            let out = stream_image(
+                &mut &data[..],
+                &mut w,
+                len as u64,
+                Verify::Whole(&whole),
+                &mut |n| seen = n,
+            )
+            .unwrap();
             assert_eq!(out.bytes, len as u64);
-            assert_eq!(out.sha256, Some(<[u8; 32]>::from(Sha256::digest(&data))));
             assert_eq!(seen, len as u64);
             let back = std::fs::read(&p).unwrap();
             assert_eq!(&back[..len], &data[..], "len {len}");
         }
+    }
+
+    /// Without a chunk index nothing can be checked before it is written,
+    /// so the header region is what keeps a refused image from booting: it
+    /// is written only after the whole image's hash matched, and stays
+    /// zero otherwise.
+    #[test]
+    fn a_whole_image_hash_mismatch_leaves_the_header_zeroed() {
+        let data = image();
+        let mut bad = data.clone();
+        bad[2 * CHUNK + 10] ^= 1; // past the header, in the last buffer
+        let whole: [u8; 32] = Sha256::digest(&data).into();
+        let d = tempfile::tempdir().unwrap();
+        let (p, mut w) = slot_file(&d, data.len() + 8192);
+        let e = stream_image(
+            &mut &bad[..],
+            &mut w,
+            bad.len() as u64,
+            Verify::Whole(&whole),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(matches!(e, PipelineError::Hash { .. }), "{e}");
+        assert!(e.to_string().contains("header was not written"), "{e}");
+        let back = std::fs::read(&p).unwrap();
+        assert!(
+            back[..HEAD].iter().all(|&b| b == 0),
+            "the header stays zero"
+        );
+        // The same image with the right hash gets its header.
+        let (p, mut w) = slot_file(&d, data.len() + 8192);
+        stream_image(
+            &mut &data[..],
+            &mut w,
+            data.len() as u64,
+            Verify::Whole(&whole),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&p).unwrap()[..HEAD], data[..HEAD]);
     }
 
     #[test]
@@ -512,12 +588,13 @@ mod tests {
         let p = d.path().join("slot");
         let mut w = SlotWriter::open(&p, Some(1 << 20)).unwrap();
         let data = pattern(5000);
-        let e = stream_image(&mut &data[..], &mut w, 4000, None, &mut |_| {}).unwrap_err();
+        let any = Verify::Whole(&[0; 32]);
+        let e = stream_image(&mut &data[..], &mut w, 4000, any, &mut |_| {}).unwrap_err();
         assert!(
             matches!(e, PipelineError::TooLong { expected: 4000 }),
             "{e}"
         );
-        let e = stream_image(&mut &data[..], &mut w, 6000, None, &mut |_| {}).unwrap_err();
+        let e = stream_image(&mut &data[..], &mut w, 6000, any, &mut |_| {}).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -545,8 +622,9 @@ mod tests {
         }
         let d = tempfile::tempdir().unwrap();
         let mut w = SlotWriter::open(&d.path().join("s"), Some(16 << 20)).unwrap();
+        let any = Verify::Whole(&[0; 32]);
         let e =
-            stream_image(&mut Failing(CHUNK + 10), &mut w, 8 << 20, None, &mut |_| {}).unwrap_err();
+            stream_image(&mut Failing(CHUNK + 10), &mut w, 8 << 20, any, &mut |_| {}).unwrap_err();
         assert!(
             matches!(e, PipelineError::Read { offset, .. } if offset == CHUNK as u64),
             "{e}"

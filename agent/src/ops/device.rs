@@ -43,25 +43,89 @@ pub fn with_control<T>(
 }
 
 /// Verifies and writes `source` (a path or URL) into the inactive group and
-/// arms it.
+/// arms it. If the bundle changed on the server under a resumed download,
+/// the install starts once more from byte 0.
 pub fn install(
     s: &Settings,
     source: &str,
     opts: &install::Options,
     show: &mut dyn FnMut(Progress<'_>),
 ) -> Result<install::Report, Error> {
-    let ctx = context(s)?;
-    let mut boot = crate::boot::open(s)?;
-    let src = Source::parse(source);
-    Ok(install::install(
-        &ctx,
+    let src = Source::parse(source)?;
+    install_from(
+        s,
         &src.to_string(),
         || fetch::open(&src, &s.http),
         opts,
-        boot.as_deref_mut()
-            .map(|b| b as &mut dyn crate::boot::Bootloader),
         show,
-    )?)
+    )
+}
+
+/// [`install`] from an already open regular file (a descriptor a D-Bus
+/// client passed); `name` is only what the records show.
+pub fn install_file(
+    s: &Settings,
+    file: std::fs::File,
+    name: &str,
+    opts: &install::Options,
+    show: &mut dyn FnMut(Progress<'_>),
+) -> Result<install::Report, Error> {
+    sys::require_regular(&file).map_err(|e| match e {
+        sys::OpenRegularError::Kind(kind) => fetch::FetchError::NotRegular {
+            path: name.into(),
+            kind,
+        },
+        sys::OpenRegularError::Io(source) => fetch::FetchError::File {
+            path: name.into(),
+            source,
+        },
+    })?;
+    let mut file = Some(file);
+    install_from(
+        s,
+        name,
+        || {
+            // A file is read once; a restart could only come from HTTP.
+            file.take()
+                .map(fetch::from_file)
+                .ok_or_else(|| fetch::FetchError::Protocol {
+                    url: name.to_string(),
+                    message: "the passed file can be read only once".into(),
+                })
+        },
+        opts,
+        show,
+    )
+}
+
+fn install_from(
+    s: &Settings,
+    name: &str,
+    mut open: impl FnMut() -> Result<Box<dyn std::io::Read + Send>, fetch::FetchError>,
+    opts: &install::Options,
+    show: &mut dyn FnMut(Progress<'_>),
+) -> Result<install::Report, Error> {
+    let ctx = context(s)?;
+    let mut boot = crate::boot::open(s)?;
+    let mut attempt = 0;
+    loop {
+        let r = install::install(
+            &ctx,
+            name,
+            &mut open,
+            opts,
+            boot.as_deref_mut()
+                .map(|b| b as &mut dyn crate::boot::Bootloader),
+            show,
+        );
+        match r {
+            Err(e) if attempt == 0 && super::restartable(&e) => {
+                tracing::warn!(source = name, "{e}; starting again from the first byte");
+                attempt += 1;
+            }
+            r => return Ok(r?),
+        }
+    }
 }
 
 /// The lines an install prints when it succeeded.

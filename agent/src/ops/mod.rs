@@ -10,8 +10,8 @@
 mod device;
 
 pub use device::{
-    arm, boot_check, booted_slot, describe_install, install, mark_bad, mark_good, reboot, rollback,
-    status, with_control,
+    arm, boot_check, booted_slot, describe_install, install, install_file, mark_bad, mark_good,
+    reboot, rollback, status, with_control,
 };
 
 use std::io;
@@ -178,7 +178,7 @@ impl Error {
             Error::Key(_) | Error::Write(_) | Error::Boot(_) | Error::Other(_) => Outcome::Failed,
             Error::Bundle(e) => bundle_outcome(e),
             Error::State(e) => state_outcome(e),
-            Error::Fetch(_) => Outcome::Unreachable,
+            Error::Fetch(e) => fetch_outcome(e),
             Error::Control(e) => control_outcome(e),
             Error::Usage(_) => Outcome::Usage,
             Error::Refused(_) => Outcome::Refused,
@@ -189,6 +189,17 @@ impl Error {
     /// The exit code, for `main`.
     pub fn exit_code(&self) -> u8 {
         self.outcome().code()
+    }
+}
+
+/// A source that cannot be read is unreachable (6); a source string that
+/// is no source is a usage error, TLS settings that do not load a
+/// configuration error.
+fn fetch_outcome(e: &FetchError) -> Outcome {
+    match e {
+        FetchError::Scheme { .. } => Outcome::Usage,
+        FetchError::Tls { .. } => Outcome::Config,
+        _ => Outcome::Unreachable,
     }
 }
 
@@ -237,6 +248,24 @@ pub fn read_outcome(e: &io::Error) -> Outcome {
     Outcome::Refused
 }
 
+/// Whether an install failed only because the bundle changed on the server
+/// under a resumed download (then it may start again from byte 0).
+pub fn restartable(e: &InstallError) -> bool {
+    let fetch = match e {
+        InstallError::Fetch(f) => Some(f),
+        InstallError::Record(inner, _) => return restartable(inner),
+        InstallError::Bundle(BundleError::Io { source, .. })
+        | InstallError::Payload {
+            source: PipelineError::Read { source, .. },
+            ..
+        } => source
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<FetchError>()),
+        _ => None,
+    };
+    fetch.is_some_and(FetchError::restartable)
+}
+
 /// The outcome of a failed install (also for callers of `install::install`).
 pub fn install_outcome(e: &InstallError) -> Outcome {
     match e {
@@ -245,7 +274,7 @@ pub fn install_outcome(e: &InstallError) -> Outcome {
         | InstallError::UnsafeKeyring { .. }
         | InstallError::Cmdline { .. } => Outcome::Config,
         InstallError::Slot(_) | InstallError::BootedUnknown { .. } => Outcome::Config,
-        InstallError::Fetch(_) => Outcome::Unreachable,
+        InstallError::Fetch(f) => fetch_outcome(f),
         InstallError::Bundle(b) => bundle_outcome(b),
         InstallError::Policy(_)
         | InstallError::Truncated { .. }
@@ -255,10 +284,12 @@ pub fn install_outcome(e: &InstallError) -> Outcome {
             PipelineError::Device(_) => Outcome::Failed,
             PipelineError::TooLong { .. }
             | PipelineError::TooShort { .. }
-            | PipelineError::Chunk(_) => Outcome::Refused,
+            | PipelineError::Chunk(_)
+            | PipelineError::Hash { .. } => Outcome::Refused,
         },
         InstallError::SlotState(_) => Outcome::SlotState,
         InstallError::Cancelled(_) | InstallError::CancelledEarly => Outcome::Cancelled,
+        InstallError::NotAuthorized(_) => Outcome::NotAuthorized,
         InstallError::Record(inner, _) => install_outcome(inner),
         InstallError::Device { .. }
         | InstallError::Arm { .. }

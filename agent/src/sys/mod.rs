@@ -34,19 +34,62 @@ pub enum SysError {
 }
 
 /// Writes `data` to `path` so that a crash leaves either the old or the new
-/// contents: temp file, fsync, rename, fsync of the directory.
+/// contents: temp file, fsync, rename, fsync of the directory. The temp
+/// file has a random name and is created exclusively, without following
+/// symlinks, with mode 0600: nobody else can prepare it, swap it, or read
+/// the new contents while they are written.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    let seed = random_seed()?;
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(".{}.tmp", hex::encode(&seed[..8])));
     let tmp = PathBuf::from(tmp);
-    {
-        let mut f = File::create(&tmp)?;
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)?;
+    written?;
     File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` (and its parents) if needed and makes sure only its
+/// owner can enter it (mode 0700): what it holds is nobody else's business,
+/// and a lock in it cannot be taken by anyone else.
+pub fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let m = std::fs::symlink_metadata(dir)?;
+    if !m.is_dir() {
+        return Err(io::Error::other("not a directory"));
+    }
+    if m.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Opens (creating, mode 0600) a lock file without following symlinks.
+pub fn open_lock_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read
@@ -274,6 +317,79 @@ pub fn check_trusted_dir(dir: &Path) -> Result<(), (PathBuf, String)> {
     Ok(())
 }
 
+/// Why [`open_regular`] did not open a file.
+#[derive(Debug)]
+pub enum OpenRegularError {
+    /// It is not a regular file but this.
+    Kind(&'static str),
+    Io(io::Error),
+}
+
+impl From<io::Error> for OpenRegularError {
+    fn from(e: io::Error) -> Self {
+        OpenRegularError::Io(e)
+    }
+}
+
+fn kind_of(t: std::fs::FileType) -> Option<&'static str> {
+    Some(if t.is_file() {
+        return None;
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_symlink() {
+        "symbolic link"
+    } else {
+        "special file"
+    })
+}
+
+/// Opens `path` for reading only if it is a regular file, deciding that
+/// before anything is opened for real: an `O_PATH` descriptor is looked
+/// at first (that runs no driver's open, so `/dev/watchdog` is not armed
+/// and a FIFO does not block), then the same inode is opened through
+/// `/proc/self/fd`. With `follow == false` a symlink is refused too.
+pub fn open_regular(path: &Path, follow: bool) -> Result<File, OpenRegularError> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::AsRawFd;
+    let flags = libc::O_PATH | if follow { 0 } else { libc::O_NOFOLLOW };
+    let handle = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)?;
+    let m = handle.metadata()?;
+    if let Some(kind) = kind_of(m.file_type()) {
+        return Err(OpenRegularError::Kind(kind));
+    }
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))?;
+    let n = f.metadata()?;
+    if (n.dev(), n.ino()) != (m.dev(), m.ino()) || kind_of(n.file_type()).is_some() {
+        return Err(OpenRegularError::Io(io::Error::other(
+            "the file changed while it was opened",
+        )));
+    }
+    Ok(f)
+}
+
+/// Checks that an already open file (e.g. a descriptor a D-Bus client
+/// passed) is a regular file.
+pub fn require_regular(f: &File) -> Result<(), OpenRegularError> {
+    match kind_of(f.metadata()?.file_type()) {
+        Some(kind) => Err(OpenRegularError::Kind(kind)),
+        None => Ok(()),
+    }
+}
+
 /// Reads the kernel command line (or the file configured in its place).
 pub fn read_cmdline(path: &Path) -> io::Result<String> {
     std::fs::read_to_string(path)
@@ -309,10 +425,18 @@ pub struct Finished {
     pub stderr: String,
 }
 
-/// Runs a program without a shell, stdin closed, in its own process group;
-/// drains its output on threads (a chatty program cannot block on a full
-/// pipe) and kills the whole group at `timeout`. `tick` is called while
-/// waiting (the watchdog is petted there).
+/// How much of a helper's stdout and stderr is kept each (the rest is
+/// read and dropped, so the program never blocks on a full pipe).
+pub const OUTPUT_CAP: usize = 64 << 10;
+
+/// The only environment a helper or health check gets.
+pub const HELPER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs a program (an absolute path) without a shell, stdin closed, in its
+/// own process group, with a clean environment (only `PATH` and
+/// `LANG=C.UTF-8`); drains its output on threads, keeping at most
+/// [`OUTPUT_CAP`] bytes of each, and kills the whole group at `timeout`.
+/// `tick` is called while waiting (the watchdog is petted there).
 pub fn run_with_timeout(
     program: &Path,
     args: &[&str],
@@ -322,18 +446,29 @@ pub fn run_with_timeout(
     use std::io::Read;
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
+    if !program.is_absolute() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not an absolute path", program.display()),
+        ));
+    }
     let mut child = Command::new(program)
         .args(args)
+        .env_clear()
+        .env("PATH", HELPER_PATH)
+        .env("LANG", "C.UTF-8")
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let drain = |mut r: Box<dyn Read + Send>| {
+    let drain = |r: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
+            let mut kept = Vec::new();
+            let mut r = r;
+            let _ = r.by_ref().take(OUTPUT_CAP as u64).read_to_end(&mut kept);
+            let _ = io::copy(&mut r, &mut io::sink());
+            String::from_utf8_lossy(&kept).into_owned()
         })
     };
     let out = drain(Box::new(child.stdout.take().expect("piped")));
@@ -477,6 +612,38 @@ mod tests {
     }
 
     #[test]
+    fn helpers_get_a_clean_environment_and_capped_output() {
+        // cargo hands its test processes CARGO_* variables: none may reach
+        // the helper.
+        let f = run_with_timeout(
+            Path::new("/bin/sh"),
+            &["-c", "env; head -c 200000 /dev/zero | tr '\\0' a"],
+            std::time::Duration::from_secs(10),
+            &mut || {},
+        )
+        .unwrap();
+        assert!(f.status.unwrap().success());
+        if std::env::var_os("CARGO_MANIFEST_DIR").is_some() {
+            assert!(
+                !f.stdout.contains("CARGO_MANIFEST_DIR"),
+                "{}",
+                &f.stdout[..200]
+            );
+        }
+        assert!(f.stdout.contains("PATH=/usr/local/sbin"));
+        assert_eq!(f.stdout.len(), OUTPUT_CAP);
+        let e = run_with_timeout(
+            Path::new("sh"),
+            &[],
+            std::time::Duration::from_secs(1),
+            &mut || {},
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("not an absolute path"), "{e}");
+    }
+
+    #[test]
     fn watchdog_pets_and_closes_with_magic() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("watchdog");
@@ -514,11 +681,39 @@ mod tests {
     }
 
     #[test]
-    fn atomic_write_replaces() {
+    fn atomic_write_replaces_privately() {
+        use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // No temp file left behind, and none with a predictable name.
+        let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        // A symlink planted at the old fixed temp name is never followed.
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, d.path().join("f.tmp")).unwrap();
+        write_atomic(&p, b"three").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    }
+
+    #[test]
+    fn private_dirs_are_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state");
+        private_dir(&p).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&p), 0o700);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&p).unwrap();
+        assert_eq!(mode(&p), 0o700);
+        let l = p.join("lock");
+        open_lock_file(&l).unwrap();
+        assert_eq!(mode(&l), 0o600);
     }
 }

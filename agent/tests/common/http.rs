@@ -15,6 +15,14 @@ pub enum Fault {
     StallAfter(usize, Duration),
     /// Answer with this status and no body.
     Status(u16),
+    /// Answer `302 Found` to this Location.
+    Redirect(String),
+    /// Serve normally, but claim this ETag (the bundle "changed").
+    ETag(String),
+    /// Claim this total length in Content-Range (a 206 from another file).
+    Total(usize),
+    /// Send this many bytes per second, for the whole body.
+    Trickle(usize),
 }
 
 #[derive(Default)]
@@ -74,6 +82,14 @@ fn handle(
         }
     }
     log.lock().unwrap().ranges.push(range.clone());
+    if let Some(Fault::Redirect(to)) = &fault {
+        write!(
+            conn,
+            "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        return Ok(());
+    }
+    let path_ok = path_ok || line.split_whitespace().nth(1) == Some("/moved.tnd");
     let status = match (&fault, path_ok) {
         (_, false) => Some(404),
         (Some(Fault::Status(s)), _) => Some(*s),
@@ -93,18 +109,25 @@ fn handle(
         .unwrap_or(0)
         .min(body.len());
     let part = &body[start..];
+    let etag = match &fault {
+        Some(Fault::ETag(t)) => t.clone(),
+        _ => "\"v1\"".to_string(),
+    };
+    let total = match &fault {
+        Some(Fault::Total(t)) => *t,
+        _ => body.len(),
+    };
     if start > 0 {
         write!(
             conn,
-            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{total}\r\nETag: {etag}\r\nConnection: close\r\n\r\n",
             part.len(),
             body.len() - 1,
-            body.len()
         )?;
     } else {
         write!(
             conn,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nETag: {etag}\r\nConnection: close\r\n\r\n",
             part.len()
         )?;
     }
@@ -118,6 +141,13 @@ fn handle(
             conn.write_all(&part[..n.min(part.len())])?;
             conn.flush()?;
             std::thread::sleep(d);
+        }
+        Some(Fault::Trickle(per_sec)) => {
+            for c in part.chunks(per_sec.max(1)) {
+                conn.write_all(c)?;
+                conn.flush()?;
+                std::thread::sleep(Duration::from_secs(1));
+            }
         }
         _ => conn.write_all(part)?,
     }
