@@ -519,11 +519,15 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
             "slots.a and slots.b must declare the same slot classes",
         ));
     }
-    for class in a.keys() {
-        if a[class].device == b[class].device {
+    let devices = slot_devices(&slots);
+    for (i, (key, dev)) in devices.iter().enumerate() {
+        if let Some((first, _)) = devices[..i].iter().find(|(_, d)| d == dev) {
             return Err(invalid(
-                format!("slots.b.{class}.device"),
-                "is the same device as slot a's; the A/B pair must be two devices",
+                key,
+                format!(
+                    "is {}, the same device as {first}; every slot of both groups needs a device of its own",
+                    dev.display()
+                ),
             ));
         }
     }
@@ -554,6 +558,50 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
         slots,
         sources,
     })
+}
+
+/// Every slot device with its key (`slots.a.rootfs.device`), group a first.
+fn slot_devices(
+    slots: &BTreeMap<SlotGroup, BTreeMap<SlotClass, SlotDevice>>,
+) -> Vec<(String, PathBuf)> {
+    slots
+        .iter()
+        .flat_map(|(g, classes)| {
+            classes
+                .iter()
+                .map(move |(c, d)| (format!("slots.{g}.{c}.device"), d.device.clone()))
+        })
+        .collect()
+}
+
+/// The same check as the pure one in [`parse`], after resolving links and
+/// comparing device numbers: `/dev/disk/by-partlabel/x` and `/dev/vda2` may
+/// be one device. Devices that do not exist yet (file slots) are skipped.
+pub fn check_devices_distinct(s: &Settings) -> Result<(), ConfigError> {
+    let devices: Vec<(String, PathBuf, Option<u64>)> = slot_devices(&s.slots)
+        .into_iter()
+        .filter_map(|(key, path)| {
+            let real = std::fs::canonicalize(&path).ok()?;
+            let rdev = crate::sys::block_dev(&real).ok().flatten();
+            Some((key, real, rdev))
+        })
+        .collect();
+    for (i, (key, real, rdev)) in devices.iter().enumerate() {
+        let same = devices[..i]
+            .iter()
+            .find(|(_, r, d)| r == real || (rdev.is_some() && d == rdev));
+        if let Some((first, other, _)) = same {
+            return Err(invalid(
+                key,
+                format!(
+                    "resolves to {}, the same device as {first} ({}); every slot of both groups needs a device of its own",
+                    real.display(),
+                    other.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn boot_config(b: &RawBoot) -> Result<BootConfig, ConfigError> {
@@ -657,7 +705,9 @@ pub fn load(root: &Path, main: Option<&Path>) -> Result<Settings, ConfigError> {
                 .map_err(|source| ConfigError::Io { path, source })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    parse(&sources)
+    let settings = parse(&sources)?;
+    check_devices_distinct(&settings)?;
+    Ok(settings)
 }
 
 #[cfg(test)]
@@ -740,6 +790,25 @@ size = 67108864
             (
                 &[("main.toml", &BASE.replace("/dev/b", "/dev/a"))],
                 "slots.b.rootfs.device",
+            ),
+            (
+                // across classes too: b's boot on a's rootfs device
+                &[(
+                    "main.toml",
+                    &format!(
+                        "{BASE}[slots.a.boot]\ndevice = \"/dev/ab\"\n[slots.b.boot]\ndevice = \"/dev/a\"\n"
+                    ),
+                )],
+                "slots.b.boot.device",
+            ),
+            (
+                &[(
+                    "main.toml",
+                    &format!(
+                        "{BASE}[slots.a.boot]\ndevice = \"/dev/b\"\n[slots.b.boot]\ndevice = \"/dev/bb\"\n"
+                    ),
+                )],
+                "the same device as slots.a.boot.device",
             ),
             (
                 &[("main.toml", &BASE.replace("slots.b.rootfs", "slots.b.boot"))],
@@ -837,6 +906,27 @@ size = 67108864
         assert!(parse(&[image(BASE), local(opened)]).is_err());
         let s = parse(&[image(BASE), image("[boot]\nrequire_verity = true\n")]).unwrap();
         assert!(s.require_verity);
+    }
+
+    #[test]
+    fn devices_are_distinct_after_resolving_links() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a.img");
+        std::fs::write(&a, b"").unwrap();
+        std::os::unix::fs::symlink(&a, d.path().join("link-to-a")).unwrap();
+        let text = format!(
+            "compatible = \"x\"\n[slots.a.rootfs]\ndevice = \"{}\"\n[slots.b.rootfs]\ndevice = \"{}/link-to-a\"\n",
+            a.display(),
+            d.path().display()
+        );
+        // Two different paths: the pure check passes...
+        let s = parse(&[Source::image("t.toml", text)]).unwrap();
+        // ...the resolved one does not.
+        let e = check_devices_distinct(&s).unwrap_err().to_string();
+        assert!(
+            e.contains("slots.b.rootfs.device") && e.contains("slots.a.rootfs.device"),
+            "{e}"
+        );
     }
 
     #[test]

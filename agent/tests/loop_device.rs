@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -104,4 +105,82 @@ fn install_into_loop_devices() {
     .unwrap_err();
     assert!(e.to_string().contains("larger than the target slot"), "{e}");
     assert_eq!(std::fs::read(&lb.0).unwrap(), after_b);
+}
+
+/// The booted group's device under another name, and a device someone
+/// holds: neither is ever written, whatever the configuration says.
+#[test]
+fn the_booted_device_and_a_busy_one_are_refused() {
+    let fx = Fx::new(&["rootfs"]);
+    let size = 8 << 20;
+    let fa = fx.path("loop-a.img");
+    let fb = fx.path("loop-b.img");
+    std::fs::write(&fa, pattern(size, 0xA)).unwrap();
+    std::fs::write(&fb, pattern(size, 0xB)).unwrap();
+    let (Some(la), Some(lb)) = (attach(&fa), attach(&fb)) else {
+        if std::env::var("TANDEM_TEST_REQUIRE_LOOP").as_deref() == Ok("1") {
+            panic!("loop devices unavailable but TANDEM_TEST_REQUIRE_LOOP=1");
+        }
+        eprintln!("SKIPPED: cannot attach loop devices (needs root and losetup)");
+        return;
+    };
+    let p = fx.dir.path().display().to_string();
+    let alias = fx.path("alias-of-a");
+    // A second device node for the same device (a link would be resolved
+    // by the configuration's own check; a node is only caught by number).
+    use std::os::unix::fs::MetadataExt;
+    let rdev = std::fs::metadata(&la.0).unwrap().rdev();
+    let ok = Command::new("mknod")
+        .arg(&alias)
+        .arg("b")
+        .arg(libc::major(rdev).to_string())
+        .arg(libc::minor(rdev).to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mknod");
+    let settings = |b: &str| {
+        let cfg = format!(
+            "compatible = \"tandem-test\"\n[keyring]\ndirectory = \"{p}/keys\"\n[state]\ndirectory = \"{p}/state\"\n[boot]\ncmdline = \"{p}/cmdline\"\n[slots.a.rootfs]\ndevice = \"{}\"\n[slots.b.rootfs]\ndevice = \"{b}\"\n",
+            la.0
+        );
+        tandem::config::parse(&[tandem::config::Source::image("t.toml", cfg)]).unwrap()
+    };
+    let bundle = fx.bundle(
+        "u.tnd",
+        "1.1.0",
+        &[("rootfs", &pattern(100_000, 3), Compression::None)],
+    );
+    let src = tandem::fetch::Source::File(bundle);
+    let run = |s: &tandem::config::Settings| {
+        let ctx = tandem::install::Context {
+            settings: s,
+            cmdline: "tandem.slot=a".into(),
+            now: 0,
+        };
+        tandem::install::install(
+            &ctx,
+            "u.tnd",
+            || tandem::fetch::open(&src, &s.http),
+            &Default::default(),
+            None,
+            &mut |_| {},
+        )
+    };
+    let e = run(&settings(&alias.display().to_string()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("part of the booted slot group"), "{e}");
+    assert_eq!(std::fs::read(&la.0).unwrap(), pattern(size, 0xA));
+    // b held exclusively by someone else (as a mount would): busy.
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(&lb.0)
+        .unwrap();
+    let e = run(&settings(&lb.0)).unwrap_err().to_string();
+    assert!(e.contains("is busy"), "{e}");
+    drop(held);
+    assert_eq!(std::fs::read(&lb.0).unwrap(), pattern(size, 0xB));
+    run(&settings(&lb.0)).unwrap();
 }

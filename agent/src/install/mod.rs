@@ -312,10 +312,29 @@ impl Job<'_, '_> {
         let manifest = bundle.manifest().clone();
         self.op.version = Some(manifest.version.clone());
 
-        // Learn the target slots' capacities without touching them.
+        // Learn the target slots' capacities without touching them, and
+        // make sure none of them is (part of) what runs.
+        let booted_devices: Vec<_> = settings
+            .classes()
+            .filter_map(|c| settings.slot(booted, c))
+            .map(|d| d.device.clone())
+            .collect();
+        let protected = crate::sys::protected_devices(&booted_devices);
         let mut capacities = BTreeMap::new();
         for class in settings.classes() {
             let dev = settings.slot(target, class).expect("validated config");
+            if let Ok(Some(rdev)) = crate::sys::block_dev(&dev.device) {
+                if let Some((_, why)) = protected.iter().find(|(d, _)| *d == rdev) {
+                    return Err(device_error(
+                        target,
+                        class,
+                        SysError::Protected {
+                            device: dev.device.clone(),
+                            why: why.clone(),
+                        },
+                    ));
+                }
+            }
             let (cap, _) = SlotWriter::probe(&dev.device, dev.size)
                 .map_err(|source| device_error(target, class, source))?;
             capacities.insert(class.clone(), cap);

@@ -25,6 +25,10 @@ pub enum SysError {
     Kind { device: PathBuf, kind: &'static str },
     #[error("slot file {0} does not exist and its size is not configured")]
     NoSize(PathBuf),
+    #[error("slot device {device} is busy (mounted, or held by device-mapper or another program): {source}")]
+    Busy { device: PathBuf, source: io::Error },
+    #[error("slot device {device} is {why}; refusing to write it")]
+    Protected { device: PathBuf, why: String },
     #[error("slot device {device} holds {actual} bytes, less than the configured {configured}")]
     Smaller {
         device: PathBuf,
@@ -135,9 +139,89 @@ impl AlignedBuf {
     }
 }
 
+/// The device number of `path` if it is a block device.
+pub fn block_dev(path: &Path) -> io::Result<Option<u64>> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok(m.file_type().is_block_device().then(|| m.rdev()))
+}
+
+fn dev_name(dev: u64) -> String {
+    format!("{}:{}", libc::major(dev), libc::minor(dev))
+}
+
+fn parse_dev(s: &str) -> Option<u64> {
+    let (a, b) = s.trim().split_once(':')?;
+    Some(libc::makedev(a.parse().ok()?, b.parse().ok()?))
+}
+
+/// What a device is built on, from sysfs: its device-mapper (or md)
+/// slaves and, for a partition, the disk it is on; recursively.
+fn underlying(sys_block: &Path, dev: u64, out: &mut std::collections::BTreeSet<u64>) {
+    if !out.insert(dev) {
+        return;
+    }
+    let node = sys_block.join(dev_name(dev));
+    if let Ok(rd) = std::fs::read_dir(node.join("slaves")) {
+        for e in rd.flatten() {
+            if let Some(d) = std::fs::read_to_string(e.path().join("dev"))
+                .ok()
+                .and_then(|t| parse_dev(&t))
+            {
+                underlying(sys_block, d, out);
+            }
+        }
+    }
+    // /sys/dev/block/M:N of a partition links into its disk's directory.
+    if node.join("partition").exists() {
+        if let Some(d) = std::fs::canonicalize(&node)
+            .ok()
+            .and_then(|p| std::fs::read_to_string(p.parent()?.join("dev")).ok())
+            .and_then(|t| parse_dev(&t))
+        {
+            underlying(sys_block, d, out);
+        }
+    }
+}
+
+/// The block devices an install must never write, with why: what `/` is
+/// mounted from and everything it is built on (dm-verity's data device,
+/// the disk of a partition), and the booted group's devices and theirs.
+pub fn protected_devices(booted: &[PathBuf]) -> Vec<(u64, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let sys_block = Path::new("/sys/dev/block");
+    let mut out = Vec::new();
+    let mut add = |dev: u64, why: String| {
+        let mut set = std::collections::BTreeSet::new();
+        underlying(sys_block, dev, &mut set);
+        for d in set {
+            out.push((d, why.clone()));
+        }
+    };
+    if let Ok(m) = std::fs::metadata("/") {
+        add(
+            m.dev(),
+            format!("what / is mounted from ({})", dev_name(m.dev())),
+        );
+    }
+    for p in booted {
+        if let Ok(Some(d)) = block_dev(p) {
+            add(
+                d,
+                format!("part of the booted slot group ({})", p.display()),
+            );
+        }
+    }
+    out
+}
+
 /// An open slot, ready for positioned writes.
 pub struct SlotWriter {
     device: PathBuf,
+    /// For a block device: an `O_EXCL` open held while writing, so the
+    /// kernel refuses a device that is mounted or held, and refuses to
+    /// mount it meanwhile.
+    _claim: Option<File>,
     /// Opened with O_DIRECT when the filesystem or device supports it.
     direct: Option<File>,
     buffered: File,
@@ -202,6 +286,23 @@ impl SlotWriter {
             what,
             source,
         };
+        let claim = if is_block {
+            Some(
+                OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_EXCL)
+                    .open(device)
+                    .map_err(|source| match source.raw_os_error() {
+                        Some(libc::EBUSY) => SysError::Busy {
+                            device: device.to_path_buf(),
+                            source,
+                        },
+                        _ => err("open", source),
+                    })?,
+            )
+        } else {
+            None
+        };
         let buffered = OpenOptions::new()
             .write(true)
             .read(true)
@@ -222,6 +323,7 @@ impl SlotWriter {
             .ok();
         Ok(SlotWriter {
             device: device.to_path_buf(),
+            _claim: claim,
             direct,
             buffered,
             capacity,
@@ -600,6 +702,20 @@ mod tests {
         assert_eq!(data.len(), 3 * 4096);
         assert!(data[4096..8192].iter().all(|&x| x == 7));
         assert_eq!(&data[8192..8195], &[1, 2, 3]);
+    }
+
+    #[test]
+    fn the_root_devices_are_protected() {
+        use std::os::unix::fs::MetadataExt;
+        let root = std::fs::metadata("/").unwrap().dev();
+        let p = protected_devices(&[]);
+        assert!(
+            p.iter()
+                .any(|(d, why)| *d == root && why.contains("what / is mounted from")),
+            "{p:?}"
+        );
+        assert_eq!(parse_dev("253:1\n"), Some(libc::makedev(253, 1)));
+        assert_eq!(parse_dev("x"), None);
     }
 
     #[test]
