@@ -100,6 +100,7 @@ struct RawKeyring {
 #[serde(deny_unknown_fields)]
 struct RawState {
     directory: Option<PathBuf>,
+    degraded_marker: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -272,6 +273,10 @@ impl Default for HttpSettings {
     }
 }
 
+/// Where the initramfs says that it booted without the data partition
+/// (first line: why).
+pub const DEGRADED_MARKER: &str = "/run/tandem/data-degraded";
+
 /// The keyring every image ships (`[keyring] directory` in the image
 /// overrides it).
 pub const DEFAULT_KEYRING: &str = "/usr/lib/tandem/keys";
@@ -283,6 +288,8 @@ pub struct Settings {
     pub keyring_dir: PathBuf,
     pub threshold: usize,
     pub state_dir: PathBuf,
+    /// Written by the initramfs when it booted without the data partition.
+    pub degraded_marker: PathBuf,
     pub boot: BootConfig,
     /// Trial boots a freshly installed group gets before falling back.
     pub boot_tries: u32,
@@ -537,8 +544,13 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
         threshold,
         state_dir: raw
             .state
-            .and_then(|s| s.directory)
+            .as_ref()
+            .and_then(|s| s.directory.clone())
             .unwrap_or_else(|| "/var/lib/tandem".into()),
+        degraded_marker: raw
+            .state
+            .and_then(|s| s.degraded_marker)
+            .unwrap_or_else(|| DEGRADED_MARKER.into()),
         boot: boot_config(&boot)?,
         boot_tries: match boot.tries {
             None => 1,

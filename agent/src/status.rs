@@ -3,7 +3,7 @@
 //! The JSON shape is versioned by `status_version` and documented in
 //! docs/status.md; it only ever gains fields within a version.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 use crate::fsm::SlotState;
@@ -31,7 +31,7 @@ pub fn printable(s: &str) -> String {
     out
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub status_version: u32,
     pub compatible: String,
@@ -41,13 +41,16 @@ pub struct Status {
     pub security_epoch_floor: u64,
     /// Set when the bootloader's state could not be read.
     pub boot_error: Option<String>,
+    /// Why the data partition is not in use (the initramfs booted with
+    /// tmpfs for /var and /etc's changes: nothing persists); null when it is.
+    pub data_degraded: Option<String>,
     pub slots: Vec<SlotStatus>,
     pub last_operation: Option<OperationStatus>,
     /// Versions that failed on this device, newest last.
     pub failures: Vec<crate::state::Failure>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotStatus {
     pub group: SlotGroup,
     pub booted: bool,
@@ -59,6 +62,9 @@ pub struct SlotStatus {
     pub boot_mark: Option<crate::boot::Mark>,
     /// Trial boots left; null when not on trial.
     pub tries_left: Option<u32>,
+    /// An installed group the bootloader was told to try; false for one
+    /// whose install was cut off before (`tandem arm`).
+    pub armed: bool,
     pub images: Vec<SlotImageStatus>,
 }
 
@@ -85,7 +91,7 @@ pub fn boot_view(b: &mut dyn crate::boot::Bootloader) -> BootView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotImageStatus {
     pub class: String,
     pub device: String,
@@ -93,7 +99,7 @@ pub struct SlotImageStatus {
     pub sha256: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperationStatus {
     pub kind: crate::state::OperationKind,
     pub source: String,
@@ -102,20 +108,28 @@ pub struct OperationStatus {
     pub started_at: String,
     pub finished_at: Option<String>,
     /// `in-progress`, `interrupted`, `succeeded` or `failed`.
-    pub result: &'static str,
+    pub result: String,
     pub error: Option<String>,
     pub checks: Vec<crate::health::CheckResult>,
 }
 
-/// Builds the report. `lock_held`: whether an operation runs right now (an
-/// in-progress operation without it was cut off).
-pub fn build(
-    settings: &Settings,
-    state: &State,
-    booted: Option<SlotGroup>,
-    boot: Option<&BootView>,
-    lock_held: bool,
-) -> Status {
+/// What was read of the running system, besides the state store.
+#[derive(Debug, Clone, Default)]
+pub struct Observed<'a> {
+    /// From the kernel command line.
+    pub booted: Option<SlotGroup>,
+    /// The bootloader's view; `None` with backend `none`.
+    pub boot: Option<&'a BootView>,
+    /// Whether an operation runs right now (an in-progress operation
+    /// without it was cut off).
+    pub lock_held: bool,
+    /// The initramfs's reason for booting without the data partition.
+    pub data_degraded: Option<String>,
+}
+
+/// Builds the report.
+pub fn build(settings: &Settings, state: &State, seen: &Observed<'_>) -> Status {
+    let (booted, boot, lock_held) = (seen.booted, seen.boot, seen.lock_held);
     let slots = SlotGroup::ALL
         .iter()
         .map(|&g| {
@@ -137,6 +151,7 @@ pub fn build(
                 installed_at: rec.installed_at.clone(),
                 boot_mark: boot.and_then(|b| b.marks.get(&g)).map(|m| m.0),
                 tries_left: boot.and_then(|b| b.marks.get(&g)).and_then(|m| m.1),
+                armed: rec.armed,
                 images: settings.slots[&g]
                     .iter()
                     .map(|(class, dev)| {
@@ -166,6 +181,7 @@ pub fn build(
         boot_backend: settings.boot.backend(),
         security_epoch_floor: state.security_epoch_floor,
         boot_error: boot.and_then(|b| b.error.clone()),
+        data_degraded: seen.data_degraded.clone(),
         slots,
         last_operation: state
             .last_operation
@@ -189,7 +205,7 @@ fn operation(o: &Operation, lock_held: bool) -> OperationStatus {
         version: o.version.as_ref().map(|v| v.to_string()),
         started_at: o.started_at.clone(),
         finished_at: o.finished_at.clone(),
-        result,
+        result: result.to_string(),
         error: o.error.clone(),
         checks: o.checks.clone(),
     }
@@ -214,6 +230,12 @@ impl Status {
         if let Some(e) = &self.boot_error {
             out += &format!("bootloader: cannot read: {e}\n");
         }
+        if let Some(why) = &self.data_degraded {
+            out += &format!(
+                "data:       DEGRADED, nothing persists across a reboot: {}\n",
+                printable(why)
+            );
+        }
         for s in &self.slots {
             let boot = match (s.boot_mark, s.tries_left) {
                 (None, _) => String::new(),
@@ -222,8 +244,13 @@ impl Status {
                     format!("  boot {m:?}, {n} trial boot(s) left").to_lowercase()
                 }
             };
+            let unarmed = if s.state == SlotState::Installed && !s.armed && s.boot_mark.is_some() {
+                "  NOT ARMED (tandem arm)"
+            } else {
+                ""
+            };
             out += &format!(
-                "slot {}{}: {}  version {}  installed {}{boot}\n",
+                "slot {}{}: {}  version {}  installed {}{boot}{unarmed}\n",
                 s.group,
                 if s.booted { " (booted)" } else { "" },
                 s.state.as_str(),

@@ -525,6 +525,13 @@ fn other_users_may_read_but_not_change_anything() {
     let t = text(&o);
     assert_eq!(o.status.code(), Some(9), "{t}");
     assert!(t.contains("uid 65534 may not install"), "{t}");
+    // Status, text or JSON, comes from the daemon: the store is root's.
+    let o = bus.cli_as_nobody(&["status"]);
+    assert!(
+        o.status.success() && text(&o).contains("booted:     a"),
+        "{}",
+        text(&o)
+    );
     // A file nobody may read never reaches the daemon: the client opens
     // it, with nobody's rights, and fails (6: the source is unreadable).
     let secret = fx.path("secret.tnd");

@@ -49,7 +49,7 @@ pub enum BootError {
 }
 
 /// What the bootloader believes about a slot group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mark {
     /// May be booted (committed, or armed for a trial).

@@ -213,14 +213,20 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Daemon => crate::dbus::service::serve(load()?),
         Command::Status { json } => {
-            // JSON comes from the daemon when it runs (any user may ask
-            // it); the text form is built from the state files directly.
-            let st = match if json { daemon() } else { None } {
+            // From the daemon when it runs (any user may ask it; the state
+            // store is root's alone), else from the state files directly.
+            let st = match daemon() {
                 Some(conn) => {
-                    print!("{}", client::status(&conn)?);
-                    return Ok(());
+                    let text = client::status(&conn)?;
+                    if json {
+                        print!("{text}");
+                        return Ok(());
+                    }
+                    serde_json::from_str::<crate::status::Status>(&text).map_err(|e| {
+                        Error::Other(format!("the daemon's status does not parse: {e}"))
+                    })?
                 }
-                _ => ops::status(&load()?)?,
+                None => ops::status(&load()?)?,
             };
             if json {
                 print!("{}", st.to_json());

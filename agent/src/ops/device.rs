@@ -194,11 +194,24 @@ pub fn status(s: &Settings) -> Result<status::Status, Error> {
             ..Default::default()
         }),
     };
+    let data_degraded = std::fs::read_to_string(&s.degraded_marker)
+        .ok()
+        .map(|t| t.lines().next().unwrap_or("").trim().to_string())
+        .map(|r| {
+            if r.is_empty() {
+                "no reason given".into()
+            } else {
+                r
+            }
+        });
     Ok(status::build(
         s,
         &state,
-        booted,
-        view.as_ref(),
-        store.is_locked(),
+        &status::Observed {
+            booted,
+            boot: view.as_ref(),
+            lock_held: store.is_locked(),
+            data_degraded,
+        },
     ))
 }
