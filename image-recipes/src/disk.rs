@@ -32,6 +32,8 @@ const GRUB_MODULES: &[&str] = &[
     "search",
     "serial",
     "terminal",
+    // grub.cfg passes root=PARTUUID= from `probe --part-uuid`.
+    "probe",
 ];
 
 /// The GRUB environment a fresh disk starts with: boot a, never b (empty);

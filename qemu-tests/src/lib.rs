@@ -9,6 +9,7 @@ pub mod aarch64;
 pub mod console;
 pub mod debian;
 pub mod http;
+pub mod lastresort;
 pub mod qmp;
 pub mod scenario;
 pub mod scenarios;

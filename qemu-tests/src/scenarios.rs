@@ -361,6 +361,7 @@ pub fn suite(cuts: usize, seed: u64) -> Vec<Scenario> {
         ("7 USB stick".into(), Box::new(usb_stick)),
         ("6 hostile bundles".into(), Box::new(hostile)),
     ];
+    v.extend(crate::lastresort::scenarios());
     if cuts == 0 {
         v.drain(..2);
     }
