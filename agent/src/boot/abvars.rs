@@ -166,6 +166,24 @@ pub fn arm(
     Ok(())
 }
 
+/// What the boot script does on one boot when `loads(g)` says whether g's
+/// kernel and initrd load: the first bootable group in order (a try
+/// consumed first), or, when that fails to load or nothing is bootable,
+/// the last resort: every group in order, the first that loads. `None`:
+/// nothing loads at all. The shipped grub.cfg and boot.cmd do this; the
+/// QEMU scenarios check them on real firmware.
+pub fn simulate_boot_loading(
+    v: &mut BTreeMap<String, String>,
+    loads: impl Fn(SlotGroup) -> bool,
+) -> Option<SlotGroup> {
+    if let Some(g) = simulate_boot(v) {
+        if loads(g) {
+            return Some(g);
+        }
+    }
+    order(v).into_iter().find(|&g| loads(g))
+}
+
 /// What the boot script does on one boot: picks a group and consumes a try.
 /// Used to test the scheme against the shipped scripts' intent.
 pub fn simulate_boot(v: &mut BTreeMap<String, String>) -> Option<SlotGroup> {
@@ -242,6 +260,31 @@ mod tests {
         assert_eq!(order(&v), [A, B]);
         set_state(&mut v, A, Mark::Bad);
         assert_eq!(primary(&v), None);
+    }
+
+    /// The brick of issue #11: a half-written (its kernel does not load),
+    /// b intact but marked bad: nothing is bootable by the variables, and
+    /// the last resort must still find b, in either order.
+    #[test]
+    fn the_last_resort_finds_the_intact_group() {
+        for (broken, intact) in [(A, B), (B, A)] {
+            for first in [A, B] {
+                let mut v = factory(None);
+                set_primary(&mut v, first);
+                set_state(&mut v, A, Mark::Bad);
+                set_state(&mut v, B, Mark::Bad);
+                assert_eq!(primary(&v), None);
+                let got = simulate_boot_loading(&mut v, |g| g != broken);
+                assert_eq!(got, Some(intact), "broken {broken}, order from {first}");
+            }
+        }
+        // A bootable group that fails to load falls through to the other.
+        let mut v = factory(None);
+        arm(&mut v, B, 1, 3).unwrap();
+        assert_eq!(simulate_boot_loading(&mut v, |g| g == A), Some(A));
+        assert_eq!(tries_left(&v, B), Some(0), "the try was spent first");
+        // Nothing loads: nothing boots (the script reboots and tries again).
+        assert_eq!(simulate_boot_loading(&mut factory(None), |_| false), None);
     }
 
     #[test]

@@ -78,6 +78,14 @@ pub trait Bootloader {
     /// Boots `g` next, at most `tries` times until it is committed with
     /// [`Bootloader::set_primary`]; then the bootloader falls back.
     fn arm(&mut self, g: SlotGroup, tries: u32) -> Result<(), BootError>;
+    /// Marks `g` bad because its content is about to be written (an
+    /// install's first step). Where the bootloader's last resort (nothing
+    /// marked bootable) picks by order, an invalidated group must come
+    /// after one merely marked bad; env-style backends need nothing more
+    /// (their last resort skips a group whose kernel does not load).
+    fn invalidate(&mut self, g: SlotGroup) -> Result<(), BootError> {
+        self.set_state(g, Mark::Bad)
+    }
     /// Trial boots left for `g`; `None` when `g` is not on trial.
     fn tries_left(&mut self, g: SlotGroup) -> Result<Option<u32>, BootError>;
     /// Largest `tries` this backend's boot script can count.

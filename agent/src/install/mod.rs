@@ -404,7 +404,7 @@ impl Job<'_, '_> {
         // The target may be the bootloader's fallback (an older committed
         // version): make sure nothing can boot it while it is half-written.
         if let Some(b) = boot.as_deref_mut() {
-            b.set_state(target, crate::boot::Mark::Bad)?;
+            b.invalidate(target)?;
         }
 
         let mut writers = BTreeMap::new();

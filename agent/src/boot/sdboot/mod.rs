@@ -56,7 +56,8 @@
 //! |-----------|--------------------|----------------|
 //! | `arm(g, n)` | `tandem-g+n.conf` (`+n-0` if that name exists), version max+1 | every other file of g |
 //! | `set_primary(g)` (commit, rollback) | `tandem-g.conf`, g's entry at version max+1 | every other file of g |
-//! | `set_state(g, Bad)` | `tandem-g+0-<done>.conf`, version 0 | every other file of g |
+//! | `set_state(g, Bad)` | `tandem-g+0-<done>.conf`, version 1 | every other file of g |
+//! | `invalidate(g)` (before an install writes g) | `tandem-g+0-<done>.conf`, version 0 | every other file of g |
 //! | `set_state(g, Good)` on an exhausted entry | `tandem-g.conf`, same version | every other file of g |
 //!
 //! Nothing is done when the goal already holds (g blessed, primary, one
@@ -391,6 +392,10 @@ impl Bootloader for SdBoot {
 
     fn set_state(&mut self, g: SlotGroup, m: Mark) -> Result<(), BootError> {
         self.change("set state", g, |l, _, _| plan::set_state(l, g, m))
+    }
+
+    fn invalidate(&mut self, g: SlotGroup) -> Result<(), BootError> {
+        self.change("invalidate", g, |l, _, _| plan::invalidate(l, g))
     }
 
     fn arm(&mut self, g: SlotGroup, tries: u32) -> Result<(), BootError> {

@@ -365,6 +365,37 @@ fn content_of(l: &Listing, file: &str) -> String {
 /// it takes its old place in the order; if that would take primary away
 /// from a slot with tries left, it is an error (use [`set_primary`]).
 pub fn set_state(l: &Listing, g: SlotGroup, mark: Mark) -> Result<Vec<Action>, PlanError> {
+    bad_or_good(l, g, mark, BAD_VERSION)
+}
+
+/// The version a bad (but whole) slot's exhausted entry gets: above
+/// [`INVALID_VERSION`], so that when nothing is bootable and
+/// systemd-boot boots the first exhausted entry as its last resort, a
+/// whole slot comes before one whose content is being written.
+pub const BAD_VERSION: u64 = 1;
+/// The version of the exhausted entry of a slot about to be written
+/// ([`invalidate`]): last of all.
+pub const INVALID_VERSION: u64 = 0;
+
+/// `invalidate(g)` before an install writes g: like `set_state(g, Bad)`,
+/// at version 0 even if g's entry was exhausted already.
+pub fn invalidate(l: &Listing, g: SlotGroup) -> Result<Vec<Action>, PlanError> {
+    let m = Model::new(l);
+    match m.effective(g) {
+        Some(c) if c.exhausted() && c.conf.generation() != Some(INVALID_VERSION) => {
+            let content = super::entry::set_version(&content_of(l, &c.file), INVALID_VERSION);
+            Ok(replace(l, g, &c.file.clone(), content))
+        }
+        _ => bad_or_good(l, g, Mark::Bad, INVALID_VERSION),
+    }
+}
+
+fn bad_or_good(
+    l: &Listing,
+    g: SlotGroup,
+    mark: Mark,
+    bad_version: u64,
+) -> Result<Vec<Action>, PlanError> {
     let m = Model::new(l);
     let eff = m.effective(g);
     let plan = match (mark, eff) {
@@ -373,7 +404,7 @@ pub fn set_state(l: &Listing, g: SlotGroup, mark: Mark) -> Result<Vec<Action>, P
         (Mark::Bad, Some(c)) => {
             let done = c.tries.map_or(0, |t| t.done);
             let target = EntryName::counted(g, 0, Some(done)).to_string();
-            let content = super::entry::set_version(&content_of(l, &c.file), 0);
+            let content = super::entry::set_version(&content_of(l, &c.file), bad_version);
             replace(l, g, &target, content)
         }
         (Mark::Good, None) => return Err(PlanError::NoEntry(g)),

@@ -135,26 +135,27 @@ fn operations_table() {
             after: &["tandem-a.conf@1"],
             primary: Some(A),
         },
-        // Mark the running trial bad: exhausted, version 0, a boots.
+        // Mark the running trial bad: exhausted, version 1, a boots.
         Case {
             before: &[("tandem-a.conf", 1), ("tandem-b+1-1.conf", 2)],
             op: Op::SetState(B, Bad),
-            after: &["tandem-a.conf@1", "tandem-b+0-1.conf@0"],
+            after: &["tandem-a.conf@1", "tandem-b+0-1.conf@1"],
             primary: Some(A),
         },
         // Mark a committed primary bad.
         Case {
-            before: &[("tandem-a.conf", 1), ("tandem-b.conf", 2)],
+            before: &[("tandem-a.conf", 2), ("tandem-b.conf", 3)],
             op: Op::SetState(B, Bad),
-            after: &["tandem-a.conf@1", "tandem-b+0-0.conf@0"],
+            after: &["tandem-a.conf@2", "tandem-b+0-0.conf@1"],
             primary: Some(A),
         },
-        // Both bad: the one marked last sorts last.
+        // Both bad: one invalidated by an install (version 0) sorts after
+        // one marked bad (version 1), so the last resort boots the whole one.
         Case {
-            before: &[("tandem-a+0-3.conf", 1), ("tandem-b.conf", 2)],
+            before: &[("tandem-a+0-3.conf", 0), ("tandem-b.conf", 2)],
             op: Op::SetState(B, Bad),
-            after: &["tandem-a+0-3.conf@1", "tandem-b+0-0.conf@0"],
-            primary: Some(A),
+            after: &["tandem-a+0-3.conf@0", "tandem-b+0-0.conf@1"],
+            primary: Some(B),
         },
         Case {
             before: &[("tandem-a.conf", 1), ("tandem-b+0-1.conf", 0)],
@@ -398,5 +399,54 @@ proptest! {
         let seq: Vec<SlotGroup> = (0..boots).map(|_| slot_of(&simulate_boot(&mut l).unwrap())).collect();
         prop_assert_eq!(seq.iter().filter(|&&s| s == g).count(), (n as usize).min(boots));
         prop_assert!(seq.iter().skip(n as usize).all(|&s| s == first));
+    }
+}
+
+/// With nothing marked bootable, systemd-boot boots the first exhausted
+/// entry (its last resort). That must be the group whose content is whole:
+/// marked bad (version 1) sorts before invalidated by an install that was
+/// cut off (version 0), whichever group is which.
+#[test]
+fn last_resort_prefers_a_whole_group_over_a_half_written_one() {
+    for (half_written, whole) in [(A, B), (B, A)] {
+        // whole committed and running; an install into half_written cut off.
+        let committed = format!("tandem-{whole}.conf");
+        let mut l = listing(&[
+            (committed.as_str(), 5),
+            (&format!("tandem-{half_written}.conf"), 4),
+        ]);
+        l = apply(&l, &plan::invalidate(&l, half_written).unwrap());
+        assert_eq!(primary(&l), Some(whole));
+        // ...then the whole one marked bad by force: nothing is bootable.
+        l = apply(&l, &plan::set_state(&l, whole, Mark::Bad).unwrap());
+        assert_eq!(Model::new(&l).state(whole), Mark::Bad);
+        assert_eq!(Model::new(&l).state(half_written), Mark::Bad);
+        let booted = simulate_boot(&mut l).unwrap();
+        assert_eq!(slot_of(&booted), whole, "{:?}", show(&l));
+        // Invalidating an already exhausted entry moves it last as well.
+        let mut l2 = listing(&[
+            (&format!("tandem-{half_written}+0-2.conf"), 9),
+            (&format!("tandem-{whole}+0-1.conf"), 1),
+        ]);
+        l2 = apply(&l2, &plan::invalidate(&l2, half_written).unwrap());
+        assert_eq!(
+            slot_of(&simulate_boot(&mut l2).unwrap()),
+            whole,
+            "{:?}",
+            show(&l2)
+        );
+    }
+}
+
+/// Every cut point of an invalidation leaves either the state before or
+/// after: never a group that boots uncounted, never one that vanished.
+#[test]
+fn invalidate_is_power_safe() {
+    let l = listing(&[("tandem-a.conf", 3), ("tandem-b+0-1.conf", 7)]);
+    let plan = plan::invalidate(&l, B).unwrap();
+    for (at, cut) in cut_states(&l, &plan) {
+        let m = Model::new(&cut);
+        assert_eq!(m.state(B), Mark::Bad, "{at}: {:?}", show(&cut));
+        assert_eq!(m.primary().unwrap(), Some(A), "{at}");
     }
 }
