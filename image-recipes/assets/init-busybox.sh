@@ -4,10 +4,18 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc 2>/dev/null
 mount -t sysfs sysfs /sys 2>/dev/null
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mount -t tmpfs tmpfs /run
+# The initramfs hands over /run (a tmpfs, with /run/tandem/data-degraded
+# when the data partition could not be used): keep it.
+mountpoint -q /run || mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 mkdir -p /dev/pts /dev/disk/by-partlabel /var/lib/tandem
+# Partition-label links for the disk we booted from only (the initramfs
+# linked its data partition as /dev/tandem/data): a USB stick with an
+# "esp" or "tandem-root-b" must not stand in for ours.
+rootdisk=
+[ -e /dev/tandem/data ] && rootdisk=$(readlink -f "/sys/class/block/$(basename "$(readlink /dev/tandem/data)")/..")
 for u in /sys/class/block/*/uevent; do
+    [ -z "$rootdisk" ] || [ "$(readlink -f "${u%/uevent}/..")" = "$rootdisk" ] || continue
     name=$(sed -n 's/^PARTNAME=//p' "$u")
     dev=$(sed -n 's/^DEVNAME=//p' "$u")
     [ -n "$name" ] && ln -sf "/dev/$dev" "/dev/disk/by-partlabel/$name"

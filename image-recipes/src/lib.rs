@@ -170,7 +170,12 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
     let pkg = kernel::resolve_package(&r.kernel.package, r.arch)?;
     let k = kernel::fetch(&pkg, &o.cache)?;
     let bb = rootfs::busybox(r.arch, &o.cache)?;
-    let initrd = rootfs::initramfs(r, &k, epoch, o.init.as_deref(), &bb.path)?;
+    let e2fsck = match &o.init {
+        Some(_) => Some(rootfs::e2fsck(r.arch, &o.cache)?),
+        None => None,
+    };
+    let init = o.init.as_deref().zip(e2fsck.as_deref());
+    let initrd = rootfs::initramfs(r, &k, epoch, init, &bb.path)?;
     let stage = o.work.join(format!("{seed}.stage"));
     rootfs::stage(r, o, &k, &initrd, &key, &bb, &stage)?;
     let slot_image = o.out.join(format!("{}-{}.rootfs.img", r.name, r.version));
@@ -202,13 +207,27 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
     let disk = match (&r.disk, o.make_disk) {
         (Some(spec), true) => {
             let path = o.out.join(format!("{}-{}.disk.img", r.name, r.version));
+            // The one formatter the initramfs's validator agrees with;
+            // parameters it would reject fail the build.
+            let verity_args = match &verity {
+                Some(v) => Some(
+                    tandem_bootparams::kernel_args(
+                        &v.root_hash,
+                        v.hash_offset,
+                        &v.salt,
+                        v.data_block_size,
+                        v.hash_block_size,
+                        &v.hash_algorithm,
+                    )
+                    .map_err(|e| {
+                        BuildError::Step(format!("slot image {}: {e}", slot_image.display()))
+                    })?,
+                ),
+                None => None,
+            };
             let slot = disk::SlotImage {
                 path: &slot_image,
-                verity_args: verity
-                    .as_ref()
-                    .map(tandem::install::verity_kernel_args)
-                    .transpose()
-                    .map_err(BuildError::Step)?,
+                verity_args,
             };
             disk::build(spec, chain, &slot, &o.work, &path, &seed, epoch)?;
             Some(path)

@@ -70,13 +70,33 @@ pub fn applet_names(binary: &[u8]) -> Option<Vec<String>> {
     plausible.then_some(names)
 }
 
-/// The initramfs: `/init` (the static Rust init when given, else the busybox
-/// script with busybox), and the modules in load order.
+/// The static `e2fsck` the Rust init runs on a data partition that does
+/// not mount: Debian's `e2fsck-static` for `arch`, from the cache.
+pub fn e2fsck(arch: Arch, cache: &Path) -> Result<PathBuf, BuildError> {
+    let root = crate::deb::unpack(&arch.package("e2fsck-static"), cache)?;
+    Ok(root.join("sbin/e2fsck.static"))
+}
+
+/// The policy file of the Rust init (initramfs/src/policy.rs): dm-verity
+/// required exactly when the recipe's images carry it.
+pub fn initramfs_policy(r: &Recipe) -> String {
+    tandem_initramfs::policy::Policy {
+        require_verity: r.rootfs.verity,
+    }
+    .to_text(&format!(
+        "Written by tandem-image for recipe {} {}.",
+        r.name, r.version
+    ))
+}
+
+/// The initramfs: `/init` (the static Rust init when given, with its
+/// policy file and `e2fsck`; else the busybox script with busybox), and
+/// the modules in load order.
 pub fn initramfs(
     r: &Recipe,
     k: &KernelTree,
     epoch: u64,
-    init: Option<&Path>,
+    init: Option<(&Path, &Path)>,
     busybox: &Path,
 ) -> Result<Vec<u8>, BuildError> {
     let mdir = k.modules_dir();
@@ -97,13 +117,35 @@ pub fn initramfs(
         e.push((d.into(), Entry::Dir { mode: 0o755 }));
     }
     match init {
-        Some(path) => e.push((
-            "init".into(),
-            Entry::File {
-                mode: 0o755,
-                data: read(path)?,
-            },
-        )),
+        Some((path, e2fsck)) => {
+            e.push((
+                "init".into(),
+                Entry::File {
+                    mode: 0o755,
+                    data: read(path)?,
+                },
+            ));
+            e.push(("etc/tandem".into(), Entry::Dir { mode: 0o755 }));
+            e.push((
+                tandem_initramfs::policy::PATH
+                    .trim_start_matches('/')
+                    .into(),
+                Entry::File {
+                    mode: 0o644,
+                    data: initramfs_policy(r).into_bytes(),
+                },
+            ));
+            e.push(("sbin".into(), Entry::Dir { mode: 0o755 }));
+            e.push((
+                tandem_initramfs::data::E2FSCK
+                    .trim_start_matches('/')
+                    .into(),
+                Entry::File {
+                    mode: 0o755,
+                    data: read(e2fsck)?,
+                },
+            ));
+        }
         None => {
             e.push((
                 "bin/busybox".into(),
@@ -193,11 +235,13 @@ directory = "/var/lib/tandem"
 {boot}
 tries = 1
 
+# The initramfs's links: the slots of the disk the bootloader booted
+# from, never a same-named partition on another disk (a USB stick).
 [slots.a.rootfs]
-device = "/dev/disk/by-partlabel/tandem-root-a"
+device = "/dev/tandem/root-a"
 
 [slots.b.rootfs]
-device = "/dev/disk/by-partlabel/tandem-root-b"
+device = "/dev/tandem/root-b"
 "#,
         name = r.name,
         compatible = r.compatible

@@ -1,7 +1,9 @@
 //! The boot sequence (docs/disk-layout.md, "Early boot"): wires the pure
 //! modules to [`sys`]. Every failure ends in [`fail`]: the reason on the
 //! console, then a reboot so the bootloader counts the try and falls back
-//! (or `/bin/sh` with `tandem.debug`). Nothing here waits without a bound.
+//! (or `/bin/sh` with `tandem.debug`, in a `debug-shell` build only). The
+//! data partition never fails the boot (crate::data: degraded instead).
+//! Nothing here waits without a bound.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -11,14 +13,17 @@ use std::time::{Duration, Instant};
 use rustix::mount::MountFlags;
 
 use crate::cmdline::{self, Cmdline};
+use crate::data::{self, DataOps};
 use crate::fsmagic::{self, Fs};
-use crate::plan::{self, LocateError, Partitions, Step};
+use crate::plan::{self, GptHit, Partitions, RootBy, Step};
+use crate::policy::{self, Policy};
 use crate::sys::{self, say};
-use crate::{dm, reset, uevent, verity};
+use crate::uevent::BlockDev;
+use crate::{dm, gpt, reset, uevent, verity};
 
-/// How long the slot and data partitions may take to appear.
-pub const PARTITION_WAIT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(50);
+/// How long mke2fs or e2fsck may run before it is killed (degraded boot).
+const TOOL_LIMIT: Duration = Duration::from_secs(600);
 const MODULES_LIST: &str = "/etc/modules-load";
 const MODULES_DIR: &str = "/lib/modules";
 const CLASS_BLOCK: &str = "/sys/class/block";
@@ -44,13 +49,27 @@ pub fn run(init_args: Vec<OsString>) -> ! {
 /// Prints the reason; with `tandem.debug` runs `/bin/sh`, else reboots.
 pub fn fail(reason: &str) -> ! {
     sys::say_failed(reason);
-    if DEBUG.load(Ordering::Relaxed) && Path::new("/bin/sh").exists() {
+    if DEBUG.load(Ordering::Relaxed) {
+        debug_shell();
+    }
+    say("rebooting");
+    sys::reboot()
+}
+
+#[cfg(feature = "debug-shell")]
+fn debug_shell() {
+    if Path::new("/bin/sh").exists() {
         say("tandem.debug: starting /bin/sh instead of rebooting");
         let e = sys::exec_shell();
         sys::say_failed(&e.to_string());
     }
-    say("rebooting");
-    sys::reboot()
+}
+
+#[cfg(not(feature = "debug-shell"))]
+fn debug_shell() {
+    say(
+        "tandem.debug: this initramfs is built without the debug shell (cargo feature debug-shell)",
+    );
 }
 
 fn boot(init_args: Vec<OsString>) -> Result<std::convert::Infallible, Failure> {
@@ -75,11 +94,26 @@ fn boot(init_args: Vec<OsString>) -> Result<std::convert::Infallible, Failure> {
     load_modules();
     let cmd = cmdline::parse(&text).map_err(|e| e.to_string())?;
     say(&describe(&cmd));
+    let policy = load_policy()?;
 
     let parts = wait_for_partitions(&cmd)?;
-    say(&format!("slot {} on {}", cmd.slot, parts.root.path()));
+    let by = if cmd.partuuid.is_some() {
+        "PARTUUID"
+    } else {
+        "GPT name"
+    };
+    say(&format!(
+        "slot {} on {} (by {by}), data {}, all on disk {}",
+        cmd.slot,
+        parts.root.path(),
+        parts.data.path(),
+        parts.disk
+    ));
+    for i in &parts.ignored {
+        say(&format!("ignoring {i}: not on the root partition's disk"));
+    }
 
-    let steps = plan::plan(&cmd, &parts);
+    let steps = plan::plan(&cmd, &parts, &policy).map_err(|e| e.to_string())?;
     for step in steps {
         if let Step::SwitchRoot { new_root, init } = &step {
             say(&format!(
@@ -101,12 +135,38 @@ fn describe(cmd: &Cmdline) -> String {
     let verity = match &cmd.verity {
         Some(v) => format!(
             "dm-verity root hash {}, hash offset {}",
-            v.root_hash, v.hash_offset
+            v.root_hash(),
+            v.hash_offset()
         ),
         None => "no dm-verity".into(),
     };
     let debug = if cmd.debug { ", debug" } else { "" };
-    format!("command line: slot {}, {verity}{debug}", cmd.slot)
+    let root = match &cmd.partuuid {
+        Some(u) => format!(", root PARTUUID {u}"),
+        None => ", no root=PARTUUID (by GPT name)".into(),
+    };
+    format!(
+        "command line: slot {}, {verity}{root}, wait {} s{debug}",
+        cmd.slot,
+        cmd.wait.as_secs()
+    )
+}
+
+/// The policy built into this initramfs ([`policy::PATH`]).
+fn load_policy() -> Result<Policy, Failure> {
+    let p = match sys::read_to_string(Path::new(policy::PATH)) {
+        Ok(text) => Policy::parse(&text).map_err(|e| e.to_string())?,
+        Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
+            say(&format!("no {}: requiring dm-verity", policy::PATH));
+            Policy::DEFAULT
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    say(&format!(
+        "policy: require_verity = {}",
+        if p.require_verity { "yes" } else { "no" }
+    ));
+    Ok(p)
 }
 
 /// Loads each module listed in /etc/modules-load, in order. A module that
@@ -151,21 +211,71 @@ fn load_modules() {
 }
 
 /// Polls sysfs until the slot and data partitions are there, at most
-/// [`PARTITION_WAIT`].
+/// `tandem.wait` seconds.
 fn wait_for_partitions(cmd: &Cmdline) -> Result<Partitions, Failure> {
     let start = Instant::now();
     loop {
         let devs = uevent::scan(Path::new(CLASS_BLOCK))
             .map_err(|e| format!("cannot list {CLASS_BLOCK}: {e}"))?;
-        match plan::locate(&devs, cmd.slot) {
+        let found = match &cmd.partuuid {
+            Some(uuid) => {
+                let hits = partuuid_hits(&devs, uuid);
+                plan::locate(&devs, cmd.slot, RootBy::Partuuid { uuid, hits: &hits })
+            }
+            None => plan::locate(&devs, cmd.slot, RootBy::Name),
+        };
+        match found {
             Ok(p) => return Ok(p),
-            Err(e @ LocateError::Ambiguous { .. }) => return Err(e.to_string()),
-            Err(e) if start.elapsed() >= PARTITION_WAIT => {
-                return Err(format!("{e} after waiting {} s", PARTITION_WAIT.as_secs()))
+            Err(e) if !e.may_resolve() => return Err(e.to_string()),
+            Err(e) if start.elapsed() >= cmd.wait => {
+                return Err(format!(
+                    "{e} after waiting {} s (tandem.wait=SECONDS to wait longer)",
+                    cmd.wait.as_secs()
+                ))
             }
             Err(_) => std::thread::sleep(POLL),
         }
     }
+}
+
+/// Reads the GPT of every disk and returns the entries whose unique GUID
+/// is `uuid`. A disk without a readable GPT has none.
+fn partuuid_hits(devs: &[BlockDev], uuid: &str) -> Vec<GptHit> {
+    let mut hits = Vec::new();
+    for d in devs.iter().filter(|d| d.is_disk) {
+        let lbs = sys::read_to_string(
+            &Path::new(CLASS_BLOCK)
+                .join(&d.devname)
+                .join("queue/logical_block_size"),
+        )
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|n| n.is_power_of_two() && *n >= 512)
+        .unwrap_or(512);
+        let path = d.path();
+        let Ok(lba1) = sys::read_at(&path, lbs, lbs as usize) else {
+            continue;
+        };
+        let Ok(header) = gpt::parse_header(&lba1) else {
+            continue;
+        };
+        let Some(at) = header.entries_lba.checked_mul(lbs) else {
+            continue;
+        };
+        let Ok(array) = sys::read_at(&path, at, header.array_len() as usize) else {
+            continue;
+        };
+        for e in gpt::entries(&header, &array) {
+            if e.unique_guid == uuid {
+                hits.push(GptHit {
+                    disk: d.devname.clone(),
+                    number: e.number,
+                    start: e.first_lba.saturating_mul(lbs / 512),
+                });
+            }
+        }
+    }
+    hits
 }
 
 fn execute(step: &Step) -> Result<(), Failure> {
@@ -200,11 +310,22 @@ fn execute(step: &Step) -> Result<(), Failure> {
             std::fs::symlink_metadata(path)
                 .map_err(|err| format!("the slot has no {}: {err}", path.display()))?;
         }
+        Step::MountRun { target } => {
+            if target.is_dir() {
+                let flags = MountFlags::NOSUID | MountFlags::NODEV;
+                sys::mount("tmpfs", target, "tmpfs", flags, Some("mode=0755")).map_err(e)?;
+            } else {
+                say(&format!(
+                    "the slot has no {}: no /run handed over (the degraded marker cannot be written)",
+                    target.display()
+                ));
+            }
+        }
         Step::MountData {
             device,
             target,
-            mkfs,
-        } => mount_data(device, target, mkfs)?,
+            marker,
+        } => mount_data(device, target, marker)?,
         Step::FactoryReset { dir, flag } => {
             if std::fs::symlink_metadata(dir.join(flag)).is_ok() {
                 say(&format!("factory reset: wiping {}", dir.display()));
@@ -242,7 +363,7 @@ fn execute(step: &Step) -> Result<(), Failure> {
                 "overlay",
                 target,
                 "overlay",
-                MountFlags::empty(),
+                MountFlags::NOSUID | MountFlags::NODEV,
                 Some(&opts),
             )
             .map_err(e)?;
@@ -288,33 +409,112 @@ fn probe(device: &str) -> Result<Option<Fs>, Failure> {
     Ok(fsmagic::detect(&head))
 }
 
-fn mount_data(device: &str, target: &Path, mkfs: &Path) -> Result<(), Failure> {
-    match probe(device)? {
-        Some(Fs::Ext4) => {}
-        Some(other) => {
-            return Err(format!(
-                "{device} ({}) holds {}, not ext4; refusing to format it",
+/// The data partition's side effects for [`data::bring_up`].
+struct Data<'a> {
+    device: &'a str,
+    target: &'a Path,
+}
+
+impl DataOps for Data<'_> {
+    fn format(&mut self) -> Result<(), String> {
+        say(&format!(
+            "{} ({}) is blank (first MiB all zero): formatting it ext4",
+            self.device,
+            plan::DATA_PARTNAME
+        ));
+        let code = sys::run_bounded(
+            Path::new(data::MKE2FS),
+            &[
+                "-t",
+                "ext4",
+                "-F",
+                "-q",
+                "-L",
                 plan::DATA_PARTNAME,
-                other.fstype()
-            ))
-        }
-        None if mkfs.exists() => {
-            say(&format!(
-                "{device} ({}) holds no filesystem: formatting it ext4",
-                plan::DATA_PARTNAME
-            ));
-            sys::mke2fs(mkfs, device).map_err(|e| e.to_string())?;
-        }
-        None => {
-            return Err(format!(
-                "{device} ({}) holds no filesystem and this initramfs has no {} to format it; \
-                 format it ext4 when building the disk, or add mke2fs to the initramfs",
-                plan::DATA_PARTNAME,
-                mkfs.display()
-            ))
+                self.device,
+            ],
+            TOOL_LIMIT,
+        )?;
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(format!("{} exited with {code}", data::MKE2FS))
         }
     }
-    sys::mount(device, target, "ext4", MountFlags::empty(), None).map_err(|e| e.to_string())?;
-    say(&format!("mounted {device} (ext4) on {}", target.display()));
+
+    fn mount(&mut self) -> Result<(), String> {
+        sys::mkdir_p(self.target).map_err(|e| e.to_string())?;
+        let flags = MountFlags::NOSUID | MountFlags::NODEV;
+        sys::mount(self.device, self.target, "ext4", flags, None).map_err(|e| e.to_string())
+    }
+
+    fn fsck(&mut self) -> Result<i32, String> {
+        say(&format!(
+            "{}: does not mount; running e2fsck -p",
+            self.device
+        ));
+        let code = sys::run_bounded(Path::new(data::E2FSCK), &["-p", self.device], TOOL_LIMIT)?;
+        say(&format!("e2fsck -p {}: exit status {code}", self.device));
+        Ok(code)
+    }
+}
+
+fn mount_data(device: &str, target: &Path, marker: &Path) -> Result<(), Failure> {
+    let head = sys::read_head(device, data::HEAD_LEN).map_err(|e| e.to_string());
+    let content = match &head {
+        Ok(h) => data::classify(h),
+        Err(_) => data::Content::Unrecognized,
+    };
+    let tools = data::Tools {
+        mkfs: Path::new(data::MKE2FS).exists(),
+        fsck: Path::new(data::E2FSCK).exists(),
+    };
+    let outcome = match head {
+        Err(e) => data::Outcome::Degraded(format!("the data partition cannot be read: {e}")),
+        Ok(_) => data::bring_up(&content, tools, &mut Data { device, target }),
+    };
+    match outcome {
+        data::Outcome::Mounted {
+            formatted,
+            repaired,
+        } => {
+            let how = match (formatted, repaired) {
+                (true, _) => ", newly formatted",
+                (_, true) => ", repaired by e2fsck",
+                _ => "",
+            };
+            say(&format!(
+                "mounted {device} (ext4, nosuid, nodev{how}) on {}",
+                target.display()
+            ));
+            Ok(())
+        }
+        data::Outcome::Degraded(reason) => degraded(device, target, marker, &reason),
+    }
+}
+
+/// A tmpfs instead of the data partition, the marker, and a loud console.
+fn degraded(device: &str, target: &Path, marker: &Path, reason: &str) -> Result<(), Failure> {
+    let bar = "*".repeat(72);
+    let lines = [
+        bar.clone(),
+        format!("DEGRADED: {reason}"),
+        format!(
+            "DEGRADED: {device} is not used: /var and /etc changes live in memory until the \
+             next boot; the update state (anti-rollback floor included) is not available"
+        ),
+        format!("DEGRADED: marker {}", marker.display()),
+        bar,
+    ];
+    for l in &lines {
+        say(l);
+        sys::kmsg(&format!("tandem-initramfs: {l}"));
+    }
+    sys::mkdir_p(target).map_err(|e| e.to_string())?;
+    let flags = MountFlags::NOSUID | MountFlags::NODEV;
+    sys::mount("tmpfs", target, "tmpfs", flags, Some("mode=0755")).map_err(|e| e.to_string())?;
+    if let Err(e) = sys::write_file(marker, data::marker_text(reason, device).as_bytes()) {
+        say(&format!("{e} (the agent will not see the degraded boot)"));
+    }
     Ok(())
 }

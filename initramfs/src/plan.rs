@@ -1,11 +1,12 @@
-//! What the initramfs will do, as data: from the parsed command line and
-//! the block devices found, the list of steps from "set up verity" to
-//! "switch_root". Pure; [`crate::init`] executes the steps.
+//! What the initramfs will do, as data: from the parsed command line, the
+//! block devices found and the built-in policy, the list of steps from
+//! "set up verity" to "switch_root". Pure; [`crate::init`] executes them.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::cmdline::{Cmdline, Slot};
+use crate::policy::Policy;
 use crate::uevent::BlockDev;
 use crate::verity;
 
@@ -15,9 +16,6 @@ pub const SYSROOT: &str = "/sysroot";
 pub const DATA_PARTNAME: &str = "tandem-data";
 /// Flag file at the top of the data partition that asks for a wipe.
 pub const FACTORY_RESET_FLAG: &str = ".tandem-factory-reset";
-/// The formatter used when the data partition holds no filesystem; it
-/// must be in the initramfs.
-pub const MKE2FS: &str = "/sbin/mke2fs";
 /// What runs after `switch_root`.
 pub const INIT: &str = "/sbin/init";
 /// Stable names for the agent where udev does not run:
@@ -29,25 +27,81 @@ pub fn root_partname(slot: Slot) -> String {
     format!("tandem-root-{slot}")
 }
 
-/// The partitions the plan needs, located by GPT name.
+/// How the root partition is identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootBy<'a> {
+    /// `root=PARTUUID=`: the partition whose GPT entry carries `uuid`;
+    /// `hits` are the entries found by reading every disk's table.
+    Partuuid { uuid: &'a str, hits: &'a [GptHit] },
+    /// No PARTUUID on the command line: the one partition named
+    /// `tandem-root-<slot>`.
+    Name,
+}
+
+/// A GPT entry carrying the wanted unique GUID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GptHit {
+    /// The disk's `devname`.
+    pub disk: String,
+    /// Partition number (1-based).
+    pub number: u32,
+    /// First sector, in 512-byte units.
+    pub start: u64,
+}
+
+/// The partitions the plan needs, all on one disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partitions {
     pub root: BlockDev,
     /// The other slot's partition, only for its `/dev/tandem` link.
     pub other: Option<BlockDev>,
     pub data: BlockDev,
+    /// The disk they are on.
+    pub disk: String,
+    /// Partitions with our names on other disks, not used (for the log).
+    pub ignored: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LocateError {
-    #[error("partition {name} not found (block devices: {seen})")]
-    Missing { name: String, seen: String },
+    #[error("partition {name} not found{on} (block devices: {seen})")]
+    Missing {
+        name: String,
+        /// " on vda, the root partition's disk" or "".
+        on: String,
+        seen: String,
+    },
     #[error("{count} partitions are named {name} ({devices}): refusing to guess which one to use; detach the extra disk")]
     Ambiguous {
         name: String,
         count: usize,
         devices: String,
     },
+    #[error("no partition with PARTUUID {uuid} (root=PARTUUID= from the bootloader) on any disk (block devices: {seen})")]
+    NoPartuuid { uuid: String, seen: String },
+    #[error("{count} disks have a partition with PARTUUID {uuid} ({devices}): refusing to guess which one the bootloader used; detach the extra disk")]
+    PartuuidAmbiguous {
+        uuid: String,
+        count: usize,
+        devices: String,
+    },
+    #[error("PARTUUID {uuid} is /dev/{device}, {why}")]
+    PartuuidMismatch {
+        uuid: String,
+        device: String,
+        why: String,
+    },
+}
+
+impl LocateError {
+    /// Whether waiting longer may help (a disk still appearing); the
+    /// others are final.
+    pub fn may_resolve(&self) -> bool {
+        matches!(
+            self,
+            LocateError::Missing { .. } | LocateError::NoPartuuid { .. }
+        )
+    }
 }
 
 fn seen(devs: &[BlockDev]) -> String {
@@ -63,10 +117,19 @@ fn seen(devs: &[BlockDev]) -> String {
         .join(", ")
 }
 
-fn find(devs: &[BlockDev], name: &str) -> Result<Option<BlockDev>, LocateError> {
-    let hits: Vec<&BlockDev> = devs
-        .iter()
-        .filter(|d| d.partname.as_deref() == Some(name))
+fn named<'a>(devs: &'a [BlockDev], name: &'a str) -> impl Iterator<Item = &'a BlockDev> + 'a {
+    devs.iter()
+        .filter(move |d| d.partname.as_deref() == Some(name))
+}
+
+/// The one partition of `disk` (any disk: `None`) named `name`.
+fn unique(
+    devs: &[BlockDev],
+    name: &str,
+    disk: Option<&str>,
+) -> Result<Option<BlockDev>, LocateError> {
+    let hits: Vec<&BlockDev> = named(devs, name)
+        .filter(|d| disk.is_none() || d.disk.as_deref() == disk)
         .collect();
     match hits.as_slice() {
         [] => Ok(None),
@@ -79,19 +142,112 @@ fn find(devs: &[BlockDev], name: &str) -> Result<Option<BlockDev>, LocateError> 
     }
 }
 
-/// Finds the booted slot's partition, the other slot's and the data
-/// partition. Two partitions with one of these names is an error: booting
-/// whichever a plugged-in stick happens to offer is not an option.
-pub fn locate(devs: &[BlockDev], slot: Slot) -> Result<Partitions, LocateError> {
-    let missing = |name: String| LocateError::Missing {
-        name,
-        seen: seen(devs),
-    };
+/// Finds the booted slot's partition (by PARTUUID, or by GPT name), then
+/// the data partition and the other slot's **on the same disk**. Our
+/// names on any other disk (a USB stick) are ignored; two candidates for
+/// the root partition are an error, never a guess.
+pub fn locate(devs: &[BlockDev], slot: Slot, by: RootBy<'_>) -> Result<Partitions, LocateError> {
     let root_name = root_partname(slot);
-    let root = find(devs, &root_name)?.ok_or_else(|| missing(root_name))?;
-    let other = find(devs, &root_partname(slot.other()))?;
-    let data = find(devs, DATA_PARTNAME)?.ok_or_else(|| missing(DATA_PARTNAME.into()))?;
-    Ok(Partitions { root, other, data })
+    let root = match by {
+        RootBy::Name => unique(devs, &root_name, None)?.ok_or_else(|| LocateError::Missing {
+            name: root_name.clone(),
+            on: String::new(),
+            seen: seen(devs),
+        })?,
+        RootBy::Partuuid { uuid, hits } => root_by_partuuid(devs, &root_name, uuid, hits)?,
+    };
+    let disk = root.disk.clone().unwrap_or_else(|| root.devname.clone());
+    let on_disk = Some(disk.as_str());
+    let data = unique(devs, DATA_PARTNAME, on_disk)?.ok_or_else(|| LocateError::Missing {
+        name: DATA_PARTNAME.into(),
+        on: format!(" on {disk}, the root partition's disk"),
+        seen: seen(devs),
+    })?;
+    let other = unique(devs, &root_partname(slot.other()), on_disk)?;
+    let ours = [
+        root_name.as_str(),
+        DATA_PARTNAME,
+        &root_partname(slot.other()),
+    ];
+    let ignored = devs
+        .iter()
+        .filter(|d| d.partname.as_deref().is_some_and(|p| ours.contains(&p)))
+        .filter(|d| d.disk.as_deref() != on_disk)
+        .map(|d| format!("{} ({})", d.path(), d.partname.as_deref().unwrap_or("")))
+        .collect();
+    Ok(Partitions {
+        root,
+        other,
+        data,
+        disk,
+        ignored,
+    })
+}
+
+fn root_by_partuuid(
+    devs: &[BlockDev],
+    root_name: &str,
+    uuid: &str,
+    hits: &[GptHit],
+) -> Result<BlockDev, LocateError> {
+    let hit = match hits {
+        [] => {
+            return Err(LocateError::NoPartuuid {
+                uuid: uuid.into(),
+                seen: seen(devs),
+            })
+        }
+        [one] => one,
+        many => {
+            return Err(LocateError::PartuuidAmbiguous {
+                uuid: uuid.into(),
+                count: many.len(),
+                devices: many
+                    .iter()
+                    .map(|h| format!("/dev/{} partition {}", h.disk, h.number))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+        }
+    };
+    let Some(dev) = devs
+        .iter()
+        .find(|d| d.disk.as_deref() == Some(&hit.disk) && d.partn == Some(hit.number))
+    else {
+        // The table is read, the kernel has not added the partition yet.
+        return Err(LocateError::NoPartuuid {
+            uuid: uuid.into(),
+            seen: seen(devs),
+        });
+    };
+    let mismatch = |why: String| LocateError::PartuuidMismatch {
+        uuid: uuid.into(),
+        device: dev.devname.clone(),
+        why,
+    };
+    if dev.start.is_some_and(|s| s != hit.start) {
+        return Err(mismatch(format!(
+            "but the kernel has it at sector {} and the GPT entry at {}: the table changed \
+             since boot",
+            dev.start.unwrap_or(0),
+            hit.start
+        )));
+    }
+    if dev.partname.as_deref() != Some(root_name) {
+        return Err(mismatch(format!(
+            "named {:?}, not {root_name}: the bootloader's partition numbers do not match \
+             this disk (tandem_part_a/tandem_part_b)",
+            dev.partname.as_deref().unwrap_or("")
+        )));
+    }
+    Ok(dev.clone())
+}
+
+/// A command line and a policy that cannot go together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("no tandem.verity.roothash on the kernel command line, and this initramfs requires dm-verity ({path}: require_verity = yes): refusing to mount slot {0} unverified (the bootloader's TANDEM_{1}_VERITY is missing)", path = crate::policy::PATH)]
+    VerityRequired(Slot, String),
 }
 
 /// One thing to do. Paths are absolute on the initramfs.
@@ -108,12 +264,16 @@ pub enum Step {
     MountRoot { device: String, target: PathBuf },
     /// Fail unless `path` exists (what `switch_root` will execute).
     RequireInit { path: PathBuf },
-    /// Mount `device` (ext4) on `target`; format it with `mkfs` first if it
-    /// holds no ext2/3/4 superblock.
+    /// A tmpfs on `target` (the new root's `/run`), which `switch_root`
+    /// carries over: the degraded marker lives there.
+    MountRun { target: PathBuf },
+    /// Bring up the data partition `device` on `target` (crate::data):
+    /// mount it, format it if blank, check it if it does not mount; or a
+    /// tmpfs on `target` and the marker `marker` (degraded).
     MountData {
         device: String,
         target: PathBuf,
-        mkfs: PathBuf,
+        marker: PathBuf,
     },
     /// If `dir/flag` exists, delete everything in `dir` but `lost+found`.
     FactoryReset { dir: PathBuf, flag: String },
@@ -121,8 +281,8 @@ pub enum Step {
     MakeDirs(Vec<PathBuf>),
     /// `mount --bind source target`.
     Bind { source: PathBuf, target: PathBuf },
-    /// `mount -t overlay` on `target` with `lower` (the target itself,
-    /// read-only), `upper` and `work`.
+    /// `mount -t overlay` on `target` (nosuid, nodev) with `lower` (the
+    /// target itself, read-only), `upper` and `work`.
     Overlay {
         target: PathBuf,
         lower: PathBuf,
@@ -153,15 +313,17 @@ impl fmt::Display for Step {
                 write!(f, "mount {device} read-only on {}", target.display())
             }
             Step::RequireInit { path } => write!(f, "require {}", path.display()),
+            Step::MountRun { target } => write!(f, "tmpfs on {}", target.display()),
             Step::MountData {
                 device,
                 target,
-                mkfs,
+                marker,
             } => write!(
                 f,
-                "mount {device} (ext4; {} if blank) on {}",
-                mkfs.display(),
-                target.display()
+                "data {device} on {} (nosuid,nodev; format if blank, e2fsck if it does not \
+             mount; else tmpfs and {})",
+                target.display(),
+                marker.display()
             ),
             Step::FactoryReset { dir, flag } => {
                 write!(f, "factory reset if {} exists", dir.join(flag).display())
@@ -218,8 +380,8 @@ fn link(name: &str, dev: &BlockDev) -> (PathBuf, String) {
     )
 }
 
-/// The steps for `cmd` on `parts`, in order.
-pub fn plan(cmd: &Cmdline, parts: &Partitions) -> Vec<Step> {
+/// The steps for `cmd` on `parts` under `policy`, in order.
+pub fn plan(cmd: &Cmdline, parts: &Partitions, policy: &Policy) -> Result<Vec<Step>, PlanError> {
     let sysroot = PathBuf::from(SYSROOT);
     let data = sysroot.join("data");
     let mut steps = Vec::new();
@@ -233,6 +395,12 @@ pub fn plan(cmd: &Cmdline, parts: &Partitions) -> Vec<Step> {
             });
             format!("/dev/mapper/{name}")
         }
+        None if policy.require_verity => {
+            return Err(PlanError::VerityRequired(
+                cmd.slot,
+                cmd.slot.as_str().to_uppercase(),
+            ))
+        }
         None => parts.root.path(),
     };
     steps.push(Step::MountRoot {
@@ -242,10 +410,13 @@ pub fn plan(cmd: &Cmdline, parts: &Partitions) -> Vec<Step> {
     steps.push(Step::RequireInit {
         path: sysroot.join(INIT.trim_start_matches('/')),
     });
+    steps.push(Step::MountRun {
+        target: sysroot.join("run"),
+    });
     steps.push(Step::MountData {
         device: parts.data.path(),
         target: data.clone(),
-        mkfs: MKE2FS.into(),
+        marker: sysroot.join(crate::data::DEGRADED_MARKER),
     });
     steps.push(Step::FactoryReset {
         dir: data.clone(),
@@ -283,20 +454,32 @@ pub fn plan(cmd: &Cmdline, parts: &Partitions) -> Vec<Step> {
         new_root: sysroot,
         init: INIT.into(),
     });
-    steps
+    Ok(steps)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmdline::VerityParams;
+    use crate::cmdline::{Verity, DEFAULT_WAIT};
+
+    const OPEN: Policy = Policy {
+        require_verity: false,
+    };
 
     fn dev(devname: &str, partname: Option<&str>, minor: u32) -> BlockDev {
+        let disk: String = devname
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .into();
+        let part = disk != devname;
         BlockDev {
             devname: devname.into(),
             partname: partname.map(str::to_string),
             major: 254,
             minor,
+            is_disk: !part,
+            partn: part.then(|| devname[disk.len()..].parse().unwrap()),
+            disk: part.then_some(disk),
+            start: part.then_some(2048 * u64::from(minor)),
         }
     }
 
@@ -310,67 +493,194 @@ mod tests {
         ]
     }
 
-    fn cmd(slot: Slot, verity: Option<VerityParams>) -> Cmdline {
+    /// A USB stick `sda` with the given partitions (minors 16 + n).
+    fn stick(parts: &[(u32, &str)]) -> Vec<BlockDev> {
+        let mut v = vec![dev("sda", None, 16)];
+        for (n, name) in parts {
+            v.push(dev(&format!("sda{n}"), Some(name), 16 + n));
+        }
+        v
+    }
+
+    fn cmd(slot: Slot, verity: Option<Verity>) -> Cmdline {
         Cmdline {
             slot,
             verity,
+            partuuid: None,
+            wait: DEFAULT_WAIT,
             debug: false,
+        }
+    }
+
+    const UUID: &str = "0a1b2c3d-1111-4222-8333-444455556666";
+
+    fn hit(disk: &str, number: u32, start: u64) -> GptHit {
+        GptHit {
+            disk: disk.into(),
+            number,
+            start,
         }
     }
 
     #[test]
     fn locate_by_name_either_slot() {
-        let p = locate(&disk(), Slot::B).unwrap();
+        let p = locate(&disk(), Slot::B, RootBy::Name).unwrap();
         assert_eq!(p.root.devname, "vda3");
         assert_eq!(p.other.unwrap().devname, "vda2");
         assert_eq!(p.data.devname, "vda4");
+        assert_eq!(p.disk, "vda");
+        assert!(p.ignored.is_empty());
     }
 
     #[test]
     fn locate_errors() {
         let no_b: Vec<_> = disk().into_iter().filter(|d| d.minor != 3).collect();
-        assert!(locate(&no_b, Slot::A).is_ok(), "the other slot is optional");
+        assert!(
+            locate(&no_b, Slot::A, RootBy::Name).is_ok(),
+            "the other slot is optional"
+        );
         assert_eq!(
-            locate(&no_b, Slot::B),
+            locate(&no_b, Slot::B, RootBy::Name),
             Err(LocateError::Missing {
                 name: "tandem-root-b".into(),
+                on: String::new(),
                 seen: "vda, vda1 (esp), vda2 (tandem-root-a), vda4 (tandem-data)".into(),
             })
         );
         let no_data: Vec<_> = disk().into_iter().filter(|d| d.minor != 4).collect();
         assert!(matches!(
-            locate(&no_data, Slot::A),
+            locate(&no_data, Slot::A, RootBy::Name),
             Err(LocateError::Missing { name, .. }) if name == "tandem-data"
         ));
         assert_eq!(
-            locate(&[], Slot::A),
+            locate(&[], Slot::A, RootBy::Name),
             Err(LocateError::Missing {
                 name: "tandem-root-a".into(),
+                on: String::new(),
                 seen: "none".into()
             })
         );
         let mut two = disk();
-        two.push(dev("sda2", Some("tandem-root-a"), 18));
+        two.extend(stick(&[(2, "tandem-root-a")]));
+        let e = locate(&two, Slot::A, RootBy::Name).unwrap_err();
         assert_eq!(
-            locate(&two, Slot::A),
-            Err(LocateError::Ambiguous {
+            e,
+            LocateError::Ambiguous {
                 name: "tandem-root-a".into(),
                 count: 2,
                 devices: "/dev/vda2, /dev/sda2".into()
-            })
+            }
         );
-        // A second data partition is just as ambiguous.
-        let mut two = disk();
-        two.push(dev("sda4", Some("tandem-data"), 20));
-        assert!(matches!(
-            locate(&two, Slot::A),
-            Err(LocateError::Ambiguous { .. })
-        ));
+        assert!(!e.may_resolve(), "waiting cannot fix two disks");
     }
 
     #[test]
-    fn without_verity_the_partition_is_mounted() {
-        let steps = plan(&cmd(Slot::A, None), &locate(&disk(), Slot::A).unwrap());
+    fn by_name_data_and_other_slot_come_from_the_root_disk_only() {
+        // A stick offering only a data partition (or the other slot) is
+        // ignored, never mixed in.
+        let mut v = disk();
+        v.extend(stick(&[(1, "tandem-data"), (2, "tandem-root-b")]));
+        let p = locate(&v, Slot::A, RootBy::Name).unwrap();
+        assert_eq!(p.data.devname, "vda4");
+        assert_eq!(p.other.unwrap().devname, "vda3");
+        assert_eq!(
+            p.ignored,
+            ["/dev/sda1 (tandem-data)", "/dev/sda2 (tandem-root-b)"]
+        );
+        // Root on the internal disk, data only on the stick: refused.
+        let mut v: Vec<_> = disk().into_iter().filter(|d| d.minor != 4).collect();
+        v.extend(stick(&[(1, "tandem-data")]));
+        let e = locate(&v, Slot::A, RootBy::Name).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("partition tandem-data not found on vda, the root partition's disk"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn by_partuuid_the_bootloaders_disk_wins_over_a_full_stick() {
+        let mut v = disk();
+        v.extend(stick(&[
+            (2, "tandem-root-a"),
+            (3, "tandem-root-b"),
+            (4, "tandem-data"),
+        ]));
+        // By name: ambiguous. By the PARTUUID GRUB passed: the internal disk.
+        assert!(matches!(
+            locate(&v, Slot::A, RootBy::Name),
+            Err(LocateError::Ambiguous { .. })
+        ));
+        let hits = [hit("vda", 2, 4096)];
+        let p = locate(
+            &v,
+            Slot::A,
+            RootBy::Partuuid {
+                uuid: UUID,
+                hits: &hits,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (p.root.devname.as_str(), p.data.devname.as_str()),
+            ("vda2", "vda4")
+        );
+        assert_eq!(p.ignored.len(), 3);
+        // And the stick's, when the bootloader came from the stick.
+        let hits = [hit("sda", 2, 2048 * 18)];
+        let p = locate(
+            &v,
+            Slot::A,
+            RootBy::Partuuid {
+                uuid: UUID,
+                hits: &hits,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (p.root.devname.as_str(), p.data.devname.as_str()),
+            ("sda2", "sda4")
+        );
+        assert_eq!(p.other.unwrap().devname, "sda3");
+    }
+
+    #[test]
+    fn by_partuuid_errors() {
+        let by = |hits: &[GptHit]| {
+            locate(&disk(), Slot::A, RootBy::Partuuid { uuid: UUID, hits }).map(drop)
+        };
+        let e = by(&[]).unwrap_err();
+        assert!(
+            matches!(e, LocateError::NoPartuuid { .. }) && e.may_resolve(),
+            "{e}"
+        );
+        // the kernel has not added the partition yet
+        assert!(matches!(
+            by(&[hit("vdb", 2, 4096)]),
+            Err(LocateError::NoPartuuid { .. })
+        ));
+        // a cloned disk carries the same GUIDs
+        let e = by(&[hit("vda", 2, 4096), hit("sda", 2, 4096)]).unwrap_err();
+        assert!(
+            matches!(e, LocateError::PartuuidAmbiguous { count: 2, .. }) && !e.may_resolve(),
+            "{e}"
+        );
+        // the entry is not where the kernel has the partition
+        let e = by(&[hit("vda", 2, 999)]).unwrap_err();
+        assert!(e.to_string().contains("the table changed"), "{e}");
+        // GRUB's tandem_part_a points at the wrong partition
+        let e = by(&[hit("vda", 3, 6144)]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("named \"tandem-root-b\", not tandem-root-a"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn without_verity_the_partition_is_mounted_if_the_policy_allows() {
+        let parts = locate(&disk(), Slot::A, RootBy::Name).unwrap();
+        let steps = plan(&cmd(Slot::A, None), &parts, &OPEN).unwrap();
         assert_eq!(
             steps[0],
             Step::MountRoot {
@@ -379,16 +689,16 @@ mod tests {
             }
         );
         assert!(!steps.iter().any(|s| matches!(s, Step::Verity { .. })));
+        let e = plan(&cmd(Slot::A, None), &parts, &Policy::DEFAULT).unwrap_err();
+        assert_eq!(e, PlanError::VerityRequired(Slot::A, "A".into()));
+        assert!(e.to_string().contains("TANDEM_A_VERITY"), "{e}");
     }
 
     #[test]
     fn with_verity_the_mapped_device_is_mounted() {
-        let v = VerityParams {
-            root_hash: "ab".repeat(32),
-            hash_offset: 8 << 20,
-            salt: None,
-        };
-        let steps = plan(&cmd(Slot::B, Some(v)), &locate(&disk(), Slot::B).unwrap());
+        let v = Verity::new(&"ab".repeat(32), 8 << 20, None).unwrap();
+        let parts = locate(&disk(), Slot::B, RootBy::Name).unwrap();
+        let steps = plan(&cmd(Slot::B, Some(v)), &parts, &Policy::DEFAULT).unwrap();
         let Step::Verity {
             name,
             partition,
@@ -402,6 +712,7 @@ mod tests {
         assert_eq!(table.device, "254:3");
         assert_eq!(table.data_blocks, 2048);
         assert_eq!(table.hash_start_block, 2049);
+        assert!(table.params().ends_with(" 1 restart_on_corruption"));
         assert_eq!(
             steps[1],
             Step::MountRoot {
@@ -413,14 +724,16 @@ mod tests {
 
     #[test]
     fn order_of_the_rest() {
-        let steps = plan(&cmd(Slot::A, None), &locate(&disk(), Slot::A).unwrap());
+        let parts = locate(&disk(), Slot::A, RootBy::Name).unwrap();
+        let steps = plan(&cmd(Slot::A, None), &parts, &OPEN).unwrap();
         let lines: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
         assert_eq!(
             lines,
             [
                 "mount /dev/vda2 read-only on /sysroot",
                 "require /sysroot/sbin/init",
-                "mount /dev/vda4 (ext4; /sbin/mke2fs if blank) on /sysroot/data",
+                "tmpfs on /sysroot/run",
+                "data /dev/vda4 on /sysroot/data (nosuid,nodev; format if blank, e2fsck if it does not mount; else tmpfs and /sysroot/run/tandem/data-degraded)",
                 "factory reset if /sysroot/data/.tandem-factory-reset exists",
                 "mkdir -p /sysroot/data/var /sysroot/data/etc/upper /sysroot/data/etc/work",
                 "bind /sysroot/data/var on /sysroot/var",

@@ -1,5 +1,6 @@
 //! The only module that makes system calls with side effects: mounts,
-//! module loading, device-mapper ioctls, device nodes, mke2fs, the console,
+//! module loading, device-mapper ioctls, device nodes, helper programs
+//! (mke2fs, e2fsck), the console,
 //! switch_root and reboot. Each function is one operation; errors carry the
 //! path or device they concern.
 
@@ -8,8 +9,9 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::mount::MountFlags;
@@ -262,23 +264,59 @@ pub fn symlink(target: &str, link: &Path) -> Result<()> {
     }
 }
 
-/// Runs `mkfs -t ext4 -F -q device` with no stdin (it must not prompt).
-pub fn mke2fs(mkfs: &Path, device: &str) -> Result<()> {
-    let what = || format!("{} -t ext4 {device}", mkfs.display());
-    let status = ctx(
-        Command::new(mkfs)
-            .args(["-t", "ext4", "-F", "-q", "-L", "tandem-data", device])
-            .stdin(Stdio::null())
-            .status(),
-        what,
-    )?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(SysError {
-            what: what(),
-            source: io::Error::other(format!("exited with {status}")),
-        })
+/// Runs `program args...` with stdin closed (it must not prompt) and
+/// returns its exit status; kills it after `limit`. A signal counts as
+/// status 128 + signal, as a shell reports it.
+pub fn run_bounded(program: &Path, args: &[&str], limit: Duration) -> Result<i32, String> {
+    use std::os::unix::process::ExitStatusExt;
+    let what = || format!("{} {}", program.display(), args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", what()))?;
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{}: killed after {} s", what(), limit.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("{}: {e}", what())),
+        }
+    }
+}
+
+/// `len` bytes of a device from byte `offset` (fewer at its end).
+pub fn read_at(device: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    let what = || format!("read {len} bytes at {offset} of {device}");
+    let mut f = ctx(File::open(device), what)?;
+    ctx(f.seek(SeekFrom::Start(offset)), what)?;
+    let mut buf = Vec::with_capacity(len);
+    ctx(f.take(len as u64).read_to_end(&mut buf), what)?;
+    Ok(buf)
+}
+
+/// Writes `data` to `path` (creating its directories), synced.
+pub fn write_file(path: &Path, data: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        mkdir_p(dir)?;
+    }
+    let what = || format!("write {}", path.display());
+    let mut f = ctx(File::create(path), what)?;
+    ctx(f.write_all(data), what)?;
+    ctx(f.sync_all(), what)
+}
+
+/// One line into the kernel log (`/dev/kmsg`, level "crit"), so a
+/// journal or `dmesg` keeps it after the console scrolled. Best effort.
+pub fn kmsg(line: &str) {
+    if let Ok(mut k) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+        let _ = k.write_all(format!("<2>{line}\n").as_bytes());
     }
 }
 
@@ -381,9 +419,10 @@ pub fn switch_root(new_root: &Path, init: &Path, args: Vec<OsString>) -> SysErro
     }
 }
 
-/// Replaces this process with `/bin/sh` on the console (debug only).
+/// Replaces this process with `/bin/sh` on the console (debug builds only).
+#[cfg(feature = "debug-shell")]
 pub fn exec_shell() -> SysError {
-    let sh = PathBuf::from("/bin/sh");
+    let sh = std::path::PathBuf::from("/bin/sh");
     let e = Command::new(&sh).exec();
     SysError {
         what: format!("exec {}", sh.display()),

@@ -1,9 +1,12 @@
 //! Block devices as sysfs describes them: `/sys/class/block/<dev>/uevent`
 //! holds `KEY=value` lines such as `MAJOR=254`, `MINOR=2`, `DEVNAME=vda2`,
-//! `DEVTYPE=partition`, `PARTNAME=tandem-root-a` (the GPT partition name).
+//! `DEVTYPE=partition`, `PARTN=2`, `PARTNAME=tandem-root-a` (the GPT
+//! partition name).
 //!
 //! [`parse`] is pure; [`scan`] is the thin loader over a directory, so tests
-//! can hand it a fake sysfs tree.
+//! can hand it a fake sysfs tree. It also reads what the uevent file does
+//! not say: which disk a partition is on (its parent directory in
+//! `/sys/devices`) and where it starts (`start`, in 512-byte sectors).
 
 use std::io;
 use std::path::Path;
@@ -17,6 +20,14 @@ pub struct BlockDev {
     pub partname: Option<String>,
     pub major: u32,
     pub minor: u32,
+    /// `DEVTYPE=disk`: a whole disk (whose partition table may be read).
+    pub is_disk: bool,
+    /// Partition number (`PARTN=`), when a partition.
+    pub partn: Option<u32>,
+    /// The disk a partition is on (its `devname`); filled in by [`scan`].
+    pub disk: Option<String>,
+    /// First sector (512 bytes) of a partition on its disk; by [`scan`].
+    pub start: Option<u64>,
 }
 
 impl BlockDev {
@@ -52,12 +63,15 @@ fn number(key: &'static str, value: Option<&str>) -> Result<u32, UeventError> {
 /// Parses the text of one `uevent` file.
 pub fn parse(text: &str) -> Result<BlockDev, UeventError> {
     let (mut devname, mut partname, mut major, mut minor) = (None, None, None, None);
+    let (mut is_disk, mut partn) = (false, None);
     for line in text.lines() {
         match line.split_once('=') {
             Some(("DEVNAME", v)) => devname = Some(v),
             Some(("PARTNAME", v)) if !v.is_empty() => partname = Some(v),
             Some(("MAJOR", v)) => major = Some(v),
             Some(("MINOR", v)) => minor = Some(v),
+            Some(("DEVTYPE", v)) => is_disk = v == "disk",
+            Some(("PARTN", v)) => partn = v.parse().ok(),
             _ => {}
         }
     }
@@ -72,6 +86,10 @@ pub fn parse(text: &str) -> Result<BlockDev, UeventError> {
         partname: partname.map(str::to_string),
         major: number("MAJOR", major)?,
         minor: number("MINOR", minor)?,
+        is_disk,
+        partn,
+        disk: None,
+        start: None,
     })
 }
 
@@ -87,7 +105,16 @@ pub fn scan(dir: &Path) -> io::Result<Vec<BlockDev>> {
         let Ok(text) = std::fs::read_to_string(entry.path().join("uevent")) else {
             continue;
         };
-        if let Ok(dev) = parse(&text) {
+        if let Ok(mut dev) = parse(&text) {
+            if dev.partn.is_some() {
+                // /sys/class/block/vda2 -> /sys/devices/.../block/vda/vda2
+                dev.disk = std::fs::canonicalize(entry.path())
+                    .ok()
+                    .and_then(|p| Some(p.parent()?.file_name()?.to_string_lossy().into_owned()));
+                dev.start = std::fs::read_to_string(entry.path().join("start"))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
+            }
             out.push(dev);
         }
     }
@@ -109,6 +136,10 @@ mod tests {
                 partname: Some("tandem-root-a".into()),
                 major: 254,
                 minor: 2,
+                is_disk: false,
+                partn: Some(2),
+                disk: None,
+                start: None,
             })
         );
         let d = parse(text).unwrap();

@@ -15,8 +15,22 @@
 //! `hash_start_block = hash_offset / 4096 + 1` (cryptsetup's
 //! `VERITY_hash_offset_block`). The filesystem is padded to the hash
 //! offset, so `num_data_blocks = hash_offset / 4096`.
+//!
+//! One optional argument, `restart_on_corruption`: a block that does not
+//! match the tree, read at any time (by the initramfs or long after
+//! `switch_root`), restarts the machine at once instead of failing that
+//! read with EIO. An EIO deep inside a running system is an error some
+//! program may ignore or retry forever, on a device nobody watches; a
+//! restart is counted by the bootloader like any failed try (during a
+//! trial, the other group boots once the tries run out). Restart rather
+//! than `panic_on_corruption`: it does not depend on `panic=N` being on
+//! the command line (a slot's arguments could drop it, and a panic without
+//! it hangs), and the kernel still logs the corrupted block first
+//! (`device-mapper: verity: ...: data block N is corrupted`).
 
-use crate::cmdline::{VerityParams, VERITY_BLOCK};
+use tandem_bootparams::Verity;
+
+const VERITY_BLOCK: u64 = tandem_bootparams::BLOCK_SIZE as u64;
 
 /// Sectors of 512 bytes, the unit of device-mapper target lengths.
 const SECTOR: u64 = 512;
@@ -34,13 +48,13 @@ pub struct Table {
 
 impl Table {
     /// The table for `params` over `device` (`MAJOR:MINOR`).
-    pub fn new(device: &str, params: &VerityParams) -> Table {
+    pub fn new(device: &str, params: &Verity) -> Table {
         Table {
             device: device.to_string(),
-            data_blocks: params.hash_offset / VERITY_BLOCK,
-            hash_start_block: params.hash_offset / VERITY_BLOCK + 1,
-            root_hash: params.root_hash.clone(),
-            salt: params.salt.clone(),
+            data_blocks: params.hash_offset() / VERITY_BLOCK,
+            hash_start_block: params.hash_offset() / VERITY_BLOCK + 1,
+            root_hash: params.root_hash().to_string(),
+            salt: params.salt().map(str::to_string),
         }
     }
 
@@ -52,16 +66,20 @@ impl Table {
         self.data_blocks * (VERITY_BLOCK / SECTOR)
     }
 
+    /// The optional arguments: their count, then each.
+    pub const OPTIONS: &'static str = "1 restart_on_corruption";
+
     /// The target parameters passed to the kernel.
     pub fn params(&self) -> String {
         format!(
-            "1 {dev} {dev} {bs} {bs} {data} {hash} sha256 {root} {salt}",
+            "1 {dev} {dev} {bs} {bs} {data} {hash} sha256 {root} {salt} {opts}",
             dev = self.device,
             bs = VERITY_BLOCK,
             data = self.data_blocks,
             hash = self.hash_start_block,
             root = self.root_hash,
             salt = self.salt.as_deref().unwrap_or("-"),
+            opts = Self::OPTIONS,
         )
     }
 
@@ -81,39 +99,26 @@ mod tests {
     #[test]
     fn matches_dmsetup_table_for_veritysetup_open() {
         // `veritysetup format --hash-offset=2097152 img img` on a 2 MiB
-        // filesystem, then `veritysetup open` and `dmsetup table` print:
-        // 0 4096 verity 1 254:2 254:2 4096 4096 512 513 sha256 <root> <salt>
-        let t = Table::new(
-            "254:2",
-            &VerityParams {
-                root_hash: ROOT.into(),
-                hash_offset: 2 << 20,
-                salt: Some(SALT.into()),
-            },
-        );
+        // filesystem, then `veritysetup open --restart-on-corruption` and
+        // `dmsetup table` print:
+        // 0 4096 verity 1 254:2 254:2 4096 4096 512 513 sha256 <root> <salt> 1 restart_on_corruption
+        let t = Table::new("254:2", &Verity::new(ROOT, 2 << 20, Some(SALT)).unwrap());
         assert_eq!(
             t.dmsetup_line(),
-            format!("0 4096 verity 1 254:2 254:2 4096 4096 512 513 sha256 {ROOT} {SALT}")
+            format!("0 4096 verity 1 254:2 254:2 4096 4096 512 513 sha256 {ROOT} {SALT} 1 restart_on_corruption")
         );
         assert_eq!(
             t.params(),
-            format!("1 254:2 254:2 4096 4096 512 513 sha256 {ROOT} {SALT}")
+            format!("1 254:2 254:2 4096 4096 512 513 sha256 {ROOT} {SALT} 1 restart_on_corruption")
         );
     }
 
     #[test]
     fn no_salt_is_a_dash() {
-        let t = Table::new(
-            "8:3",
-            &VerityParams {
-                root_hash: ROOT.into(),
-                hash_offset: 4096,
-                salt: None,
-            },
-        );
+        let t = Table::new("8:3", &Verity::new(ROOT, 4096, None).unwrap());
         assert_eq!(
             t.dmsetup_line(),
-            format!("0 8 verity 1 8:3 8:3 4096 4096 1 2 sha256 {ROOT} -")
+            format!("0 8 verity 1 8:3 8:3 4096 4096 1 2 sha256 {ROOT} - 1 restart_on_corruption")
         );
     }
 }

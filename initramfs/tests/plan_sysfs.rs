@@ -6,8 +6,9 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use tandem_initramfs::cmdline;
-use tandem_initramfs::plan::{self, LocateError, Step};
-use tandem_initramfs::uevent;
+use tandem_initramfs::plan::{self, GptHit, LocateError, RootBy, Step};
+use tandem_initramfs::policy::Policy;
+use tandem_initramfs::{gpt, uevent};
 
 const ROOT_HASH: &str = "4392712ba01368efdf14b05c76f9e4df0d53664630b5d48632ed17a137f39076";
 
@@ -34,6 +35,7 @@ fn fake_sysfs(root: &Path, parts: &[(&str, u32, Option<&str>)]) {
             text += &format!("PARTNAME={p}\n");
         }
         std::fs::write(d.join("uevent"), text).unwrap();
+        std::fs::write(d.join("start"), format!("{}\n", 2048 * minor)).unwrap();
         symlink(&d, class.join(name)).unwrap();
     }
     for (name, major) in [("loop0", 7), ("dm-0", 253)] {
@@ -63,8 +65,8 @@ fn standard_disk(root: &Path) {
 fn plan_for(root: &Path, line: &str) -> Result<Vec<Step>, LocateError> {
     let cmd = cmdline::parse(line).unwrap();
     let devs = uevent::scan(&root.join("class/block")).unwrap();
-    let parts = plan::locate(&devs, cmd.slot)?;
-    Ok(plan::plan(&cmd, &parts))
+    let parts = plan::locate(&devs, cmd.slot, RootBy::Name)?;
+    Ok(plan::plan(&cmd, &parts, &Policy::DEFAULT).expect("policy"))
 }
 
 #[test]
@@ -84,11 +86,13 @@ fn verity_slot_b_full_plan() {
     let want = [
         format!(
             "dm-verity /dev/mapper/tandem-root-b over /dev/vda3: \
-             0 32768 verity 1 254:3 254:3 4096 4096 4096 4097 sha256 {ROOT_HASH} aabb"
+             0 32768 verity 1 254:3 254:3 4096 4096 4096 4097 sha256 {ROOT_HASH} aabb \
+             1 restart_on_corruption"
         ),
         "mount /dev/mapper/tandem-root-b read-only on /sysroot".into(),
         "require /sysroot/sbin/init".into(),
-        "mount /dev/vda4 (ext4; /sbin/mke2fs if blank) on /sysroot/data".into(),
+        "tmpfs on /sysroot/run".into(),
+        "data /dev/vda4 on /sysroot/data (nosuid,nodev; format if blank, e2fsck if it does not mount; else tmpfs and /sysroot/run/tandem/data-degraded)".into(),
         "factory reset if /sysroot/data/.tandem-factory-reset exists".into(),
         "mkdir -p /sysroot/data/var /sysroot/data/etc/upper /sysroot/data/etc/work".into(),
         "bind /sysroot/data/var on /sysroot/var".into(),
@@ -106,10 +110,88 @@ fn verity_slot_b_full_plan() {
 fn plain_slot_a_mounts_the_partition() {
     let t = tempfile::tempdir().unwrap();
     standard_disk(t.path());
-    let steps = plan_for(t.path(), "console=ttyS0 tandem.slot=a").unwrap();
+    let cmd = cmdline::parse("console=ttyS0 tandem.slot=a").unwrap();
+    let devs = uevent::scan(&t.path().join("class/block")).unwrap();
+    let parts = plan::locate(&devs, cmd.slot, RootBy::Name).unwrap();
+    let open = Policy {
+        require_verity: false,
+    };
+    let steps = plan::plan(&cmd, &parts, &open).unwrap();
     assert_eq!(
         steps[0].to_string(),
         "mount /dev/vda2 read-only on /sysroot"
+    );
+    // The built-in default refuses the same command line.
+    assert!(plan::plan(&cmd, &parts, &Policy::DEFAULT).is_err());
+}
+
+#[test]
+fn scan_knows_each_partitions_disk_and_start() {
+    let t = tempfile::tempdir().unwrap();
+    standard_disk(t.path());
+    let devs = uevent::scan(&t.path().join("class/block")).unwrap();
+    let vda3 = devs.iter().find(|d| d.devname == "vda3").unwrap();
+    assert_eq!(vda3.disk.as_deref(), Some("vda"));
+    assert_eq!((vda3.partn, vda3.start), (Some(3), Some(6144)));
+    let vda = devs.iter().find(|d| d.devname == "vda").unwrap();
+    assert!(vda.is_disk && vda.disk.is_none());
+    let hits = [GptHit {
+        disk: "vda".into(),
+        number: 3,
+        start: 6144,
+    }];
+    let p = plan::locate(
+        &devs,
+        cmdline::Slot::B,
+        RootBy::Partuuid {
+            uuid: "x",
+            hits: &hits,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (p.root.devname.as_str(), p.data.devname.as_str()),
+        ("vda3", "vda4")
+    );
+}
+
+/// The GUIDs sgdisk writes read back as sgdisk prints them (and as GRUB's
+/// `probe --part-uuid` and U-Boot's `part uuid` pass them).
+#[test]
+fn guids_of_a_real_sgdisk_table() {
+    let t = tempfile::tempdir().unwrap();
+    let img = t.path().join("d.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let g2 = "C0FFEE00-1234-4567-89AB-0123456789AB";
+    let ok = std::process::Command::new("sgdisk")
+        .args([
+            "-o",
+            "-n1:1M:+2M",
+            "-c1:esp",
+            "-n2:0:+2M",
+            "-c2:tandem-root-a",
+        ])
+        .arg(format!("-u2:{g2}"))
+        .arg(&img)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("sgdisk not available; skipped");
+        return;
+    }
+    let bytes = std::fs::read(&img).unwrap();
+    let header = gpt::parse_header(&bytes[512..1024]).unwrap();
+    let at = header.entries_lba as usize * 512;
+    let e = gpt::entries(&header, &bytes[at..at + header.array_len() as usize]);
+    assert_eq!(e.len(), 2);
+    assert_eq!(e[1].unique_guid, g2.to_ascii_lowercase());
+    assert_eq!(
+        (e[1].number, e[1].first_lba, e[1].name.as_str()),
+        (2, 6144, "tandem-root-a")
     );
 }
 
@@ -131,6 +213,7 @@ fn missing_slot_partition_names_what_was_seen() {
         "partition tandem-root-b not found (block devices: dm-0, loop0, vda, \
          vda1 (esp), vda2 (tandem-root-a), vda3, vda4 (tandem-data))"
     );
+    assert!(err.may_resolve(), "a missing partition is waited for");
 }
 
 #[test]
