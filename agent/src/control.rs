@@ -394,6 +394,19 @@ impl Control<'_> {
                 state.security_epoch_floor
             )));
         }
+        // The store is data: what it says must still be what the
+        // initramfs boots, and verity must not be missing where required.
+        if let Some(args) = &rec.verity_args {
+            tandem_bootparams::Verity::parse_kernel_args(args).map_err(|e| {
+                ControlError::Refused(format!(
+                    "slot {other}'s recorded verity parameters: {e}; install it again"
+                ))
+            })?;
+        } else if self.settings.require_verity {
+            return Err(ControlError::Refused(format!(
+                "slot {other} has no dm-verity parameters on record and [boot] require_verity is set; install it again"
+            )));
+        }
         let Some(b) = self.boot.as_deref_mut() else {
             return Err(ControlError::Refused(
                 "boot backend \"none\" cannot arm a slot group; configure [boot] backend".into(),
@@ -708,6 +721,17 @@ mod tests {
             b.verity_args = Some("tandem.verity.roothash=ab".into());
         });
         let mut boot = MemBoot(abvars::factory(None));
+        // A record the initramfs would not boot is refused, not armed.
+        let e = control(&s, &mut boot, "a").arm().unwrap_err();
+        assert!(e.to_string().contains("recorded verity parameters"), "{e}");
+        let args = format!(
+            "tandem.verity.roothash={} tandem.verity.hashoffset=8192 tandem.verity.salt=-",
+            "ab".repeat(32)
+        );
+        save(d.path(), |st| {
+            st.slots.get_mut(&SlotGroup::B).unwrap().verity_args = Some(args.clone());
+        });
+        let mut boot = MemBoot(abvars::factory(None));
         let r = control(&s, &mut boot, "a").boot_check(&s.health).unwrap();
         assert_eq!(
             r,
@@ -726,10 +750,7 @@ mod tests {
         assert_eq!(control(&s, &mut boot, "a").arm().unwrap(), SlotGroup::B);
         assert_eq!(abvars::primary(&boot.0), Some(SlotGroup::B));
         assert_eq!(abvars::tries_left(&boot.0, SlotGroup::B), Some(1));
-        assert_eq!(
-            boot.0[&abvars::verity_var(SlotGroup::B)],
-            "tandem.verity.roothash=ab"
-        );
+        assert_eq!(boot.0[&abvars::verity_var(SlotGroup::B)], args);
         assert!(
             Store::new(d.path())
                 .load()

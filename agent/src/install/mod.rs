@@ -605,20 +605,18 @@ pub fn verity_args(m: &crate::bundle::manifest::Manifest) -> Result<Option<Strin
 }
 
 /// `tandem.verity.roothash=… tandem.verity.hashoffset=… tandem.verity.salt=…`,
-/// or why the initramfs would refuse these parameters (it takes sha256 and
-/// 4096-byte blocks).
+/// or why the initramfs would refuse these parameters: the formatter of
+/// `tandem-bootparams`, whose validator the initramfs parses them with.
 pub fn verity_kernel_args(v: &crate::bundle::manifest::Verity) -> Result<String, String> {
-    if v.hash_algorithm != "sha256" || v.data_block_size != 4096 || v.hash_block_size != 4096 {
-        return Err(format!(
-            "the rootfs's dm-verity uses {} with {}-byte data and {}-byte hash blocks; the initramfs takes sha256 with 4096-byte blocks",
-            v.hash_algorithm, v.data_block_size, v.hash_block_size
-        ));
-    }
-    let salt = if v.salt.is_empty() { "-" } else { &v.salt };
-    Ok(format!(
-        "tandem.verity.roothash={} tandem.verity.hashoffset={} tandem.verity.salt={salt}",
-        v.root_hash, v.hash_offset
-    ))
+    tandem_bootparams::kernel_args(
+        &v.root_hash,
+        v.hash_offset,
+        &v.salt,
+        v.data_block_size,
+        v.hash_block_size,
+        &v.hash_algorithm,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The manifest's (validated) hex SHA-256 as bytes.
@@ -825,7 +823,7 @@ mod verity_tests {
         // Parameters the initramfs would refuse are an error, not silence.
         for bad in [verity("ab", "sha512", 4096), verity("ab", "sha256", 1024)] {
             let e = verity_args(&manifest(&[("rootfs", Some(bad))])).unwrap_err();
-            assert!(e.contains("4096-byte blocks"), "{e}");
+            assert!(e.contains("not supported: the initramfs uses"), "{e}");
         }
     }
 }
