@@ -32,19 +32,31 @@ fn attach(file: &PathBuf) -> Option<Loop> {
         .then(|| Loop(String::from_utf8_lossy(&out.stdout).trim().to_string()))
 }
 
-#[test]
-fn install_into_loop_devices() {
-    let fx = Fx::new(&["rootfs"]);
-    let size = 24 << 20;
+/// Two loop devices of `size` bytes over files filled with `pattern(…,
+/// 0xA)` and `pattern(…, 0xB)`; `None` (after saying so) where loop devices
+/// cannot be had and are not required.
+fn loop_pair(fx: &Fx, size: usize) -> Option<(Loop, Loop)> {
     let fa = fx.path("loop-a.img");
     let fb = fx.path("loop-b.img");
     std::fs::write(&fa, pattern(size, 0xA)).unwrap();
     std::fs::write(&fb, pattern(size, 0xB)).unwrap();
-    let (Some(la), Some(lb)) = (attach(&fa), attach(&fb)) else {
-        if std::env::var("TANDEM_TEST_REQUIRE_LOOP").as_deref() == Ok("1") {
-            panic!("loop devices unavailable but TANDEM_TEST_REQUIRE_LOOP=1");
+    match (attach(&fa), attach(&fb)) {
+        (Some(a), Some(b)) => Some((a, b)),
+        _ => {
+            if std::env::var("TANDEM_TEST_REQUIRE_LOOP").as_deref() == Ok("1") {
+                panic!("loop devices unavailable but TANDEM_TEST_REQUIRE_LOOP=1");
+            }
+            eprintln!("SKIPPED: cannot attach loop devices (needs root and losetup)");
+            None
         }
-        eprintln!("SKIPPED: cannot attach loop devices (needs root and losetup)");
+    }
+}
+
+#[test]
+fn install_into_loop_devices() {
+    let fx = Fx::new(&["rootfs"]);
+    let size = 24 << 20;
+    let Some((la, lb)) = loop_pair(&fx, size) else {
         return;
     };
     // Slot devices are the loop devices; sizes come from the devices.
@@ -113,15 +125,7 @@ fn install_into_loop_devices() {
 fn the_booted_device_and_a_busy_one_are_refused() {
     let fx = Fx::new(&["rootfs"]);
     let size = 8 << 20;
-    let fa = fx.path("loop-a.img");
-    let fb = fx.path("loop-b.img");
-    std::fs::write(&fa, pattern(size, 0xA)).unwrap();
-    std::fs::write(&fb, pattern(size, 0xB)).unwrap();
-    let (Some(la), Some(lb)) = (attach(&fa), attach(&fb)) else {
-        if std::env::var("TANDEM_TEST_REQUIRE_LOOP").as_deref() == Ok("1") {
-            panic!("loop devices unavailable but TANDEM_TEST_REQUIRE_LOOP=1");
-        }
-        eprintln!("SKIPPED: cannot attach loop devices (needs root and losetup)");
+    let Some((la, lb)) = loop_pair(&fx, size) else {
         return;
     };
     let p = fx.dir.path().display().to_string();

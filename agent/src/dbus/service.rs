@@ -408,6 +408,22 @@ impl Agent {
         }
     }
 
+    /// MarkBad and MarkBadWith: `force` needs the force action.
+    async fn mark_bad_as(
+        &self,
+        slot: &str,
+        force: bool,
+        conn: &Connection,
+        hdr: &Header<'_>,
+        emitter: &SignalEmitter<'_>,
+    ) -> Result<String, AgentError> {
+        let action = if force { ACTION_FORCE } else { ACTION_MANAGE };
+        authorize(conn, hdr, action).await?;
+        let slot = parse_slot(slot)?;
+        self.control("mark-bad", emitter, move |s| ops::mark_bad(s, slot, force))
+            .await
+    }
+
     /// Authorizes, claims the job slot and starts the install thread.
     async fn start_install(&self, job: Job, emitter: SignalEmitter<'_>) -> Result<(), AgentError> {
         let details = job.opts.details(&job.shown, None);
@@ -557,10 +573,7 @@ impl Agent {
         #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<String, AgentError> {
-        authorize(conn, &hdr, ACTION_MANAGE).await?;
-        let slot = parse_slot(&slot)?;
-        self.control("mark-bad", &emitter, move |s| ops::mark_bad(s, slot, false))
-            .await
+        self.mark_bad_as(&slot, false, conn, &hdr, &emitter).await
     }
 
     /// `MarkBad` with options: `force` (boolean) marks the group bad even
@@ -589,11 +602,7 @@ impl Agent {
                 }
             }
         }
-        let action = if force { ACTION_FORCE } else { ACTION_MANAGE };
-        authorize(conn, &hdr, action).await?;
-        let slot = parse_slot(&slot)?;
-        self.control("mark-bad", &emitter, move |s| ops::mark_bad(s, slot, force))
-            .await
+        self.mark_bad_as(&slot, force, conn, &hdr, &emitter).await
     }
 
     /// Arms the installed, never-armed other group for a trial boot;
