@@ -16,4 +16,5 @@ scripts/build-images-debian.sh "$images/debian" "$images/vendor.key" > work-out/
 args=(--power-cuts "${POWER_CUTS:-20}" --tandem target/x86_64-unknown-linux-gnu/release/tandem)
 [[ -n ${SEED:-} ]] && args+=(--seed "$SEED")
 [[ -n ${ONLY:-} ]] && args+=(--only "$ONLY")
+[[ -n ${CUT_PHASES:-} ]] && args+=(--cut-phases "$CUT_PHASES")
 target/release/tandem-qemu scenarios "$images" "${args[@]}"

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Some("boot") if args.len() >= 2 => boot(&args[1..]),
         Some("demo") if args.len() >= 2 => demo(&args[1..]),
         Some("scenarios") if args.len() >= 2 => scenarios(&args[1..]),
-        _ => Err("usage: tandem-qemu demo IMAGES_DIR\n       tandem-qemu scenarios IMAGES_DIR [--power-cuts N] [--only NAME] [--seed S] [--tandem PATH]\n       tandem-qemu boot DISK.img [--expect MARKER] [--timeout SECONDS] [--arch x86_64|aarch64] [--uboot-env ENV.img]\n       tandem-qemu relay HOST:PORT".into()),
+        _ => Err("usage: tandem-qemu demo IMAGES_DIR\n       tandem-qemu scenarios IMAGES_DIR [--power-cuts N] [--only NAME] [--seed S] [--cut-phases N] [--tandem PATH]\n       tandem-qemu boot DISK.img [--expect MARKER] [--timeout SECONDS] [--arch x86_64|aarch64] [--uboot-env ENV.img]\n       tandem-qemu relay HOST:PORT".into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -36,6 +36,7 @@ fn scenarios(args: &[String]) -> Result<(), String> {
         .map(|d| d.as_secs())
         .unwrap_or(1);
     let mut tandem = PathBuf::from("tandem");
+    let mut phases = usize::MAX;
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
         let v = it.next().ok_or(format!("{a} needs a value"))?;
@@ -44,6 +45,7 @@ fn scenarios(args: &[String]) -> Result<(), String> {
             "--only" => only = Some(v.clone()),
             "--seed" => seed = v.parse().map_err(|_| format!("bad seed {v}"))?,
             "--tandem" => tandem = PathBuf::from(v),
+            "--cut-phases" => phases = v.parse().map_err(|_| format!("bad number {v}"))?,
             _ => return Err(format!("unknown option {a}")),
         }
     }
@@ -59,7 +61,7 @@ fn scenarios(args: &[String]) -> Result<(), String> {
     let start = std::time::Instant::now();
     let (passed, failed) = tandem_qemu::scenarios::run_all(
         &fx,
-        tandem_qemu::scenarios::suite(cuts, seed),
+        tandem_qemu::scenarios::suite_with_phases(cuts, seed, phases),
         only.as_deref(),
     );
     println!(
