@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{run, run_in, BuildError};
+use crate::tool::{run, run_in, BuildError};
 
 fn find_deb(dir: &Path) -> Result<Option<PathBuf>, BuildError> {
     Ok(std::fs::read_dir(dir)

@@ -21,7 +21,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::recipe::{Arch, Recipe};
-use crate::{BuildError, BuildOptions};
+use crate::tool::BuildError;
 
 pub const DEFAULT_SUITE: &str = "bookworm";
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
@@ -143,7 +143,7 @@ pub fn tarball(r: &Recipe, cache: &Path, epoch: u64) -> Result<PathBuf, BuildErr
     std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
     let partial = dir.join(format!("partial-{}", cache_name(&args)));
     let out = partial.display().to_string();
-    let mode = if crate::is_root() {
+    let mode = if crate::tool::is_root() {
         "--mode=root"
     } else {
         "--mode=unshare"
@@ -155,7 +155,7 @@ pub fn tarball(r: &Recipe, cache: &Path, epoch: u64) -> Result<PathBuf, BuildErr
     );
     eprintln!("tandem-image: mmdebstrap {}", full.join(" "));
     let start = Instant::now();
-    crate::run_env(
+    crate::tool::run_env(
         None,
         "mmdebstrap",
         &full,
@@ -171,8 +171,8 @@ pub fn tarball(r: &Recipe, cache: &Path, epoch: u64) -> Result<PathBuf, BuildErr
 }
 
 /// Unpacks the Debian base into `stage`.
-pub fn apply(r: &Recipe, o: &BuildOptions, stage: &Path) -> Result<(), BuildError> {
-    let tar = tarball(r, &o.cache, crate::build_epoch())?;
+pub fn apply(r: &Recipe, cache: &Path, stage: &Path) -> Result<(), BuildError> {
+    let tar = tarball(r, cache, crate::derive::build_epoch())?;
     let a = crate::oci::apply_tarball(&tar, stage)?;
     eprintln!(
         "tandem-image: applied the debian base ({} entries)",
@@ -298,17 +298,10 @@ pub fn integration(r: &Recipe) -> (Vec<File>, Vec<(String, String)>) {
 pub fn integrate(r: &Recipe, stage: &Path) -> Result<(), BuildError> {
     let (files, links) = integration(r);
     for (path, text, mode) in files {
-        crate::rootfs::write(stage, &path, text.as_bytes(), mode)?;
+        crate::stage::write(stage, &path, text.as_bytes(), mode)?;
     }
     for (path, target) in links {
-        let p = stage.join(&path);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| BuildError::io(parent, e))?;
-        }
-        if std::fs::symlink_metadata(&p).is_ok() {
-            std::fs::remove_file(&p).map_err(|e| BuildError::io(&p, e))?;
-        }
-        std::os::unix::fs::symlink(&target, &p).map_err(|e| BuildError::io(&p, e))?;
+        crate::stage::symlink(stage, &path, &target)?;
     }
     // tandem's units name /efi in ReadWritePaths=: it must exist.
     let efi = stage.join("efi");

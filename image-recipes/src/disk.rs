@@ -7,8 +7,9 @@
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
+use crate::derive::derive_uuid;
 use crate::recipe::{BootChain, DiskSpec};
-use crate::{derive_uuid, run, run_env, BuildError};
+use crate::tool::{run, run_env, BuildError};
 
 const MIB: u64 = 1 << 20;
 const GRUB_CFG: &str = include_str!("../../agent/dist/grub/grub.cfg");
@@ -56,7 +57,7 @@ fn fat(
     let img = work.join("esp.img");
     let _ = std::fs::remove_file(&img);
     let i = img.display().to_string();
-    let volid = &crate::derive_uuid(seed, "esp-volid").replace('-', "")[..8];
+    let volid = &derive_uuid(seed, "esp-volid").replace('-', "")[..8];
     run(
         "mkfs.fat",
         &[

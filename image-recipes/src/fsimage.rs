@@ -5,8 +5,9 @@ use std::path::Path;
 
 use tandem::bundle::manifest::Verity;
 
+use crate::derive::{derive, derive_uuid};
 use crate::recipe::{Filesystem, Recipe};
-use crate::{derive, derive_uuid, run, run_env, BuildError};
+use crate::tool::{run, run_env, BuildError};
 
 pub const BLOCK: u64 = 4096;
 
@@ -41,7 +42,7 @@ pub fn make(
             // As root the stage carries the image's real owners (an OCI
             // base has non-root ones); otherwise they are the builder's,
             // so everything becomes root's.
-            if !crate::is_root() {
+            if !crate::tool::is_root() {
                 args.push("-all-root");
             }
             // mksquashfs refuses SOURCE_DATE_EPOCH together with explicit times.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::recipe::Arch;
-use crate::{run, BuildError};
+use crate::tool::{run, BuildError};
 
 /// An unpacked kernel package.
 pub struct KernelTree {

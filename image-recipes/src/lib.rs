@@ -7,127 +7,29 @@
 //! recipe's fixed default), owners are root, entries sorted, and every UUID
 //! and salt is derived from the recipe's name and version.
 
+pub mod base;
+pub mod busybox;
 pub mod cpio;
 pub mod deb;
 pub mod debian;
+pub mod derive;
 pub mod disk;
 pub mod fsimage;
+pub mod initramfs;
 pub mod kernel;
 pub mod oci;
+pub mod options;
 pub mod recipe;
 pub mod rootfs;
+pub mod stage;
+pub mod tool;
 pub mod uboot;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-use sha2::{Digest, Sha256};
-
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("`{command}` failed: {message}")]
-    Tool { command: String, message: String },
-    #[error("{0}")]
-    Step(String),
-    #[error(transparent)]
-    Recipe(#[from] recipe::RecipeError),
-    #[error("bundle: {0}")]
-    Bundle(#[from] tandem::bundle::writer::WriteError),
-}
-
-impl BuildError {
-    pub fn io(path: &Path, source: std::io::Error) -> BuildError {
-        BuildError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-}
-
-/// Whether the builder runs as root (and can keep files' owners).
-pub fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// Runs a tool and returns its stdout; a failure carries its stderr.
-pub fn run(program: &str, args: &[&str]) -> Result<String, BuildError> {
-    run_env(None, program, args, &[])
-}
-
-pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> Result<String, BuildError> {
-    run_env(Some(dir), program, args, &[])
-}
-
-/// Like [`run`] with extra environment; an empty value removes the variable.
-pub fn run_env(
-    dir: Option<&Path>,
-    program: &str,
-    args: &[&str],
-    env: &[(&str, String)],
-) -> Result<String, BuildError> {
-    let command = format!("{program} {}", args.join(" "));
-    let mut c = Command::new(program);
-    c.args(args);
-    if let Some(d) = dir {
-        c.current_dir(d);
-    }
-    for (k, v) in env {
-        if v.is_empty() {
-            c.env_remove(k);
-        } else {
-            c.env(k, v);
-        }
-    }
-    let out = c.output().map_err(|e| BuildError::Tool {
-        command: command.clone(),
-        message: format!("cannot run: {e} (is it installed? see scripts/setup.sh)"),
-    })?;
-    if !out.status.success() {
-        return Err(BuildError::Tool {
-            command,
-            message: format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// A stable identifier derived from the recipe: same inputs, same bytes.
-pub fn derive(seed: &str, what: &str) -> [u8; 32] {
-    Sha256::digest(format!("tandem-image\0{seed}\0{what}").as_bytes()).into()
-}
-
-/// A UUID string derived like [`derive`].
-pub fn derive_uuid(seed: &str, what: &str) -> String {
-    let d = derive(seed, what);
-    let h = hex::encode(&d[..16]);
-    format!(
-        "{}-{}-4{}-8{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
-}
-
-/// Build time: SOURCE_DATE_EPOCH, else a fixed default (2026-01-01), so
-/// builds without it are reproducible too.
-pub fn build_epoch() -> u64 {
-    std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_767_225_600)
-}
+pub use derive::{build_epoch, derive, derive_uuid};
+pub use options::BuildOptions;
+pub use tool::{is_root, run, run_env, run_in, BuildError};
 
 /// What a build produced.
 #[derive(Debug, Clone)]
@@ -138,21 +40,6 @@ pub struct Outputs {
     /// With a U-Boot disk: the board environment for pflash unit 1.
     pub uboot_env: Option<PathBuf>,
     pub verity_root_hash: Option<String>,
-}
-
-/// Inputs besides the recipe.
-pub struct BuildOptions {
-    pub recipe_dir: PathBuf,
-    pub out: PathBuf,
-    pub work: PathBuf,
-    pub cache: PathBuf,
-    /// The tandem agent binary to install (statically linked).
-    pub agent: PathBuf,
-    pub signing_key: PathBuf,
-    pub make_disk: bool,
-    /// The initramfs `/init` (the static tandem-initramfs binary); without
-    /// it, a busybox script is used.
-    pub init: Option<PathBuf>,
 }
 
 /// Builds everything a recipe describes.
@@ -169,13 +56,13 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
 
     let pkg = kernel::resolve_package(&r.kernel.package, r.arch)?;
     let k = kernel::fetch(&pkg, &o.cache)?;
-    let bb = rootfs::busybox(r.arch, &o.cache)?;
+    let bb = busybox::busybox(r.arch, &o.cache)?;
     let e2fsck = match &o.init {
-        Some(_) => Some(rootfs::e2fsck(r.arch, &o.cache)?),
+        Some(_) => Some(initramfs::e2fsck(r.arch, &o.cache)?),
         None => None,
     };
     let init = o.init.as_deref().zip(e2fsck.as_deref());
-    let initrd = rootfs::initramfs(r, &k, epoch, init, &bb.path)?;
+    let initrd = initramfs::build(r, &k, epoch, init, &bb.path)?;
     let stage = o.work.join(format!("{seed}.stage"));
     rootfs::stage(r, o, &k, &initrd, &key, &bb, &stage)?;
     let slot_image = o.out.join(format!("{}-{}.rootfs.img", r.name, r.version));

@@ -21,7 +21,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::BuildError;
+use crate::tool::BuildError;
 
 const OPAQUE: &str = ".wh..wh..opq";
 const WHITEOUT: &str = ".wh.";
@@ -357,7 +357,7 @@ fn apply_layer(
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(false);
-    archive.set_preserve_ownerships(crate::is_root());
+    archive.set_preserve_ownerships(crate::tool::is_root());
     archive.set_overwrite(true);
 
     // Paths this layer adds: whiteouts never remove them.

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::{run, run_env, BuildError};
+use crate::tool::{run, run_env, BuildError};
 
 const BOOT_CMD: &str = include_str!("../../agent/dist/uboot/boot.cmd");
 /// Size of Debian's `qemu_arm64` environment (CONFIG_ENV_SIZE, FACTS.md).
