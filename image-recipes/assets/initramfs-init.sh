@@ -2,7 +2,10 @@
 # Tandem initramfs (busybox flavour): find the slot GRUB chose, mount it
 # read-only, mount the data partition (/var bind, /etc overlay), switch_root.
 # Any failure prints the reason and reboots at once, so the bootloader
-# counts the try and falls back. See docs/disk-layout.md.
+# counts the try and falls back; the data partition is the exception (a
+# tmpfs and /run/tandem/data-degraded instead: both slots share it). See
+# docs/disk-layout.md. This fallback (tandem-image without --init) does no
+# dm-verity and has no policy: images that need verity use the Rust init.
 /bin/busybox mkdir -p /sbin /usr/bin /usr/sbin /proc /sys /dev /sysroot
 /bin/busybox --install -s
 mount -t proc proc /proc
@@ -41,18 +44,22 @@ echo "tandem-initramfs: slot $slot on /dev/$root"
 mount -o ro "/dev/$root" /sysroot || fail "cannot mount /dev/$root"
 [ -x /sysroot/sbin/init ] || fail "slot $slot has no /sbin/init"
 
+[ -d /sysroot/run ] && mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /sysroot/run
 if data=$(find_part tandem-data); then
-    if [ -e /sysroot/data ] && mount -t ext4 "/dev/$data" /sysroot/data; then
-        if [ -e /sysroot/data/.tandem-factory-reset ]; then
+    if [ -e /sysroot/data ]; then
+        if ! mount -t ext4 -o nosuid,nodev "/dev/$data" /sysroot/data; then
+            why="the data partition /dev/$data does not mount (not formatted or checked by this initramfs)"
+            echo "tandem-initramfs: DEGRADED: $why" > /dev/console
+            mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /sysroot/data
+            mkdir -p /sysroot/run/tandem && printf '%s\ndevice=/dev/%s\n' "$why" "$data" > /sysroot/run/tandem/data-degraded
+        elif [ -e /sysroot/data/.tandem-factory-reset ]; then
             echo "tandem-initramfs: factory reset: wiping the data partition"
             find /sysroot/data -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf {} +
         fi
         mkdir -p /sysroot/data/var /sysroot/data/etc/upper /sysroot/data/etc/work
         mount --bind /sysroot/data/var /sysroot/var || fail "cannot bind /var"
-        mount -t overlay overlay -o lowerdir=/sysroot/etc,upperdir=/sysroot/data/etc/upper,workdir=/sysroot/data/etc/work /sysroot/etc \
+        mount -t overlay overlay -o nosuid,nodev,lowerdir=/sysroot/etc,upperdir=/sysroot/data/etc/upper,workdir=/sysroot/data/etc/work /sysroot/etc \
             || fail "cannot overlay /etc"
-    else
-        fail "cannot mount the data partition /dev/$data"
     fi
 fi
 
