@@ -6,7 +6,7 @@ mount -t sysfs sysfs /sys 2>/dev/null
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 # The initramfs hands over /run (a tmpfs, with /run/tandem/data-degraded
 # when the data partition could not be used): keep it.
-mountpoint -q /run || mount -t tmpfs tmpfs /run
+grep -q " /run " /proc/mounts || mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 mkdir -p /dev/pts /dev/disk/by-partlabel /var/lib/tandem
 # Partition-label links for the disk we booted from only (the initramfs

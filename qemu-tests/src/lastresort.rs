@@ -10,10 +10,15 @@
 //! variables with mtools in the FAT boot partition (grubenv, or U-Boot's
 //! tandem.env) and zeros over a slot's first MiB. The next boot must reach
 //! the group the case names, through dm-verity.
+//!
+//! The same "never a brick" for the data partition both groups share
+//! ([`degraded_data`]): one the initramfs must not format (a LUKS header)
+//! boots degraded, and is left as it was.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::scenario::{fail, install_and_reboot, verified, Fixture, Timeline, BOOT};
 use crate::vm::{Disk, Vm};
@@ -438,13 +443,81 @@ pub fn last_resort_uboot(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError>
     Ok(())
 }
 
+/// The factory disk with a LUKS header over its ext4 data partition:
+/// the boot goes on degraded (tmpfs, marker), the partition untouched.
+pub fn degraded_data(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
+    const LUKS: &[u8] = b"LUKS\xba\xbe\x00\x02";
+    let dir = fx.work.join("data-degraded");
+    std::fs::create_dir_all(&dir).map_err(crate::io(format!("create {}", dir.display())))?;
+    let disk = dir.join("disk.raw");
+    sh(
+        "cp",
+        &[
+            "--sparse=always",
+            &fx.disk.display().to_string(),
+            &disk.display().to_string(),
+        ],
+    )?;
+    let at = partition_offset(&disk, 4)?;
+    let patch = |data: &[u8]| -> Result<(), RigError> {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&disk)
+            .map_err(crate::io(format!("open {}", disk.display())))?;
+        f.seek(SeekFrom::Start(at))
+            .and_then(|_| f.write_all(data))
+            .and_then(|()| f.sync_all())
+            .map_err(crate::io(format!("write {}", disk.display())))
+    };
+    patch(LUKS)?;
+    let head = |n: usize| -> Result<Vec<u8>, RigError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&disk).map_err(crate::io("open disk"))?;
+        let mut b = vec![0u8; n];
+        f.seek(SeekFrom::Start(at))
+            .and_then(|_| f.read_exact(&mut b))
+            .map_err(crate::io("read disk"))?;
+        Ok(b)
+    };
+    let before = head(1 << 20)?;
+    let mut vm = Vm::start(&fx.config("data-degraded", Disk::raw(&disk), None))?;
+    let l = vm.expect("DEGRADED: the data partition holds LUKS", BOOT)?;
+    t.step(format!("initramfs: {}", l.text.trim()));
+    vm.expect("TANDEM-BOOTED slot=a", BOOT)?;
+    vm.expect("TANDEM-READY slot=a", BOOT)?;
+    t.step("slot a booted to its shell on a tmpfs /data");
+    let marker = vm.output(
+        "head -n1 /run/tandem/data-degraded",
+        Duration::from_secs(30),
+    )?;
+    if !marker.contains("LUKS") {
+        return Err(fail(format!("marker's first line: {marker:?}")));
+    }
+    let data = vm.output("grep ' /data ' /proc/mounts", Duration::from_secs(30))?;
+    if !data.starts_with("tmpfs /data tmpfs") {
+        return Err(fail(format!("/data is not the tmpfs: {data:?}")));
+    }
+    let status = vm.run("tandem status >/dev/null 2>&1", Duration::from_secs(60))?;
+    t.step(format!(
+        "marker: {marker:?}; /data: tmpfs; `tandem status` exits {status}"
+    ));
+    vm.power_cut()?;
+    if head(1 << 20)? != before {
+        return Err(fail("the data partition's first MiB changed"));
+    }
+    t.step("the data partition's first MiB is byte-identical afterwards (never formatted)");
+    Ok(())
+}
+
 /// A scenario of the suite (the shape `scenarios::suite` holds).
 pub type Scenario = (
     String,
     Box<dyn FnOnce(&Fixture, &mut Timeline) -> Result<(), RigError> + Send>,
 );
 
-/// This module's scenarios, for `scenarios::suite` (`ONLY="last resort"`).
+/// This module's scenarios, for `scenarios::suite` (`ONLY="last resort"`,
+/// `ONLY=degraded`).
 pub fn scenarios() -> Vec<Scenario> {
     vec![
         ("last resort: GRUB".into(), Box::new(last_resort_grub)),
@@ -452,6 +525,7 @@ pub fn scenarios() -> Vec<Scenario> {
             "last resort: U-Boot arm".into(),
             Box::new(last_resort_uboot),
         ),
+        ("data partition: degraded".into(), Box::new(degraded_data)),
     ]
 }
 
