@@ -498,9 +498,19 @@ pub fn degraded_data(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
     if !data.starts_with("tmpfs /data tmpfs") {
         return Err(fail(format!("/data is not the tmpfs: {data:?}")));
     }
-    let status = vm.run("tandem status >/dev/null 2>&1", Duration::from_secs(60))?;
+    // The agent says so: status JSON's data_degraded is the marker's
+    // first line, and the text form shouts it.
+    let st = crate::scenario::status(&mut vm)?;
+    let shown = st["data_degraded"].as_str().unwrap_or_default().to_string();
+    if !shown.contains("LUKS") || shown != marker.trim() {
+        return Err(fail(format!(
+            "status data_degraded is {:?}; the marker says {marker:?}",
+            st["data_degraded"]
+        )));
+    }
+    crate::scenario::expect_code(&mut vm, "tandem status | grep -q 'data:       DEGRADED'", 0)?;
     t.step(format!(
-        "marker: {marker:?}; /data: tmpfs; `tandem status` exits {status}"
+        "marker: {marker:?}; /data: tmpfs; `tandem status` shows it (data_degraded)"
     ));
     vm.power_cut()?;
     if head(1 << 20)? != before {
