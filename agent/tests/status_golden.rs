@@ -123,10 +123,10 @@ fn status_with_a_bootloader_where_primary_is_not_the_booted_group() {
         r.armed = armed;
     };
     let render = |name: &str,
-                      st: &State,
-                      booted,
-                      boot: &mut EnvBootloader<GrubStore>,
-                      degraded: Option<&str>| {
+                  st: &State,
+                  booted,
+                  boot: &mut EnvBootloader<GrubStore>,
+                  degraded: Option<&str>| {
         let view = tandem::status::boot_view(boot);
         let status = tandem::status::build(
             &s,
