@@ -82,6 +82,7 @@ struct RawConfig {
     boot: Option<RawBoot>,
     image: Option<RawImage>,
     http: Option<RawHttp>,
+    oci: Option<RawOci>,
     health: Option<crate::health::RawHealth>,
     slots: Option<BTreeMap<String, BTreeMap<String, RawSlot>>>,
 }
@@ -139,6 +140,13 @@ struct RawHttp {
     ca_file: Option<PathBuf>,
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOci {
+    auth_file: Option<PathBuf>,
+    insecure_registries: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,6 +281,16 @@ impl Default for HttpSettings {
     }
 }
 
+/// `[oci]`: registries as bundle sources (docs/config.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OciSettings {
+    /// A containers `auth.json` or docker `config.json` with the registry
+    /// credentials; unset: the usual places (see `fetch::oci::auth_files`).
+    pub auth_file: Option<PathBuf>,
+    /// `HOST[:PORT]`s spoken to over plain HTTP instead of HTTPS.
+    pub insecure_registries: Vec<String>,
+}
+
 /// Where the initramfs says that it booted without the data partition
 /// (first line: why).
 pub const DEGRADED_MARKER: &str = "/run/tandem/data-degraded";
@@ -301,6 +319,7 @@ pub struct Settings {
     pub image_version: Option<semver::Version>,
     pub image_security_epoch: u64,
     pub http: HttpSettings,
+    pub oci: OciSettings,
     pub health: crate::health::HealthSettings,
     pub slots: BTreeMap<SlotGroup, BTreeMap<SlotClass, SlotDevice>>,
     /// Files read, in merge order.
@@ -480,6 +499,19 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
             "client_cert and client_key must be set together",
         ));
     }
+    let oci = raw.oci.unwrap_or_default();
+    let oci = OciSettings {
+        auth_file: oci.auth_file,
+        insecure_registries: oci.insecure_registries.unwrap_or_default(),
+    };
+    for r in &oci.insecure_registries {
+        if r.is_empty() || r.contains(['/', ' ', '@']) || r.contains("://") {
+            return Err(invalid(
+                "oci.insecure_registries",
+                format!("{r:?} is not a HOST or HOST:PORT"),
+            ));
+        }
+    }
     let mut slots = BTreeMap::new();
     for (gname, classes) in raw.slots.unwrap_or_default() {
         let group: SlotGroup = gname
@@ -566,6 +598,7 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
         image_version: image.version,
         image_security_epoch: image.security_epoch.unwrap_or(0),
         http,
+        oci,
         health,
         slots,
         sources,

@@ -35,7 +35,7 @@ fn install_url(fx: &Fx, url: &str) -> Result<install::Report, InstallError> {
     install::install(
         &ctx,
         url,
-        || tandem::fetch::open(&src, &http),
+        || tandem::fetch::open(&src, &http, &Default::default()),
         &Options::default(),
         None,
         &mut |_| {},
@@ -175,11 +175,53 @@ fn range_starts(s: &common::http::Server) -> Vec<u64> {
         .iter()
         .map(|r| {
             r.trim_start_matches("bytes=")
-                .trim_end_matches('-')
+                .split('-')
+                .next()
+                .unwrap_or("")
                 .parse()
                 .unwrap_or(0)
         })
         .collect()
+}
+
+/// The source seam over HTTP: the length, byte ranges (one request each,
+/// `bytes=A-B`), a range resumed inside itself after a dropped
+/// connection, and a server that ignores Range.
+#[test]
+fn byte_ranges_of_a_bundle() {
+    use tandem::fetch::{BundleSource, HttpSource};
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let read = |src: &mut HttpSource, a: u64, b: u64| {
+        let mut v = Vec::new();
+        src.range(a, b).unwrap().read_to_end(&mut v).unwrap();
+        v
+    };
+    let http = tandem::config::HttpSettings::default();
+
+    let s = serve(body.clone(), vec![]);
+    let mut src = HttpSource::new(&s.url, &http).unwrap();
+    assert_eq!(src.size().unwrap(), body.len() as u64);
+    assert_eq!(read(&mut src, 1000, 1010), body[1000..1010]);
+    assert_eq!(read(&mut src, 299_990, 300_000), body[299_990..]);
+    assert_eq!(
+        s.log.lock().unwrap().ranges,
+        ["bytes=0-0", "bytes=1000-1009", "bytes=299990-299999"]
+    );
+
+    // Dropped after 5000 bytes of the range: resumed at 105000, up to the
+    // range's own end.
+    let s = serve(body.clone(), vec![Fault::DropAfter(5000)]);
+    let mut src = HttpSource::new(&s.url, &http).unwrap();
+    assert_eq!(read(&mut src, 100_000, 200_000), body[100_000..200_000]);
+    assert_eq!(
+        s.log.lock().unwrap().ranges,
+        ["bytes=100000-199999", "bytes=105000-199999"]
+    );
+
+    // A server without range support: the whole body, skipped to the range.
+    let s = serve(body.clone(), vec![Fault::IgnoreRange]);
+    let mut src = HttpSource::new(&s.url, &http).unwrap();
+    assert_eq!(read(&mut src, 250_000, 250_100), body[250_000..250_100]);
 }
 
 #[test]

@@ -79,7 +79,7 @@ fn install_into_loop_devices() {
     let r = tandem::install::install(
         &ctx,
         "u.tnd",
-        || tandem::fetch::open(&src, &settings.http),
+        || tandem::fetch::open(&src, &settings.http, &Default::default()),
         &Default::default(),
         None,
         &mut |_| {},
@@ -109,7 +109,7 @@ fn install_into_loop_devices() {
     let e = tandem::install::install(
         &ctx,
         "big.tnd",
-        || tandem::fetch::open(&src, &settings.http),
+        || tandem::fetch::open(&src, &settings.http, &Default::default()),
         &Default::default(),
         None,
         &mut |_| {},
@@ -165,7 +165,7 @@ fn the_booted_device_and_a_busy_one_are_refused() {
         tandem::install::install(
             &ctx,
             "u.tnd",
-            || tandem::fetch::open(&src, &s.http),
+            || tandem::fetch::open(&src, &s.http, &Default::default()),
             &Default::default(),
             None,
             &mut |_| {},

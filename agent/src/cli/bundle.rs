@@ -38,6 +38,23 @@ pub(super) enum BundleCmd {
         #[arg(long)]
         threshold: Option<usize>,
     },
+    /// Push a bundle to an OCI registry, as an artifact devices install
+    /// with `tandem install oci://…`
+    Push {
+        bundle: PathBuf,
+        /// oci://HOST[:PORT]/REPOSITORY:TAG
+        reference: String,
+        /// Speak plain HTTP to this registry (also: [oci] insecure_registries)
+        #[arg(long)]
+        plain_http: bool,
+        /// Credentials: a containers auth.json or docker config.json
+        /// [default: [oci] auth_file, else the usual places]
+        #[arg(long)]
+        auth_file: Option<PathBuf>,
+        /// PEM CAs to trust for the registry's TLS [default: [http] ca_file]
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
     /// Print the manifest and signer key ids (not verified)
     Info {
         bundle: String,
@@ -102,24 +119,43 @@ pub(super) fn run(
             keyring,
             threshold,
         } => {
-            let (ring, threshold, http) = match keyring {
+            let (ring, threshold, net) = match keyring {
                 Some(dir) => (
                     crate::install::load_keyring(&dir)?,
                     threshold.unwrap_or(1),
-                    crate::config::HttpSettings::default(),
+                    Net::default(),
                 ),
                 None => {
                     let s = load()?;
                     (
                         crate::install::load_keyring(&s.keyring_dir)?,
                         threshold.unwrap_or(s.threshold),
-                        s.http,
+                        Net {
+                            http: s.http,
+                            oci: s.oci,
+                        },
                     )
                 }
             };
-            verify(&bundle, &ring, threshold, &http)
+            verify(&bundle, &ring, threshold, &net)
         }
-        BundleCmd::Info { bundle, json } => info(&bundle, json),
+        BundleCmd::Info { bundle, json } => info(&bundle, json, &Net::load(load)),
+        BundleCmd::Push {
+            bundle,
+            reference,
+            plain_http,
+            auth_file,
+            ca_file,
+        } => {
+            let mut net = Net::load(load);
+            if let Some(p) = auth_file {
+                net.oci.auth_file = Some(p);
+            }
+            if let Some(p) = ca_file {
+                net.http.ca_file = Some(p);
+            }
+            push(&bundle, &reference, plain_http, &net)
+        }
     }
 }
 
@@ -213,20 +249,32 @@ fn create(a: CreateArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn open_source(
-    src: &str,
-    http: &crate::config::HttpSettings,
-) -> Result<Box<dyn Read + Send>, Error> {
-    Ok(fetch::open(&Source::parse(src)?, http)?)
+/// The transport settings a build-side command reads a source with.
+#[derive(Default)]
+pub(super) struct Net {
+    http: crate::config::HttpSettings,
+    oci: crate::config::OciSettings,
 }
 
-fn verify(
-    src: &str,
-    ring: &Keyring,
-    threshold: usize,
-    http: &crate::config::HttpSettings,
-) -> Result<(), Error> {
-    let mut b = UnverifiedBundle::open(open_source(src, http)?)?.verify(ring, threshold)?;
+impl Net {
+    /// From the configuration if there is one, else the defaults.
+    pub(super) fn load(load: &dyn Fn() -> Result<Settings, ConfigError>) -> Net {
+        match load() {
+            Ok(s) => Net {
+                http: s.http,
+                oci: s.oci,
+            },
+            Err(_) => Net::default(),
+        }
+    }
+}
+
+fn open_source(src: &str, net: &Net) -> Result<Box<dyn Read + Send>, Error> {
+    Ok(fetch::open(&Source::parse(src)?, &net.http, &net.oci)?.stream()?)
+}
+
+fn verify(src: &str, ring: &Keyring, threshold: usize, net: &Net) -> Result<(), Error> {
+    let mut b = UnverifiedBundle::open(open_source(src, net)?)?.verify(ring, threshold)?;
     let signers: Vec<String> = b.signers().iter().map(|k| k.to_string()).collect();
     let mut buf = vec![0u8; 1 << 20];
     while let Some(next) = b.next_image()? {
@@ -294,8 +342,50 @@ fn verify(
     Ok(())
 }
 
-fn info(src: &str, json: bool) -> Result<(), Error> {
-    let b = UnverifiedBundle::open(open_source(src, &crate::config::HttpSettings::default())?)?;
+fn push(bundle: &Path, reference: &str, plain_http: bool, net: &Net) -> Result<(), Error> {
+    let r = match Source::parse(reference)? {
+        Source::Oci(r) => r,
+        _ => {
+            return Err(Error::Usage(format!(
+                "{reference:?}: a push target is oci://HOST[:PORT]/REPOSITORY:TAG"
+            )))
+        }
+    };
+    // What is pushed must at least be a bundle (signatures are the
+    // device's business: a registry may hold bundles for other keyrings).
+    let f = std::fs::File::open(bundle)
+        .map_err(|e| Error::Other(format!("{}: {e}", bundle.display())))?;
+    let b = UnverifiedBundle::open(std::io::BufReader::new(f))?;
+    let m = b.manifest().clone();
+    let mut oci = net.oci.clone();
+    if plain_http && !oci.insecure_registries.contains(&r.registry) {
+        oci.insecure_registries.push(r.registry.clone());
+    }
+    let version = m.version.to_string();
+    let p = fetch::oci::push(
+        bundle,
+        &r,
+        &net.http,
+        &oci,
+        &[
+            ("org.opencontainers.image.version", &version),
+            ("org.opencontainers.image.created", &m.created),
+            ("dev.tandem.compatible", &m.compatible),
+        ],
+    )?;
+    println!(
+        "oci://{r}@{}: bundle {} ({} bytes, blob {}), version {version} for {:?}",
+        p.manifest_digest,
+        bundle.display(),
+        p.size,
+        p.blob_digest,
+        m.compatible
+    );
+    Ok(())
+}
+
+fn info(src: &str, json: bool, net: &Net) -> Result<(), Error> {
+    let b = UnverifiedBundle::open(open_source(src, net)?)?;
     let m = b.manifest();
     let signers: Vec<&str> = b
         .signatures()

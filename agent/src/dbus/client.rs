@@ -176,7 +176,7 @@ pub fn install(
             })?;
             Some((file, abs.display().to_string()))
         }
-        crate::fetch::Source::Http(_) => None,
+        crate::fetch::Source::Http(_) | crate::fetch::Source::Oci(_) => None,
     };
     // Listen before calling, so no signal is missed.
     let rule = zbus::MatchRule::builder()

@@ -85,12 +85,45 @@ struct Rate {
     at_pos: u64,
 }
 
+/// Credentials for one origin (an OCI registry): the `Authorization`
+/// value to send, and a way to get a new one when the server answers 401
+/// (a registry token that expired during a long download).
+pub trait Credentials: Send + Sync {
+    /// The `Authorization` header value, if there is one yet.
+    fn header(&self) -> Option<String>;
+    /// Called on a 401 with the server's `WWW-Authenticate`; `Ok(true)`
+    /// when there is a new header to try.
+    fn renew(&self, challenge: Option<&str>) -> Result<bool, FetchError>;
+}
+
+/// What to fetch beyond a plain whole-body GET.
+#[derive(Default, Clone)]
+pub struct Request {
+    /// First byte wanted.
+    pub start: u64,
+    /// One past the last byte wanted; `None` = to the end.
+    pub end: Option<u64>,
+    /// Sent only to the URL's own scheme, host and port, never to where a
+    /// redirect leads (a CDN or object store).
+    pub credentials: Option<Arc<dyn Credentials>>,
+    /// Extra request headers (e.g. `Accept`).
+    pub headers: Vec<(String, String)>,
+}
+
 pub struct HttpReader {
     agent: ureq::Agent,
     url: String,
     /// `url` as shown in errors and logs.
     shown: String,
+    /// Where this reader started, and where it stops (exclusive).
+    start: u64,
+    end: Option<u64>,
+    credentials: Option<Arc<dyn Credentials>>,
+    headers: Vec<(String, String)>,
+    /// Whether the current credentials were renewed without progress since.
+    renewed: bool,
     pos: u64,
+    /// The total length of the resource (not of the range).
     len: Option<u64>,
     validator: Option<Validator>,
     body: Option<Box<dyn Read + Send + Sync>>,
@@ -209,23 +242,67 @@ pub fn redirect_target(from: &str, location: &str) -> Result<String, String> {
     }
 }
 
+/// The HTTP client every transport uses: rustls with `[http]`'s CAs and
+/// client certificate, the connect (DNS included) and stall timeouts, no
+/// automatic redirects (each caller follows them by hand, see
+/// [`redirect_target`]).
+pub fn agent(s: &HttpSettings) -> Result<ureq::Agent, FetchError> {
+    let connect = Duration::from_secs(s.connect_timeout_secs);
+    Ok(ureq::AgentBuilder::new()
+        .timeout_connect(connect)
+        .timeout_read(Duration::from_secs(s.stall_timeout_secs))
+        .timeout_write(Duration::from_secs(s.stall_timeout_secs))
+        .redirects(0)
+        .resolver(TimedResolver(connect))
+        .tls_config(tls_config(s)?)
+        .user_agent(concat!("tandem/", env!("CARGO_PKG_VERSION")))
+        .build())
+}
+
+/// Whether `a` and `b` have the same scheme, host and port (where
+/// credentials may go).
+pub fn same_origin(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
 impl HttpReader {
+    /// The whole resource, from byte 0.
     pub fn open(url: &str, s: &HttpSettings) -> Result<HttpReader, FetchError> {
-        let connect = Duration::from_secs(s.connect_timeout_secs);
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(connect)
-            .timeout_read(Duration::from_secs(s.stall_timeout_secs))
-            .timeout_write(Duration::from_secs(s.stall_timeout_secs))
-            .redirects(0)
-            .resolver(TimedResolver(connect))
-            .tls_config(tls_config(s)?)
-            .user_agent(concat!("tandem/", env!("CARGO_PKG_VERSION")))
-            .build();
+        Self::open_with(url, s, Request::default())
+    }
+
+    /// Bytes `req.start..req.end` of the resource, with `req`'s credentials
+    /// and headers.
+    pub fn open_with(url: &str, s: &HttpSettings, req: Request) -> Result<HttpReader, FetchError> {
+        Self::with_agent(agent(s)?, url, s, req)
+    }
+
+    /// [`open_with`](Self::open_with) on an existing client.
+    pub fn with_agent(
+        agent: ureq::Agent,
+        url: &str,
+        s: &HttpSettings,
+        req: Request,
+    ) -> Result<HttpReader, FetchError> {
+        if req.end.is_some_and(|e| e < req.start) {
+            return Err(FetchError::Protocol {
+                url: redact(url),
+                message: format!("bad range {}..{:?}", req.start, req.end),
+            });
+        }
         let mut r = HttpReader {
             agent,
             url: url.to_string(),
             shown: redact(url),
-            pos: 0,
+            start: req.start,
+            end: req.end,
+            credentials: req.credentials,
+            headers: req.headers,
+            renewed: false,
+            pos: req.start,
             len: None,
             validator: None,
             body: None,
@@ -239,9 +316,12 @@ impl HttpReader {
                 min_bytes: s.min_rate_bytes.saturating_mul(s.min_rate_window_secs),
                 window: Duration::from_secs(s.min_rate_window_secs),
                 since: Instant::now(),
-                at_pos: 0,
+                at_pos: req.start,
             }),
         };
+        if r.end == Some(r.start) {
+            return Ok(r); // an empty range: nothing to ask for
+        }
         loop {
             match r.connect() {
                 Ok(()) => return Ok(r),
@@ -284,19 +364,50 @@ impl HttpReader {
         Ok(())
     }
 
+    /// Whether this request asks for a range (not the whole resource).
+    fn ranged(&self) -> bool {
+        self.pos > 0 || self.end.is_some()
+    }
+
     /// One GET, following redirects by hand.
-    fn get(&self) -> Result<ureq::Response, Attempt> {
+    fn get(&mut self) -> Result<ureq::Response, Attempt> {
         let mut url = self.url.clone();
         for _ in 0..=MAX_REDIRECTS {
             let mut req = self.agent.get(&url);
-            if self.pos > 0 {
-                req = req.set("Range", &format!("bytes={}-", self.pos));
+            for (k, v) in &self.headers {
+                req = req.set(k, v);
+            }
+            if let Some(c) = &self.credentials {
+                if same_origin(&url, &self.url) {
+                    if let Some(h) = c.header() {
+                        req = req.set("Authorization", &h);
+                    }
+                }
+            }
+            if self.ranged() {
+                let last = self.end.map(|e| (e - 1).to_string()).unwrap_or_default();
+                req = req.set("Range", &format!("bytes={}-{last}", self.pos));
                 if let Some(v) = &self.validator {
                     req = req.set("If-Range", v.value());
                 }
             }
             let resp = match req.call() {
                 Ok(r) => r,
+                Err(ureq::Error::Status(401, resp)) if self.credentials.is_some() => {
+                    if self.renewed {
+                        return Err(self.status_error(401));
+                    }
+                    let challenge = resp.header("WWW-Authenticate").map(str::to_string);
+                    let c = self.credentials.clone().expect("checked");
+                    match c.renew(challenge.as_deref()) {
+                        Ok(true) => {
+                            self.renewed = true;
+                            return Err(Attempt::Retry("credentials renewed".into()));
+                        }
+                        Ok(false) => return Err(self.status_error(401)),
+                        Err(e) => return Err(Attempt::Fatal(e)),
+                    }
+                }
                 Err(ureq::Error::Status(code, _)) => return Err(self.status_error(code)),
                 Err(ureq::Error::Transport(t)) => {
                     return Err(Attempt::Retry(redact(&t.to_string())))
@@ -318,7 +429,8 @@ impl HttpReader {
         let status = resp.status();
         let length: Option<u64> = resp.header("Content-Length").and_then(|v| v.parse().ok());
         let mut skip = 0;
-        if self.pos == 0 {
+        let first = self.pos == self.start && self.validator.is_none() && self.len.is_none();
+        if !self.ranged() {
             if status != 200 {
                 return Err(self.fatal(format!("unexpected HTTP {status} for a plain GET")));
             }
@@ -326,6 +438,18 @@ impl HttpReader {
             self.validator = Validator::of(&resp);
         } else if status == 206 {
             self.check_resumed(&resp)?;
+            if first {
+                self.validator = Validator::of(&resp);
+            }
+        } else if status == 200 && first {
+            // A server that answers ranges with the whole body: skip to
+            // where this range starts.
+            self.len = length;
+            self.validator = Validator::of(&resp);
+            if self.pos > 0 {
+                tracing::debug!(url = %self.shown, "server ignored Range; skipping {} bytes", self.pos);
+            }
+            skip = self.pos;
         } else if status == 200 {
             // The server ignored Range, or If-Range said the bundle changed.
             if let Some(v) = &self.validator {
@@ -357,7 +481,7 @@ impl HttpReader {
 
     /// A `206` must be the rest of the same bundle: start where asked, the
     /// same total length, the same validator.
-    fn check_resumed(&self, resp: &ureq::Response) -> Result<(), Attempt> {
+    fn check_resumed(&mut self, resp: &ureq::Response) -> Result<(), Attempt> {
         let range = resp.header("Content-Range").unwrap_or_default();
         let parsed = parse_content_range(range);
         let Some((start, _end, total)) = parsed else {
@@ -379,7 +503,15 @@ impl HttpReader {
                 return Err(self.changed(v.describe(), new));
             }
         }
+        if self.len.is_none() {
+            self.len = total;
+        }
         Ok(())
+    }
+
+    /// The resource's total length, once a response has said it.
+    pub fn total_len(&self) -> Option<u64> {
+        self.len
     }
 
     fn changed(&self, old: String, new: String) -> Attempt {
@@ -454,6 +586,16 @@ enum Attempt {
 
 impl Read for HttpReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let buf = match self.end {
+            Some(end) if self.pos >= end => return Ok(0),
+            Some(end) => {
+                let n = buf
+                    .len()
+                    .min(usize::try_from(end - self.pos).unwrap_or(usize::MAX));
+                &mut buf[..n]
+            }
+            None => buf,
+        };
         if buf.is_empty() {
             return Ok(0);
         }
@@ -471,15 +613,18 @@ impl Read for HttpReader {
             }
             let body = self.body.as_mut().expect("connected");
             let err = match body.read(buf) {
-                Ok(0) if self.len.is_none_or(|l| self.pos >= l) => return Ok(0),
+                Ok(0) if self.end.is_none() && self.len.is_none_or(|l| self.pos >= l) => {
+                    return Ok(0)
+                }
                 Ok(0) => format!(
                     "connection closed at byte {} of {}",
                     self.pos,
-                    self.len.unwrap_or(0)
+                    self.end.or(self.len).unwrap_or(0)
                 ),
                 Ok(n) => {
                     self.pos += n as u64;
                     self.failures = 0;
+                    self.renewed = false;
                     if let Some(why) = self.too_slow() {
                         // Keep what came; drop the connection, try again
                         // (perhaps another server behind the name).

@@ -1,18 +1,41 @@
-//! Where a bundle comes from: a local file (or USB stick) or HTTP(S).
-//! Every source is a plain byte stream; nothing is staged on disk.
+//! Where a bundle comes from: a local file (or USB stick), HTTP(S), or an
+//! OCI registry. Nothing is staged on disk.
 //!
-//! A source string is parsed once ([`Source::parse`]): `file://`, `http://`
-//! and `https://` URLs and plain paths; any other scheme is refused rather
-//! than taken for a file name. What is shown or stored of a URL is
+//! Every transport is one [`BundleSource`]: it knows the bundle's length,
+//! gives any byte range of it, and streams it whole front to back (checking
+//! at the end what the transport can check: an OCI blob's digest). The
+//! installer reads the stream for a full install; a plan that fetches only
+//! some ranges uses [`BundleSource::range`]. A new transport is one more
+//! implementation of the trait and one more [`Source`] variant
+//! (docs/architecture.md).
+//!
+//! A source string is parsed once ([`Source::parse`]): `file://`, `http://`,
+//! `https://` and `oci://` URLs and plain paths; any other scheme is refused
+//! rather than taken for a file name. What is shown or stored of a URL is
 //! [`redact`]ed: no userinfo, no query string (presigned tokens).
 
 pub mod http;
+pub mod oci;
 
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
-use crate::config::HttpSettings;
+use crate::config::{HttpSettings, OciSettings};
+
+/// A bundle's bytes, wherever they are.
+pub trait BundleSource: Send {
+    /// What to show and record (redacted).
+    fn shown(&self) -> String;
+    /// The bundle's length in bytes.
+    fn size(&mut self) -> Result<u64, FetchError>;
+    /// Bytes `start..end` (end exclusive; an end past the size reads to the end).
+    fn range(&mut self, start: u64, end: u64) -> Result<Box<dyn Read + Send>, FetchError>;
+    /// The whole bundle from byte 0. Reading it to its end is what finishes
+    /// it: a transport that can check the whole (an OCI blob digest, a
+    /// pinned length) fails the last read if it does not match.
+    fn stream(&mut self) -> Result<Box<dyn Read + Send>, FetchError>;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -23,8 +46,23 @@ pub enum FetchError {
     },
     #[error("{path} is a {kind}, not a regular file; a bundle source must be a file or a URL")]
     NotRegular { path: PathBuf, kind: &'static str },
-    #[error("unsupported source {shown:?}: give a path, or a file://, http:// or https:// URL")]
+    #[error(
+        "unsupported source {shown:?}: give a path, or a file://, http://, https:// or oci:// URL"
+    )]
     Scheme { shown: String },
+    #[error("bad OCI reference {shown:?}: {message}")]
+    Reference { shown: String, message: String },
+    #[error("registry credentials {path}: {message}")]
+    Credentials { path: PathBuf, message: String },
+    #[error("{url}: authentication failed: {message}")]
+    Auth { url: String, message: String },
+    #[error("{url}: the {what} is not what was asked for: expected {expected}, got {actual}")]
+    Digest {
+        url: String,
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
     #[error("{url}: not found (HTTP 404)")]
     NotFound { url: String },
     #[error("{url}: server answered HTTP {code}{}", if *.retried > 0 { format!(" (after {} retries)", .retried) } else { String::new() })]
@@ -71,14 +109,18 @@ impl FetchError {
 pub enum Source {
     File(PathBuf),
     Http(String),
+    Oci(oci::Reference),
 }
 
 impl Source {
-    /// `file://PATH`, `http://…`, `https://…`, or a plain path (no `://`).
+    /// `file://PATH`, `http://…`, `https://…`, `oci://HOST[:PORT]/REPO:TAG`
+    /// (or `@sha256:…`), or a plain path (no `://`).
     pub fn parse(s: &str) -> Result<Source, FetchError> {
         let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
             Ok(Source::Http(s.to_string()))
+        } else if lower.starts_with("oci://") {
+            Ok(Source::Oci(oci::Reference::parse(&s[6..])?))
         } else if lower.starts_with("file://") {
             Ok(Source::File(PathBuf::from(&s[7..])))
         } else if s.contains("://") {
@@ -95,6 +137,7 @@ impl std::fmt::Display for Source {
         match self {
             Source::File(p) => write!(f, "{}", p.display()),
             Source::Http(u) => f.write_str(&redact(u)),
+            Source::Oci(r) => write!(f, "oci://{r}"),
         }
     }
 }
@@ -123,10 +166,18 @@ pub fn redact(url: &str) -> String {
     format!("{scheme}{host}{path}{}", if query { "?***" } else { "" })
 }
 
-/// Opens a source as a byte stream. A file must be a regular file: a FIFO,
-/// a device or a directory is refused before it is opened (opening
-/// `/dev/watchdog` would arm it; a FIFO would block the job).
-pub fn open(src: &Source, http: &HttpSettings) -> Result<Box<dyn Read + Send>, FetchError> {
+/// Read buffer between a transport and the bundle reader.
+const BUF: usize = 256 << 10;
+
+/// Opens a source. A file must be a regular file: a FIFO, a device or a
+/// directory is refused before it is opened (opening `/dev/watchdog` would
+/// arm it; a FIFO would block the job). An OCI reference is resolved to its
+/// bundle blob here (manifest fetched and checked; nothing else read).
+pub fn open(
+    src: &Source,
+    http: &HttpSettings,
+    oci: &OciSettings,
+) -> Result<Box<dyn BundleSource>, FetchError> {
     match src {
         Source::File(path) => {
             let f = crate::sys::open_regular(path, true).map_err(|e| match e {
@@ -139,19 +190,151 @@ pub fn open(src: &Source, http: &HttpSettings) -> Result<Box<dyn Read + Send>, F
                     source,
                 },
             })?;
-            Ok(from_file(f))
+            Ok(Box::new(FileSource::new(f, &path.display().to_string())))
         }
-        Source::Http(url) => Ok(Box::new(BufReader::with_capacity(
-            256 << 10,
-            http::HttpReader::open(url, http)?,
-        ))),
+        Source::Http(url) => Ok(Box::new(HttpSource::new(url, http)?)),
+        Source::Oci(r) => Ok(Box::new(oci::OciSource::open(r, http, oci)?)),
     }
 }
 
-/// A bundle stream over an open regular file (e.g. one a D-Bus client
-/// passed by descriptor).
-pub fn from_file(f: File) -> Box<dyn Read + Send> {
-    Box::new(BufReader::with_capacity(256 << 10, f))
+/// A bundle in a regular file (a path, or a descriptor a D-Bus client
+/// passed). Reads are positioned (`pread`), so ranges and the stream never
+/// share a file offset.
+pub struct FileSource {
+    file: std::sync::Arc<File>,
+    shown: String,
+}
+
+impl FileSource {
+    pub fn new(file: File, shown: &str) -> FileSource {
+        FileSource {
+            file: std::sync::Arc::new(file),
+            shown: shown.to_string(),
+        }
+    }
+
+    fn io(&self, source: std::io::Error) -> FetchError {
+        FetchError::File {
+            path: PathBuf::from(&self.shown),
+            source,
+        }
+    }
+}
+
+/// Reads `pos..end` of a shared file with `pread`.
+struct At {
+    file: std::sync::Arc<File>,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for At {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = buf
+            .len()
+            .min(usize::try_from(self.end.saturating_sub(self.pos)).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl BundleSource for FileSource {
+    fn shown(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn size(&mut self) -> Result<u64, FetchError> {
+        Ok(self.file.metadata().map_err(|e| self.io(e))?.len())
+    }
+
+    fn range(&mut self, start: u64, end: u64) -> Result<Box<dyn Read + Send>, FetchError> {
+        Ok(Box::new(BufReader::with_capacity(
+            BUF,
+            At {
+                file: self.file.clone(),
+                pos: start,
+                end,
+            },
+        )))
+    }
+
+    fn stream(&mut self) -> Result<Box<dyn Read + Send>, FetchError> {
+        // To the end of the file as it is when read (not as it was at open).
+        self.range(0, u64::MAX)
+    }
+}
+
+/// A bundle at an HTTP(S) URL ([`http::HttpReader`] per stream or range).
+pub struct HttpSource {
+    url: String,
+    settings: HttpSettings,
+    agent: ureq::Agent,
+    len: Option<u64>,
+}
+
+impl HttpSource {
+    pub fn new(url: &str, settings: &HttpSettings) -> Result<HttpSource, FetchError> {
+        Ok(HttpSource {
+            url: url.to_string(),
+            settings: settings.clone(),
+            agent: http::agent(settings)?,
+            len: None,
+        })
+    }
+
+    fn reader(&mut self, start: u64, end: Option<u64>) -> Result<http::HttpReader, FetchError> {
+        let r = http::HttpReader::with_agent(
+            self.agent.clone(),
+            &self.url,
+            &self.settings,
+            http::Request {
+                start,
+                end,
+                ..Default::default()
+            },
+        )?;
+        if self.len.is_none() {
+            self.len = r.total_len();
+        }
+        Ok(r)
+    }
+}
+
+impl BundleSource for HttpSource {
+    fn shown(&self) -> String {
+        redact(&self.url)
+    }
+
+    fn size(&mut self) -> Result<u64, FetchError> {
+        if let Some(l) = self.len {
+            return Ok(l);
+        }
+        // One byte asked for: the answer carries the total.
+        let r = self.reader(0, Some(1))?;
+        r.total_len().ok_or_else(|| FetchError::Protocol {
+            url: redact(&self.url),
+            message: "the server does not say how long the bundle is".into(),
+        })
+    }
+
+    fn range(&mut self, start: u64, end: u64) -> Result<Box<dyn Read + Send>, FetchError> {
+        Ok(Box::new(BufReader::with_capacity(
+            BUF,
+            self.reader(start, Some(end))?,
+        )))
+    }
+
+    fn stream(&mut self) -> Result<Box<dyn Read + Send>, FetchError> {
+        Ok(Box::new(BufReader::with_capacity(
+            BUF,
+            self.reader(0, None)?,
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -169,7 +352,20 @@ mod tests {
             Source::Http("https://h/b.tnd".into())
         );
         assert_eq!(ok("HTTP://h/b.tnd"), Source::Http("HTTP://h/b.tnd".into()));
-        for bad in ["oci://registry/x:1", "ftp://h/b.tnd", "s3://bucket/b.tnd"] {
+        assert_eq!(
+            ok("oci://127.0.0.1:5000/os/gw:2"),
+            Source::Oci(oci::Reference::parse("127.0.0.1:5000/os/gw:2").unwrap())
+        );
+        assert_eq!(
+            ok("OCI://h/r:1").to_string(),
+            "oci://h/r:1",
+            "the scheme is case-insensitive"
+        );
+        assert!(matches!(
+            Source::parse("oci://h/Bad:1"),
+            Err(FetchError::Reference { .. })
+        ));
+        for bad in ["ftp://h/b.tnd", "s3://bucket/b.tnd", "docker://h/r:1"] {
             let e = Source::parse(bad).unwrap_err();
             assert!(matches!(e, FetchError::Scheme { .. }), "{bad}: {e}");
         }
@@ -199,6 +395,34 @@ mod tests {
     }
 
     #[test]
+    fn file_ranges_do_not_share_an_offset() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("b.tnd");
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let mut src = FileSource::new(File::open(&p).unwrap(), "b.tnd");
+        assert_eq!(src.size().unwrap(), data.len() as u64);
+        let mut whole = src.stream().unwrap();
+        let mut head = [0u8; 10];
+        whole.read_exact(&mut head).unwrap();
+        let mut mid = Vec::new();
+        src.range(50_000, 50_100)
+            .unwrap()
+            .read_to_end(&mut mid)
+            .unwrap();
+        assert_eq!(mid, data[50_000..50_100]);
+        let mut rest = Vec::new();
+        whole.read_to_end(&mut rest).unwrap();
+        assert_eq!([&head[..], &rest[..]].concat(), data);
+        let mut past = Vec::new();
+        src.range(99_990, 200_000)
+            .unwrap()
+            .read_to_end(&mut past)
+            .unwrap();
+        assert_eq!(past, data[99_990..]);
+    }
+
+    #[test]
     fn special_files_are_refused_before_they_are_opened() {
         let d = tempfile::tempdir().unwrap();
         let fifo = d.path().join("fifo");
@@ -213,7 +437,7 @@ mod tests {
             (d.path().to_path_buf(), "directory"),
             (PathBuf::from("/dev/null"), "character device"),
         ] {
-            match open(&Source::File(path.clone()), &http) {
+            match open(&Source::File(path.clone()), &http, &OciSettings::default()) {
                 Err(FetchError::NotRegular { kind: k, .. }) => assert_eq!(k, kind, "{path:?}"),
                 Err(e) => panic!("{path:?}: {e}"),
                 Ok(_) => panic!("{path:?} opened"),
@@ -222,7 +446,9 @@ mod tests {
         let f = d.path().join("b.tnd");
         std::fs::write(&f, b"x").unwrap();
         let mut s = String::new();
-        open(&Source::File(f), &http)
+        open(&Source::File(f), &http, &OciSettings::default())
+            .unwrap()
+            .stream()
             .unwrap()
             .read_to_string(&mut s)
             .unwrap();

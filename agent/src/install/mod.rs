@@ -13,6 +13,8 @@ pub mod policy;
 
 use std::collections::BTreeMap;
 use std::io::Read;
+
+use crate::fetch::BundleSource;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -213,7 +215,7 @@ pub fn booted_group(ctx: &Context<'_>) -> Result<SlotGroup, InstallError> {
 pub fn install(
     ctx: &Context<'_>,
     source_name: &str,
-    open: impl FnOnce() -> Result<Box<dyn Read + Send>, crate::fetch::FetchError>,
+    open: impl FnOnce() -> Result<Box<dyn BundleSource>, crate::fetch::FetchError>,
     opts: &Options,
     boot: Option<&mut dyn crate::boot::Bootloader>,
     progress: &mut dyn FnMut(Progress<'_>),
@@ -241,7 +243,7 @@ pub fn install(
     };
     let cancel = opts.cancel.clone();
     let open = || -> Result<Box<dyn Read + Send>, crate::fetch::FetchError> {
-        let inner = open()?;
+        let inner = open()?.stream()?;
         Ok(match cancel.clone() {
             Some(flag) => Box::new(CancelReader { inner, flag }),
             None => inner,

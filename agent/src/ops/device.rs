@@ -55,7 +55,7 @@ pub fn install(
     install_from(
         s,
         &src.to_string(),
-        || fetch::open(&src, &s.http),
+        || fetch::open(&src, &s.http, &s.oci),
         opts,
         show,
     )
@@ -87,7 +87,7 @@ pub fn install_file(
         || {
             // A file is read once; a restart could only come from HTTP.
             file.take()
-                .map(fetch::from_file)
+                .map(|f| Box::new(fetch::FileSource::new(f, name)) as Box<dyn fetch::BundleSource>)
                 .ok_or_else(|| fetch::FetchError::Protocol {
                     url: name.to_string(),
                     message: "the passed file can be read only once".into(),
@@ -101,7 +101,7 @@ pub fn install_file(
 fn install_from(
     s: &Settings,
     name: &str,
-    mut open: impl FnMut() -> Result<Box<dyn std::io::Read + Send>, fetch::FetchError>,
+    mut open: impl FnMut() -> Result<Box<dyn fetch::BundleSource>, fetch::FetchError>,
     opts: &install::Options,
     show: &mut dyn FnMut(Progress<'_>),
 ) -> Result<install::Report, Error> {

@@ -193,12 +193,14 @@ impl Error {
 }
 
 /// A source that cannot be read is unreachable (6); a source string that
-/// is no source is a usage error, TLS settings that do not load a
-/// configuration error.
+/// is no source is a usage error, TLS settings or credential files that do
+/// not load a configuration error; bytes that are not the ones a digest
+/// names are refused (4).
 fn fetch_outcome(e: &FetchError) -> Outcome {
     match e {
-        FetchError::Scheme { .. } => Outcome::Usage,
-        FetchError::Tls { .. } => Outcome::Config,
+        FetchError::Scheme { .. } | FetchError::Reference { .. } => Outcome::Usage,
+        FetchError::Tls { .. } | FetchError::Credentials { .. } => Outcome::Config,
+        FetchError::Digest { .. } => Outcome::Refused,
         _ => Outcome::Unreachable,
     }
 }
@@ -231,8 +233,8 @@ fn control_outcome(e: &ControlError) -> Outcome {
 /// the bytes that did arrive were bad (refused: truncated, corrupt).
 pub fn read_outcome(e: &io::Error) -> Outcome {
     if let Some(inner) = e.get_ref() {
-        if inner.is::<FetchError>() {
-            return Outcome::Unreachable;
+        if let Some(f) = inner.downcast_ref::<FetchError>() {
+            return fetch_outcome(f);
         }
         if inner.is::<crate::install::CancelledRead>() {
             return Outcome::Cancelled;

@@ -23,6 +23,9 @@ pub enum Fault {
     Total(usize),
     /// Send this many bytes per second, for the whole body.
     Trickle(usize),
+    /// Answer a Range request with the whole body (a server without
+    /// range support).
+    IgnoreRange,
 }
 
 #[derive(Default)]
@@ -102,13 +105,22 @@ fn handle(
         )?;
         return Ok(());
     }
-    let start: usize = range
-        .strip_prefix("bytes=")
-        .and_then(|r| r.strip_suffix('-'))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-        .min(body.len());
-    let part = &body[start..];
+    if matches!(fault, Some(Fault::IgnoreRange)) {
+        range.clear();
+    }
+    // bytes=START- or bytes=START-LAST
+    let (start, last) = match range.strip_prefix("bytes=").and_then(|r| r.split_once('-')) {
+        Some((a, b)) => (
+            a.parse::<usize>().unwrap_or(0).min(body.len()),
+            b.parse::<usize>()
+                .ok()
+                .map(|l| l.min(body.len().saturating_sub(1))),
+        ),
+        None => (0, None),
+    };
+    let ranged = start > 0 || last.is_some();
+    let end = last.map(|l| l + 1).unwrap_or(body.len()).max(start);
+    let part = &body[start..end];
     let etag = match &fault {
         Some(Fault::ETag(t)) => t.clone(),
         _ => "\"v1\"".to_string(),
@@ -117,12 +129,12 @@ fn handle(
         Some(Fault::Total(t)) => *t,
         _ => body.len(),
     };
-    if start > 0 {
+    if ranged {
         write!(
             conn,
             "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{total}\r\nETag: {etag}\r\nConnection: close\r\n\r\n",
             part.len(),
-            body.len() - 1,
+            end.saturating_sub(1),
         )?;
     } else {
         write!(

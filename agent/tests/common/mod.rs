@@ -245,7 +245,7 @@ impl Fx {
         install::install(
             &ctx,
             &bundle.display().to_string(),
-            || tandem::fetch::open(&src, &http),
+            || tandem::fetch::open(&src, &http, &Default::default()),
             opts,
             None,
             &mut |_| {},
