@@ -43,6 +43,11 @@ want /usr/aarch64-linux-gnu/lib/libc.a libc6-dev-arm64-cross
 want qemu-system-aarch64 qemu-system-arm
 want /usr/lib/u-boot/qemu_arm64/u-boot.bin u-boot-qemu
 want mkenvimage u-boot-tools
+# The OCI transport's tests: the CNCF registry, skopeo for a mirror,
+# htpasswd (bcrypt) for basic auth.
+want docker-registry docker-registry
+want skopeo skopeo
+want htpasswd apache2-utils
 
 if ((${#need_pkgs[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
@@ -90,5 +95,13 @@ if have rustup; then
     # The aarch64 agent and initramfs (scripts/build-images-arm64.sh).
     rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu \
         || rustup target add aarch64-unknown-linux-gnu
+fi
+# oras-py (PyPI): another OCI client pushing our artifact type.
+if ! python3 -c 'import oras.client' 2>/dev/null; then
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    fi
+    python3 -m pip install -q oras 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages oras
 fi
 echo "setup: ok ($(cargo --version))"

@@ -602,7 +602,14 @@ impl Registry {
                     url = self.resolve(&url, &loc)?;
                 }
                 Ok(resp) => return Ok(resp),
-                Err(ureq::Error::Status(401, resp)) if !renewed => {
+                Err(ureq::Error::Status(401, resp)) => {
+                    if renewed {
+                        return Err(self.auth.error(if self.auth.basic.is_some() {
+                            "the registry refused the configured credentials".into()
+                        } else {
+                            "the registry refused anonymous access".into()
+                        }));
+                    }
                     renewed = true;
                     self.auth.renew(resp.header("WWW-Authenticate"))?;
                 }
@@ -618,12 +625,16 @@ impl Registry {
                     .map_err(|e| with_registry_error(e, resp))
                 }
                 Err(ureq::Error::Transport(t)) => {
+                    let mut last = redact(&t.to_string());
+                    if url.starts_with("https:") && last.contains("InvalidContentType") {
+                        last += " (a plain-HTTP registry? list it in [oci] insecure_registries)";
+                    }
                     return Err(FetchError::GaveUp {
                         url: redact(&url),
                         offset: 0,
                         attempts: 1,
-                        last: redact(&t.to_string()),
-                    })
+                        last,
+                    });
                 }
             }
         }
