@@ -110,7 +110,7 @@ pub fn mmdebstrap_args(r: &Recipe) -> Vec<String> {
     a.push(suite.to_string());
     a.push("-".into()); // the output path goes here
     a.push(format!("deb {mirror} {suite} main"));
-    if !matches!(suite, "sid" | "unstable" | "experimental") {
+    if !matches!(suite, "sid" | "unstable" | "experimental") && r.rootfs.updates != Some(false) {
         a.push(format!("deb {mirror} {suite}-updates main"));
         let security = match mirror.strip_suffix("/debian") {
             Some(host) => format!("{host}/debian-security"),
@@ -330,6 +330,11 @@ mod tests {
             a.contains(&"deb http://deb.debian.org/debian-security bookworm-security main".into())
         );
         assert_eq!(a.iter().filter(|x| *x == "-").count(), 1);
+        let released = mmdebstrap_args(&recipe("updates = false\n"));
+        assert_eq!(
+            released.iter().filter(|x| x.starts_with("deb ")).collect::<Vec<_>>(),
+            ["deb http://deb.debian.org/debian bookworm main"]
+        );
         let b = mmdebstrap_args(&recipe("suite = \"sid\"\nmirror = \"http://m/debian/\"\n"));
         assert_eq!(b.last().unwrap(), "deb http://m/debian sid main");
         assert_ne!(cache_name(&a), cache_name(&b));

@@ -171,6 +171,9 @@ pub struct Rootfs {
     pub packages: Vec<String>,
     /// `base = "debian"`: the archive (default `http://deb.debian.org/debian`).
     pub mirror: Option<String>,
+    /// `base = "debian"`: also `SUITE-updates` and `SUITE-security` (the
+    /// default); `false` builds from the suite alone, as it was released.
+    pub updates: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -221,6 +224,7 @@ impl Recipe {
                 ("rootfs.suite", r.rootfs.suite.is_some()),
                 ("rootfs.packages", !r.rootfs.packages.is_empty()),
                 ("rootfs.mirror", r.rootfs.mirror.is_some()),
+                ("rootfs.updates", r.rootfs.updates.is_some()),
             ] {
                 if set {
                     return Err(invalid(key, "only used with base = \"debian\""));
