@@ -312,29 +312,59 @@ impl<R: Read> Read for FramedDecoder<R> {
     }
 }
 
+/// One compression context set up as framed payloads need (level `level`,
+/// content size in each header, no checksum, literals stored raw). Each
+/// call makes one independent frame, whatever came before, so encoders on
+/// several threads give the same bytes as one (`bundle::compress`).
+pub struct FrameEncoder {
+    cctx: zstd_safe::CCtx<'static>,
+}
+
+fn zstd_error(what: &str, code: zstd_safe::ErrorCode) -> io::Error {
+    io::Error::other(format!("zstd {what}: {}", zstd_safe::get_error_name(code)))
+}
+
+impl FrameEncoder {
+    pub fn new(level: i32) -> io::Result<FrameEncoder> {
+        let mut cctx = zstd_safe::CCtx::create();
+        cctx.set_parameter(zstd_safe::CParameter::CompressionLevel(level))
+            .map_err(|c| zstd_error("level", c))?;
+        cctx.set_parameter(zstd_safe::CParameter::ChecksumFlag(false))
+            .map_err(|c| zstd_error("checksum flag", c))?;
+        cctx.set_parameter(zstd_safe::CParameter::LiteralCompressionMode(
+            zstd_safe::ParamSwitch::Disable,
+        ))
+        .map_err(|c| zstd_error("literal compression", c))?;
+        Ok(FrameEncoder { cctx })
+    }
+
+    /// Replaces `out` with one frame holding `input`.
+    pub fn frame(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        out.clear();
+        out.reserve(zstd_safe::compress_bound(input.len()));
+        self.cctx
+            .set_pledged_src_size(Some(input.len() as u64))
+            .map_err(|c| zstd_error("pledged size", c))?;
+        self.cctx
+            .compress2(out, input)
+            .map_err(|c| zstd_error("compress", c))?;
+        Ok(())
+    }
+}
+
 /// Compresses `src` into independent frames of `frame_size` bytes each
-/// (level `level`, content size in each header, no checksum), writing them
-/// to `out`. Returns the bytes read from `src`.
+/// ([`FrameEncoder`]), writing them to `out`. Returns the bytes read from
+/// `src`. (`bundle create` does the same on several threads and hashes on
+/// the way: `bundle::compress`.)
 pub fn encode(
     src: &mut dyn Read,
     out: &mut dyn io::Write,
     frame_size: u32,
     level: i32,
 ) -> io::Result<u64> {
-    let zerr = |what: &str, code| {
-        io::Error::other(format!("zstd {what}: {}", zstd_safe::get_error_name(code)))
-    };
-    let mut cctx = zstd_safe::CCtx::create();
-    cctx.set_parameter(zstd_safe::CParameter::CompressionLevel(level))
-        .map_err(|c| zerr("level", c))?;
-    cctx.set_parameter(zstd_safe::CParameter::ChecksumFlag(false))
-        .map_err(|c| zerr("checksum flag", c))?;
-    cctx.set_parameter(zstd_safe::CParameter::LiteralCompressionMode(
-        zstd_safe::ParamSwitch::Disable,
-    ))
-    .map_err(|c| zerr("literal compression", c))?;
+    let mut enc = FrameEncoder::new(level)?;
     let mut input = vec![0u8; frame_size as usize];
-    let mut frame = Vec::with_capacity(zstd_safe::compress_bound(frame_size as usize));
+    let mut frame = Vec::new();
     let mut total = 0u64;
     loop {
         let n = crate::sys::read_full(src, &mut input)?;
@@ -342,11 +372,7 @@ pub fn encode(
             return Ok(total);
         }
         total += n as u64;
-        frame.clear();
-        cctx.set_pledged_src_size(Some(n as u64))
-            .map_err(|c| zerr("pledged size", c))?;
-        cctx.compress2(&mut frame, &input[..n])
-            .map_err(|c| zerr("compress", c))?;
+        enc.frame(&input[..n], &mut frame)?;
         out.write_all(&frame)?;
         if n < input.len() {
             return Ok(total);
