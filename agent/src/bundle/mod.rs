@@ -2,6 +2,7 @@
 //! and writer. See docs/bundle-format.md.
 
 pub mod chunks;
+pub mod compress;
 pub mod frames;
 pub mod keys;
 pub mod manifest;

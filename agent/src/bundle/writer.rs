@@ -2,8 +2,9 @@
 //!
 //! Creating streams each image once: it is hashed while read and, when
 //! compressed, compressed into a scratch file beside the output (the manifest
-//! must precede the payloads and needs their sizes). Nothing is held in memory
-//! but fixed-size buffers.
+//! must precede the payloads and needs their sizes). Framed zstd payloads are
+//! compressed on several threads (`compress`), giving the same bytes as one.
+//! Nothing is held in memory but fixed-size buffers.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -13,6 +14,7 @@ use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
 use super::chunks::{ChunkList, ChunkListBuilder};
+use super::compress::{self, CompressError, Hashed};
 use super::manifest::{
     chunks_member_name, member_name, Chunks, Compression, Image, Manifest, Verity, FORMAT,
 };
@@ -130,6 +132,24 @@ pub struct BundleMeta {
 /// (`bundle::ZSTD_WINDOW_LOG_MAX`), keeping the device's memory low.
 pub const ZSTD_LEVEL: i32 = 3;
 
+/// How [`create_with`] works, as opposed to what it makes: nothing here
+/// changes a byte of the bundle.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// Threads compressing zstd frames (images with `frame_size`); at most
+    /// two frames per thread are in memory at once.
+    pub jobs: usize,
+}
+
+impl Default for CreateOptions {
+    /// One thread per CPU.
+    fn default() -> CreateOptions {
+        CreateOptions {
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
 struct Prepared {
     image: Image,
     chunks: Option<ChunkList>,
@@ -137,31 +157,48 @@ struct Prepared {
     scratch: bool,
 }
 
-/// Hashes (and, if asked, compresses) one image; returns its manifest entry.
-fn prepare(input: &ImageInput, scratch: &Path) -> Result<Prepared, WriteError> {
+/// Hashes (and, if asked, compresses) one image in one pass; returns its
+/// manifest entry.
+fn prepare(
+    input: &ImageInput,
+    scratch: &Path,
+    opts: &CreateOptions,
+) -> Result<Prepared, WriteError> {
     let f = File::open(&input.path).map_err(io_err(&input.path))?;
-    let mut hasher = HashingReader {
+    let reader = |f| HashingReader {
         inner: BufReader::with_capacity(1 << 20, f),
         hash: Sha256::new(),
         n: 0,
         chunks: input.chunk_size.map(ChunkListBuilder::new),
     };
-    let (payload, payload_size, is_scratch) = match (input.compression, input.frame_size) {
+    let (hashed, payload, payload_size, is_scratch) = match (input.compression, input.frame_size) {
         (Compression::None, _) => {
+            let mut hasher = reader(f);
             io::copy(&mut hasher, &mut io::sink()).map_err(io_err(&input.path))?;
-            (input.path.clone(), hasher.n, false)
+            let h = hasher.finish();
+            let size = h.size;
+            (h, input.path.clone(), size, false)
         }
         (Compression::Zstd, Some(frame)) => {
             let mut out = BufWriter::new(File::create(scratch).map_err(io_err(scratch))?);
-            super::frames::encode(&mut hasher, &mut out, frame, ZSTD_LEVEL)
-                .map_err(io_err(&input.path))?;
+            let copts = compress::Options {
+                frame_size: frame,
+                chunk_size: input.chunk_size,
+                level: ZSTD_LEVEL,
+                jobs: opts.jobs,
+            };
+            let h = compress::compress(&mut &f, &mut out, &copts).map_err(|e| match e {
+                CompressError::Read(e) | CompressError::Zstd(e) => io_err(&input.path)(e),
+                CompressError::Write(e) => io_err(scratch)(e),
+            })?;
             let mut f = out
                 .into_inner()
                 .map_err(|e| io_err(scratch)(e.into_error()))?;
             let len = f.seek(SeekFrom::End(0)).map_err(io_err(scratch))?;
-            (scratch.to_path_buf(), len, true)
+            (h, scratch.to_path_buf(), len, true)
         }
         (Compression::Zstd, None) => {
+            let mut hasher = reader(f);
             let out = File::create(scratch).map_err(io_err(scratch))?;
             let mut enc = zstd::stream::write::Encoder::new(BufWriter::new(out), ZSTD_LEVEL)
                 .map_err(io_err(scratch))?;
@@ -173,15 +210,15 @@ fn prepare(input: &ImageInput, scratch: &Path) -> Result<Prepared, WriteError> {
                 .get_mut()
                 .seek(SeekFrom::End(0))
                 .map_err(io_err(scratch))?;
-            (scratch.to_path_buf(), len, true)
+            (hasher.finish(), scratch.to_path_buf(), len, true)
         }
     };
-    let chunks = hasher.chunks.take().map(ChunkListBuilder::finish);
+    let chunks = hashed.chunks;
     Ok(Prepared {
         image: Image {
             slot_class: input.slot_class.clone(),
-            size: hasher.n,
-            sha256: hex::encode(hasher.hash.finalize()),
+            size: hashed.size,
+            sha256: hex::encode(hashed.sha256),
             compression: input.compression,
             payload_size,
             frame_size: match input.compression {
@@ -208,6 +245,16 @@ struct HashingReader<R> {
     chunks: Option<ChunkListBuilder>,
 }
 
+impl<R> HashingReader<R> {
+    fn finish(self) -> Hashed {
+        Hashed {
+            size: self.n,
+            sha256: self.hash.finalize().into(),
+            chunks: self.chunks.map(ChunkListBuilder::finish),
+        }
+    }
+}
+
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let k = self.inner.read(buf)?;
@@ -227,17 +274,30 @@ fn temp_beside(out: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Creates a bundle at `out` (via a temporary file and rename) and signs it
-/// with every key given. Returns the manifest written.
+/// with every key given, compressing on every CPU. Returns the manifest
+/// written.
 pub fn create(
     out: &Path,
     meta: &BundleMeta,
     inputs: &[ImageInput],
     keys: &[SigningKey],
 ) -> Result<Manifest, WriteError> {
+    create_with(out, meta, inputs, keys, &CreateOptions::default())
+}
+
+/// [`create`] with options: the same inputs and `meta` give the same bundle,
+/// byte for byte, whatever `opts` says.
+pub fn create_with(
+    out: &Path,
+    meta: &BundleMeta,
+    inputs: &[ImageInput],
+    keys: &[SigningKey],
+    opts: &CreateOptions,
+) -> Result<Manifest, WriteError> {
     let mut prepared = Vec::new();
     let result = (|| {
         for (i, input) in inputs.iter().enumerate() {
-            prepared.push(prepare(input, &temp_beside(out, &format!("img{i}")))?);
+            prepared.push(prepare(input, &temp_beside(out, &format!("img{i}")), opts)?);
         }
         let manifest = Manifest {
             format: FORMAT,

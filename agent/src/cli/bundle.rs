@@ -1,6 +1,7 @@
 //! `tandem keygen` and `tandem bundle ...`: the build-side commands.
 
 use std::io::Read;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -9,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::bundle::chunks::{ChunkCheck, ChunkMismatch};
 use crate::bundle::keys::{self, Keyring};
 use crate::bundle::manifest::Compression;
-use crate::bundle::writer::{self, BundleMeta, ImageInput};
+use crate::bundle::writer::{self, BundleMeta, CreateOptions, ImageInput};
 use crate::bundle::{BundleError, UnverifiedBundle};
 use crate::config::{ConfigError, Settings};
 use crate::fetch::{self, Source};
@@ -85,6 +86,10 @@ pub(super) struct CreateArgs {
     /// Creation time, Unix seconds [default: SOURCE_DATE_EPOCH, else now]
     #[arg(long)]
     created: Option<u64>,
+    /// Threads compressing zstd frames [default: one per CPU]. The bundle
+    /// is the same, byte for byte, whatever the number.
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<NonZeroUsize>,
     /// Signing key; repeat to sign with several. None makes an unsigned bundle.
     #[arg(long = "key")]
     keys: Vec<PathBuf>,
@@ -234,7 +239,11 @@ fn create(a: CreateArgs) -> Result<(), Error> {
         created_unix: created,
         description: a.description,
     };
-    let m = writer::create(&a.output, &meta, &inputs, &keys)?;
+    let opts = match a.jobs {
+        Some(n) => CreateOptions { jobs: n.get() },
+        None => CreateOptions::default(),
+    };
+    let m = writer::create_with(&a.output, &meta, &inputs, &keys, &opts)?;
     println!(
         "{}: version {} for {:?}, {} image(s), {} signature(s)",
         a.output.display(),
