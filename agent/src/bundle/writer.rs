@@ -57,8 +57,10 @@ impl<W: Write> ArchiveWriter<W> {
         self.stream(name, data.len() as u64, &mut &data[..])
     }
 
-    /// Copies exactly `size` bytes from `r` as member `name`.
-    pub fn stream(&mut self, name: &str, size: u64, r: &mut dyn Read) -> Result<(), WriteError> {
+    /// Copies exactly `size` bytes from `r` as member `name`. From a `&File`
+    /// into a `BufWriter<File>` the copy stays in the kernel
+    /// (`copy_file_range`), as for compressed payloads from their scratch file.
+    pub fn stream<R: Read>(&mut self, name: &str, size: u64, r: R) -> Result<(), WriteError> {
         let h = tar::build_header(&Header {
             name: name.to_string(),
             size,
@@ -325,8 +327,8 @@ pub fn create_with(
                 if let Some(c) = &p.chunks {
                     a.bytes(&chunks_member_name(i, &p.image), c.as_bytes())?;
                 }
-                let mut f = File::open(&p.payload).map_err(io_err(&p.payload))?;
-                a.stream(&member_name(i, &p.image), p.image.payload_size, &mut f)?;
+                let f = File::open(&p.payload).map_err(io_err(&p.payload))?;
+                a.stream(&member_name(i, &p.image), p.image.payload_size, &f)?;
             }
             let w = a.finish()?;
             let f = w.into_inner().map_err(|e| WriteError::Io {
