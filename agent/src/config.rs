@@ -83,6 +83,7 @@ struct RawConfig {
     image: Option<RawImage>,
     http: Option<RawHttp>,
     oci: Option<RawOci>,
+    install: Option<RawInstall>,
     health: Option<crate::health::RawHealth>,
     slots: Option<BTreeMap<String, BTreeMap<String, RawSlot>>>,
 }
@@ -140,6 +141,12 @@ struct RawHttp {
     ca_file: Option<PathBuf>,
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstall {
+    adaptive: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -320,6 +327,9 @@ pub struct Settings {
     pub image_security_epoch: u64,
     pub http: HttpSettings,
     pub oci: OciSettings,
+    /// Fetch only what the booted slot lacks, when the bundle allows it
+    /// (`[install] adaptive`, default true).
+    pub adaptive: bool,
     pub health: crate::health::HealthSettings,
     pub slots: BTreeMap<SlotGroup, BTreeMap<SlotClass, SlotDevice>>,
     /// Files read, in merge order.
@@ -599,6 +609,7 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
         image_security_epoch: image.security_epoch.unwrap_or(0),
         http,
         oci,
+        adaptive: raw.install.and_then(|i| i.adaptive).unwrap_or(true),
         health,
         slots,
         sources,

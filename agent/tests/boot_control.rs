@@ -394,6 +394,7 @@ fn grub_install_passes_the_verity_root_hash_before_arming() {
         compression: Compression::None,
         frame_size: None,
         chunk_size: Some(writer::CHUNK_SIZE),
+        cdc: None,
         verity,
     };
     let with = fx.path("with.tnd");

@@ -100,6 +100,7 @@ fn one_three_and_four_jobs_make_the_same_bundle_and_it_verifies() {
         compression,
         frame_size: frame,
         chunk_size: chunk,
+        cdc: None,
         verity: None,
     };
     let inputs = [

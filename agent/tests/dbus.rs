@@ -700,7 +700,7 @@ fn special_files_are_refused_by_the_daemon() {
         "{done}"
     );
     assert_eq!(bus.property("Operation"), "s \"idle\"");
-    let o = bus.call("Install", &["sa{sv}", "oci://registry/x:1", "0"]);
+    let o = bus.call("Install", &["sa{sv}", "ftp://registry/x.tnd", "0"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("unsupported source"), "{}", text(&o));
 }

@@ -45,10 +45,18 @@ fn install_url(fx: &Fx, url: &str) -> Result<install::Report, InstallError> {
 #[test]
 fn plain_download() {
     let (fx, img, bytes) = fixture();
+    let len = bytes.len();
     let s = serve(bytes, vec![]);
     install_url(&fx, &s.url).unwrap();
     assert_eq!(&fx.slot(SlotGroup::B, "rootfs")[..img.len()], &img[..]);
-    assert_eq!(s.log.lock().unwrap().ranges, vec![""]);
+    // The head by a small range, then the rest in one.
+    assert_eq!(
+        s.log.lock().unwrap().ranges,
+        [
+            "bytes=0-16383".to_string(),
+            format!("bytes=16384-{}", len - 1)
+        ]
+    );
 }
 
 #[test]
@@ -56,26 +64,30 @@ fn dropped_connections_resume_with_range() {
     let (fx, img, bytes) = fixture();
     let s = serve(
         bytes,
-        vec![Fault::DropAfter(1_000_000), Fault::DropAfter(500_000)],
+        vec![
+            Fault::Pass,
+            Fault::DropAfter(1_000_000),
+            Fault::DropAfter(500_000),
+        ],
     );
     install_url(&fx, &s.url).unwrap();
     assert_eq!(&fx.slot(SlotGroup::B, "rootfs")[..img.len()], &img[..]);
-    let ranges = s.log.lock().unwrap().ranges.clone();
-    assert_eq!(ranges.len(), 3, "{ranges:?}");
-    assert_eq!(ranges[0], "");
+    let mut ranges = s.log.lock().unwrap().ranges.clone();
+    assert_eq!(ranges.len(), 4, "{ranges:?}");
+    assert_eq!(ranges.remove(0), "bytes=0-16383");
     // The first resume starts where the first connection dropped (the client
     // may have consumed less than was sent, never more).
-    let r1: u64 = ranges[1]
-        .trim_start_matches("bytes=")
-        .trim_end_matches('-')
-        .parse()
-        .unwrap();
-    let r2: u64 = ranges[2]
-        .trim_start_matches("bytes=")
-        .trim_end_matches('-')
-        .parse()
-        .unwrap();
-    assert!(r1 > 0 && r1 <= 1_000_000, "{ranges:?}");
+    let start = |r: &str| -> u64 {
+        r.trim_start_matches("bytes=")
+            .split('-')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(start(&ranges[0]), 16384);
+    let (r1, r2) = (start(&ranges[1]), start(&ranges[2]));
+    assert!(r1 > 16384 && r1 <= 16384 + 1_000_000, "{ranges:?}");
     assert!(r2 > r1 && r2 <= r1 + 500_000, "{ranges:?}");
 }
 
@@ -84,7 +96,10 @@ fn a_stall_times_out_and_resumes() {
     let (fx, img, bytes) = fixture();
     let s = serve(
         bytes,
-        vec![Fault::StallAfter(700_000, Duration::from_secs(4))],
+        vec![
+            Fault::Pass,
+            Fault::StallAfter(700_000, Duration::from_secs(4)),
+        ],
     );
     let t = Instant::now();
     install_url(&fx, &s.url).unwrap();
@@ -93,7 +108,7 @@ fn a_stall_times_out_and_resumes() {
         "resumed before the stall ended"
     );
     assert_eq!(&fx.slot(SlotGroup::B, "rootfs")[..img.len()], &img[..]);
-    assert_eq!(s.log.lock().unwrap().ranges.len(), 2);
+    assert_eq!(s.log.lock().unwrap().ranges.len(), 3, "head, rest, resume");
 }
 
 #[test]
@@ -102,10 +117,17 @@ fn endless_stalls_give_up_with_a_clear_error() {
     // Progress resets the retry budget; stalls without progress use it up.
     let first = Fault::StallAfter(200_000, Duration::from_secs(3));
     let stall = Fault::StallAfter(0, Duration::from_secs(3));
-    let s = serve(bytes, vec![first, stall.clone(), stall.clone(), stall]);
+    let s = serve(
+        bytes,
+        vec![Fault::Pass, first, stall.clone(), stall.clone(), stall],
+    );
     let e = install_url(&fx, &s.url).unwrap_err().to_string();
     assert!(e.contains("giving up") && e.contains("stalled"), "{e}");
-    assert_eq!(s.log.lock().unwrap().ranges.len(), 3, "1 try + 2 retries");
+    assert_eq!(
+        s.log.lock().unwrap().ranges.len(),
+        4,
+        "the head, 1 try + 2 retries"
+    );
     assert_eq!(fx.state().slot(SlotGroup::B).state, SlotState::Invalid);
 }
 
@@ -230,19 +252,27 @@ fn a_resume_from_a_changed_bundle_starts_again_from_byte_0() {
     // part of another file, and mixing it in is never done.
     for changed in [Fault::ETag("\"v2\"".into()), Fault::Total(12345)] {
         let (fx, img, bytes) = fixture();
-        let s = serve(bytes, vec![Fault::DropAfter(1_000_000), changed.clone()]);
+        let s = serve(
+            bytes,
+            vec![Fault::Pass, Fault::DropAfter(1_000_000), changed.clone()],
+        );
         ops_install(&fx, &s.url).unwrap();
         assert_eq!(&fx.slot(SlotGroup::B, "rootfs")[..img.len()], &img[..]);
         let starts = range_starts(&s);
-        assert_eq!(starts.len(), 3, "{changed:?}: {starts:?}");
-        assert!(starts[1] > 0, "{starts:?}");
-        assert_eq!(starts[2], 0, "{changed:?}: the second try starts at byte 0");
+        // head, rest, the resume that finds a changed bundle; then again.
+        assert_eq!(starts.len(), 5, "{changed:?}: {starts:?}");
+        assert!(starts[2] > 16384, "{starts:?}");
+        assert_eq!(starts[3], 0, "{changed:?}: the second try starts at byte 0");
     }
     // Directly, the change is an error that says so.
     let (fx, _, bytes) = fixture();
     let s = serve(
         bytes,
-        vec![Fault::DropAfter(1_000_000), Fault::ETag("\"v2\"".into())],
+        vec![
+            Fault::Pass,
+            Fault::DropAfter(1_000_000),
+            Fault::ETag("\"v2\"".into()),
+        ],
     );
     let e = install_url(&fx, &s.url).unwrap_err().to_string();
     assert!(

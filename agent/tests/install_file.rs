@@ -134,6 +134,7 @@ fn zstd_in_any_framing_with_or_without_a_chunk_index_installs_the_same_bytes() {
             compression: Compression::Zstd,
             frame_size,
             chunk_size,
+            cdc: None,
             verity: None,
         };
         writer::create(&out, &meta, &[input], std::slice::from_ref(&fx.key)).unwrap();

@@ -320,7 +320,8 @@ fn cutting_proxy(to: u16, cut: usize) -> (u16, Arc<std::sync::Mutex<Vec<String>>
                         .unwrap_or("")
                         .to_string();
                     let mut seen = c.lock().unwrap();
-                    if seen.is_empty() {
+                    // The first blob GET is the head; cut the second.
+                    if seen.len() == 1 {
                         limit = cut;
                     }
                     seen.push(range);
@@ -375,17 +376,19 @@ fn a_dropped_blob_download_resumes_with_range() {
     fx.extra_config = format!("[oci]\ninsecure_registries = [\"{via}\"]\n");
     install(&fx, &format!("oci://{via}/os:1.1.0")).unwrap();
     assert_eq!(&fx.slot(SlotGroup::B, "rootfs")[..img.len()], &img[..]);
-    // Asked from byte 0 to the blob's end, then resumed where the cut was
-    // (the cut counted the response head too, so a little before len/2).
+    // The head, the rest of the blob, then resumed where the cut was (the
+    // cut counted the response head too, so a little before it).
     let ranges = cuts.lock().unwrap().clone();
-    assert_eq!(ranges.len(), 2, "{ranges:?}");
-    assert_eq!(ranges[0], format!("bytes=0-{}", len - 1));
-    let resumed: usize = ranges[1]
+    assert_eq!(ranges.len(), 3, "{ranges:?}");
+    assert_eq!(ranges[0], "bytes=0-16383");
+    assert_eq!(ranges[1], format!("bytes=16384-{}", len - 1));
+    let resumed: usize = ranges[2]
         .strip_prefix("bytes=")
         .and_then(|r| r.strip_suffix(&format!("-{}", len - 1)))
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("{ranges:?}"));
-    assert!(resumed > len / 2 - 4096 && resumed <= len / 2, "{ranges:?}");
+    let cut_at = 16384 + len / 2;
+    assert!(resumed > cut_at - 4096 && resumed <= cut_at, "{ranges:?}");
 }
 
 #[test]
@@ -716,4 +719,37 @@ fn an_artifact_pushed_by_oras_installs() {
     fx.extra_config = format!("[oci]\ninsecure_registries = [\"{}\"]\n", reg.host());
     install(&fx, &format!("oci://{}/other/os:1.1.0", reg.host())).unwrap();
     assert_eq!(&fx.slot(SlotGroup::B, "rootfs")[..img.len()], &img[..]);
+}
+
+/// An adaptive install over blob ranges: a device running v1 fetches only
+/// what v2 adds, from the same artifact a full install streams.
+#[test]
+fn an_adaptive_install_from_a_registry_fetches_only_what_changed() {
+    if !have("docker-registry") {
+        return;
+    }
+    let mut fx = Fx::new(&["rootfs"]);
+    fx.cdc = Some(tandem::bundle::cdc::DEFAULT);
+    let v1 = pattern(3 << 20, 21);
+    let mut v2 = v1.clone();
+    v2[1_000_000..1_100_000].copy_from_slice(&pattern(100_000, 22));
+    let mut slot = v1.clone();
+    slot.resize(SLOT_SIZE as usize, 0);
+    std::fs::write(fx.path("rootfs-a.img"), slot).unwrap();
+    let bundle = fx.bundle("u.tnd", "1.1.0", &[("rootfs", &v2, Compression::Zstd)]);
+    let reg = Registry::start(fx.dir.path(), Auth::None, None);
+    let r = format!("oci://{}/os:1.1.0", reg.host());
+    push(&bundle, &r, &["--plain-http"]).unwrap();
+    let len = std::fs::metadata(&bundle).unwrap().len();
+    let (port, seen) = cutting_proxy(reg.port, usize::MAX);
+    let via = format!("127.0.0.1:{port}");
+    fx.extra_config = format!("[oci]\ninsecure_registries = [\"{via}\"]\n");
+    let rep = install(&fx, &format!("oci://{via}/os:1.1.0")).unwrap();
+    assert_eq!(&fx.slot(SlotGroup::B, "rootfs")[..v2.len()], &v2[..]);
+    let t = rep.transfer.expect("adaptive");
+    assert!(!t.full && t.reused > 2 << 20, "{t:?}");
+    assert!(t.fetched < len / 3, "{t:?} of {len}");
+    // Every blob request was a range.
+    let ranges = seen.lock().unwrap().clone();
+    assert!(ranges.iter().all(|r| r.starts_with("bytes=")), "{ranges:?}");
 }

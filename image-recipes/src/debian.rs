@@ -332,7 +332,10 @@ mod tests {
         assert_eq!(a.iter().filter(|x| *x == "-").count(), 1);
         let released = mmdebstrap_args(&recipe("updates = false\n"));
         assert_eq!(
-            released.iter().filter(|x| x.starts_with("deb ")).collect::<Vec<_>>(),
+            released
+                .iter()
+                .filter(|x| x.starts_with("deb "))
+                .collect::<Vec<_>>(),
             ["deb http://deb.debian.org/debian bookworm main"]
         );
         let b = mmdebstrap_args(&recipe("suite = \"sid\"\nmirror = \"http://m/debian/\"\n"));

@@ -86,6 +86,7 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
         compression: tandem::bundle::Compression::Zstd,
         frame_size: Some(tandem::bundle::writer::FRAME_SIZE),
         chunk_size: Some(tandem::bundle::writer::CHUNK_SIZE),
+        cdc: None,
         verity: verity.clone(),
     };
     tandem::bundle::writer::create(&bundle, &meta, &[input], &[key])?;

@@ -13,13 +13,25 @@ use sha2::{Digest, Sha256};
 
 /// Bytes per entry: one SHA-256.
 pub const ENTRY: usize = 32;
+/// Bytes per entry of a content-defined chunk table: the SHA-256, then the
+/// chunk's length and its stored (compressed) length, u32 little-endian.
+pub const TABLE_ENTRY: usize = 40;
 
-/// An image's chunk hashes, checked against the manifest.
+/// An image's chunk hashes, checked against the manifest: fixed-size
+/// chunks (an index), or content-defined ones (a table, which also says
+/// where each chunk is stored in the payload).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkList {
+    /// The fixed chunk size; for a table, its largest chunk (`cdc.max`).
     size: u32,
     image_size: u64,
+    /// The member's bytes: `stride`-byte entries, each starting with the hash.
     hashes: Vec<u8>,
+    stride: usize,
+    /// A table's image offset of each chunk and of the end (count + 1), and
+    /// the same for the payload.
+    starts: Vec<u64>,
+    stored: Vec<u64>,
 }
 
 /// A chunk that does not match its index entry.
@@ -53,7 +65,88 @@ impl ChunkList {
             size,
             image_size,
             hashes: bytes,
+            stride: ENTRY,
+            starts: Vec::new(),
+            stored: Vec::new(),
         })
+    }
+
+    /// Takes a content-defined chunk table's bytes; `None` unless it holds
+    /// `count` entries whose lengths (1 to `max` each) add up to
+    /// `image_size` and whose stored lengths (at least 1) add up to
+    /// `payload_size`.
+    pub fn table(
+        bytes: Vec<u8>,
+        count: u64,
+        max: u32,
+        image_size: u64,
+        payload_size: u64,
+    ) -> Option<ChunkList> {
+        if bytes.len() as u64 != count.checked_mul(TABLE_ENTRY as u64)? || max == 0 {
+            return None;
+        }
+        let n = count as usize;
+        let (mut starts, mut stored) = (Vec::with_capacity(n + 1), Vec::with_capacity(n + 1));
+        let (mut at, mut sat) = (0u64, 0u64);
+        for e in bytes.chunks_exact(TABLE_ENTRY) {
+            let len = u32::from_le_bytes(e[32..36].try_into().expect("4 bytes"));
+            let st = u32::from_le_bytes(e[36..40].try_into().expect("4 bytes"));
+            if len == 0 || len > max || st == 0 {
+                return None;
+            }
+            starts.push(at);
+            stored.push(sat);
+            at += u64::from(len);
+            sat += u64::from(st);
+        }
+        starts.push(at);
+        stored.push(sat);
+        (at == image_size && sat == payload_size).then_some(ChunkList {
+            size: max,
+            image_size,
+            hashes: bytes,
+            stride: TABLE_ENTRY,
+            starts,
+            stored,
+        })
+    }
+
+    /// Builds a table from (hash, length, stored length) entries.
+    pub fn table_of(entries: &[([u8; 32], u32, u32)], max: u32) -> Option<ChunkList> {
+        let mut bytes = Vec::with_capacity(entries.len() * TABLE_ENTRY);
+        for (h, len, st) in entries {
+            bytes.extend_from_slice(h);
+            bytes.extend_from_slice(&len.to_le_bytes());
+            bytes.extend_from_slice(&st.to_le_bytes());
+        }
+        let size: u64 = entries.iter().map(|e| u64::from(e.1)).sum();
+        let stored: u64 = entries.iter().map(|e| u64::from(e.2)).sum();
+        Self::table(bytes, entries.len() as u64, max, size, stored)
+    }
+
+    /// Whether this is a content-defined chunk table.
+    pub fn is_table(&self) -> bool {
+        self.stride == TABLE_ENTRY
+    }
+
+    /// Image bytes `start..end` of chunk `i`.
+    pub fn span(&self, i: u64) -> (u64, u64) {
+        if self.is_table() {
+            (self.starts[i as usize], self.starts[i as usize + 1])
+        } else {
+            let start = i * u64::from(self.size);
+            (start, start + self.chunk_len(i) as u64)
+        }
+    }
+
+    /// Payload bytes `start..end` that store chunk `i` (tables only).
+    pub fn stored_span(&self, i: u64) -> (u64, u64) {
+        (self.stored[i as usize], self.stored[i as usize + 1])
+    }
+
+    /// Chunk `i`'s SHA-256.
+    pub fn hash(&self, i: u64) -> &[u8] {
+        self.entry(i)
     }
 
     /// Computes the index of `data` (for tests; writers stream through a
@@ -69,7 +162,7 @@ impl ChunkList {
     }
 
     pub fn len(&self) -> u64 {
-        (self.hashes.len() / ENTRY) as u64
+        (self.hashes.len() / self.stride) as u64
     }
 
     pub fn is_empty(&self) -> bool {
@@ -81,11 +174,15 @@ impl ChunkList {
     }
 
     fn entry(&self, chunk: u64) -> &[u8] {
-        let at = chunk as usize * ENTRY;
+        let at = chunk as usize * self.stride;
         &self.hashes[at..at + ENTRY]
     }
 
     fn chunk_len(&self, chunk: u64) -> usize {
+        if self.is_table() {
+            let (a, b) = self.span(chunk);
+            return (b - a) as usize;
+        }
         let start = chunk * u64::from(self.size);
         self.image_size
             .saturating_sub(start)
@@ -138,6 +235,9 @@ impl ChunkListBuilder {
             size: self.size as u32,
             image_size: self.image_size,
             hashes: self.hashes,
+            stride: ENTRY,
+            starts: Vec::new(),
+            stored: Vec::new(),
         }
     }
 }
@@ -159,9 +259,11 @@ impl<'a> ChunkCheck<'a> {
         // The hash of a chunk of zeros, without a chunk-sized buffer.
         let mut zero = Sha256::new();
         let block = [0u8; 4096];
-        for _ in 0..list.size as usize / block.len() {
+        let size = list.size as usize;
+        for _ in 0..size / block.len() {
             zero.update(block);
         }
+        zero.update(&block[..size % block.len()]);
         ChunkCheck {
             list,
             zero_hash: zero.finalize().into(),
@@ -172,10 +274,19 @@ impl<'a> ChunkCheck<'a> {
     }
 
     fn mismatch(&self) -> ChunkMismatch {
+        let in_list = self.chunk < self.list.len();
         ChunkMismatch {
             chunk: self.chunk,
-            offset: self.chunk * u64::from(self.list.size),
-            len: self.list.chunk_len(self.chunk),
+            offset: if in_list {
+                self.list.span(self.chunk).0
+            } else {
+                self.list.image_size
+            },
+            len: if in_list {
+                self.list.chunk_len(self.chunk)
+            } else {
+                0
+            },
         }
     }
 
@@ -338,5 +449,60 @@ mod tests {
             b[at] = 0x80;
             assert!(!is_zero(&b), "{at}");
         }
+    }
+
+    fn table_image() -> (Vec<u8>, Vec<crate::bundle::cdc::Entry>) {
+        // Chunks of 1000, 5000 (zeros, the max), 3, 2000 bytes.
+        let data = image();
+        let lens = [1000u32, 5000, 3, 2000];
+        let mut v = Vec::new();
+        let mut at = 0usize;
+        let mut img = Vec::new();
+        for (i, &l) in lens.iter().enumerate() {
+            let piece: Vec<u8> = if i == 1 {
+                vec![0u8; l as usize]
+            } else {
+                data[at..at + l as usize].to_vec()
+            };
+            at += l as usize;
+            v.push((Sha256::digest(&piece).into(), l, l / 2 + 1));
+            img.extend_from_slice(&piece);
+        }
+        (img, v)
+    }
+
+    #[test]
+    fn tables_of_variable_chunks() {
+        let (img, entries) = table_image();
+        let t = ChunkList::table_of(&entries, 5000).unwrap();
+        assert!(t.is_table());
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.span(1), (1000, 6000));
+        assert_eq!(t.span(3), (6003, 8003));
+        assert_eq!(t.stored_span(0), (0, 501));
+        assert_eq!(t.stored_span(2), (501 + 2501, 501 + 2501 + 2));
+        for piece in [1, 7, 999, 1000, 4096, 100_000] {
+            check_in_pieces(&t, &img, piece).unwrap();
+        }
+        let mut bad = img.clone();
+        bad[6001] ^= 1;
+        let e = check_in_pieces(&t, &bad, 333).unwrap_err();
+        assert_eq!((e.chunk, e.offset, e.len), (2, 6000, 3));
+        // The table's own consistency.
+        let bytes = t.as_bytes().to_vec();
+        let (size, stored) = (8003, 501 + 2501 + 2 + 1001);
+        assert!(ChunkList::table(bytes.clone(), 4, 5000, size, stored).is_some());
+        assert!(ChunkList::table(bytes.clone(), 4, 5000, size + 1, stored).is_none());
+        assert!(ChunkList::table(bytes.clone(), 4, 5000, size, stored - 1).is_none());
+        assert!(
+            ChunkList::table(bytes.clone(), 4, 4999, size, stored).is_none(),
+            "a chunk over max"
+        );
+        assert!(ChunkList::table(bytes.clone(), 3, 5000, size, stored).is_none());
+        assert!(ChunkList::table(bytes[..79].to_vec(), 2, 5000, size, stored).is_none());
+        let mut zero_len = bytes.clone();
+        zero_len[32..36].fill(0);
+        assert!(ChunkList::table(zero_len, 4, 5000, size - 1000, stored).is_none());
+        assert!(ChunkList::table(bytes, u64::MAX, 5000, size, stored).is_none());
     }
 }

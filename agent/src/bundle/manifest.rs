@@ -21,6 +21,9 @@ pub const MAX_FRAME_SIZE: u32 = 1 << 20;
 /// Most entries a chunk index may have (4 MiB of hashes: 128 GiB in 1 MiB
 /// chunks), so the installer knows its memory before reading it.
 pub const MAX_CHUNKS: u64 = 1 << 17;
+/// Most entries a content-defined chunk table may have (40 MiB: about
+/// 8 GiB of image at an 8 KiB average).
+pub const MAX_CDC_CHUNKS: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
@@ -101,8 +104,38 @@ pub struct Image {
     /// SHA-256 of every `size`-byte chunk (`bundle::chunks`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunks: Option<Chunks>,
+    /// Content-defined chunks: a table member before the payload with each
+    /// chunk's SHA-256, length and stored length; the payload is the chunks
+    /// in order, each one zstd frame (or raw, uncompressed), so a device
+    /// can fetch any of them by byte range (`bundle::chunks`, adaptive
+    /// updates). Excludes `frame_size` and `chunks`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cdc: Option<Cdc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verity: Option<Verity>,
+}
+
+/// The chunking and table of a content-defined image (`bundle::cdc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cdc {
+    pub min: u32,
+    pub avg: u32,
+    pub max: u32,
+    /// Entries in the table.
+    pub count: u64,
+    /// SHA-256 of the table member, lowercase hex.
+    pub sha256: String,
+}
+
+impl Cdc {
+    pub fn params(&self) -> crate::bundle::cdc::Params {
+        crate::bundle::cdc::Params {
+            min: self.min,
+            avg: self.avg,
+            max: self.max,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,9 +227,11 @@ impl Manifest {
     }
 }
 
-/// The tar member that carries image `index`'s chunk index.
+/// The tar member that carries image `index`'s chunk index (or, for a
+/// content-defined image, its chunk table).
 pub fn chunks_member_name(index: usize, img: &Image) -> String {
-    format!("images/{index:02}-{}.chunks", img.slot_class)
+    let ext = if img.cdc.is_some() { "cdc" } else { "chunks" };
+    format!("images/{index:02}-{}.{ext}", img.slot_class)
 }
 
 pub fn member_name(index: usize, img: &Image) -> String {
@@ -252,6 +287,30 @@ impl Image {
                     "{} chunks of {} bytes; at most {MAX_CHUNKS} are allowed",
                     self.size.div_ceil(u64::from(c.size)),
                     c.size
+                ))
+            } else if !is_hex(&c.sha256, Some(64)) {
+                Some("sha256 must be 64 lowercase hex digits".to_string())
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                return Err(ManifestError::Chunks { index, what });
+            }
+        }
+        if let Some(c) = &self.cdc {
+            let what = if self.frame_size.is_some() || self.chunks.is_some() {
+                Some("cdc excludes frame_size and chunks".to_string())
+            } else if let Err(e) = c.params().validate() {
+                Some(e)
+            } else if c.count == 0 || c.count > MAX_CDC_CHUNKS {
+                Some(format!(
+                    "count {} must be from 1 to {MAX_CDC_CHUNKS}",
+                    c.count
+                ))
+            } else if c.count > self.size || self.size.div_ceil(u64::from(c.max)) > c.count {
+                Some(format!(
+                    "{} chunks of at most {} bytes cannot make {} bytes",
+                    c.count, c.max, self.size
                 ))
             } else if !is_hex(&c.sha256, Some(64)) {
                 Some("sha256 must be 64 lowercase hex digits".to_string())
@@ -324,6 +383,7 @@ mod tests {
                 payload_size: 4096,
                 frame_size: None,
                 chunks: None,
+                cdc: None,
                 verity: None,
             }],
         }

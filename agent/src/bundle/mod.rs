@@ -1,6 +1,7 @@
 //! The update bundle: manifest, signatures, keys, and the streaming reader
 //! and writer. See docs/bundle-format.md.
 
+pub mod cdc;
 pub mod chunks;
 pub mod compress;
 pub mod frames;

@@ -377,6 +377,9 @@ impl<R: Read> VerifiedBundle<R> {
     /// Reads image `index`'s chunk index member, if the manifest names one,
     /// and checks it against the manifest's hash.
     fn chunk_index(&mut self, index: usize, img: &Image) -> Result<Option<ChunkList>, BundleError> {
+        if let Some(c) = &img.cdc {
+            return self.chunk_table(index, img, c).map(Some);
+        }
         let Some(c) = &img.chunks else {
             return Ok(None);
         };
@@ -396,6 +399,47 @@ impl<R: Read> VerifiedBundle<R> {
             return Err(err("the chunk index does not match the manifest's hash"));
         }
         Ok(Some(list))
+    }
+}
+
+impl<R: Read> VerifiedBundle<R> {
+    /// Reads image `index`'s content-defined chunk table and checks it
+    /// against the manifest: its hash, then that its chunks make the image
+    /// and its stored lengths the payload (raw chunks stored as they are).
+    fn chunk_table(
+        &mut self,
+        index: usize,
+        img: &Image,
+        c: &crate::bundle::manifest::Cdc,
+    ) -> Result<ChunkList, BundleError> {
+        let name = chunks_member_name(index, img);
+        // Bounded: the manifest allows at most MAX_CDC_CHUNKS entries.
+        let bytes = self
+            .src
+            .small_member(&name, c.count * crate::bundle::chunks::TABLE_ENTRY as u64)?;
+        let err = |what| BundleError::ChunkIndex {
+            index,
+            name: name.clone(),
+            what,
+        };
+        if hex::encode(Sha256::digest(&bytes)) != c.sha256 {
+            return Err(err("the chunk table does not match the manifest's hash"));
+        }
+        let t = ChunkList::table(bytes, c.count, c.max, img.size, img.payload_size).ok_or_else(
+            || err("the chunk table's lengths do not make the image and its payload"),
+        )?;
+        if img.compression == crate::bundle::manifest::Compression::None
+            && (0..t.len()).any(|i| {
+                let (a, b) = t.span(i);
+                let (sa, sb) = t.stored_span(i);
+                b - a != sb - sa
+            })
+        {
+            return Err(err(
+                "an uncompressed chunk's stored length differs from its length",
+            ));
+        }
+        Ok(t)
     }
 }
 

@@ -108,6 +108,10 @@ pub struct ImageInput {
     /// unless there is a reason not to); `None` for none, as agents before
     /// chunk indexes expect.
     pub chunk_size: Option<u32>,
+    /// Content-defined chunks instead (excludes `frame_size` and
+    /// `chunk_size`): a chunk table and one zstd frame per chunk, what
+    /// adaptive updates fetch by range ([`super::cdc::DEFAULT`]).
+    pub cdc: Option<super::cdc::Params>,
     pub verity: Option<Verity>,
 }
 
@@ -173,6 +177,9 @@ fn prepare(
         n: 0,
         chunks: input.chunk_size.map(ChunkListBuilder::new),
     };
+    if let Some(p) = &input.cdc {
+        return prepare_cdc(input, p, f, scratch, opts);
+    }
     let (hashed, payload, payload_size, is_scratch) = match (input.compression, input.frame_size) {
         (Compression::None, _) => {
             let mut hasher = reader(f);
@@ -231,9 +238,62 @@ fn prepare(
                 size: c.size(),
                 sha256: hex::encode(Sha256::digest(c.as_bytes())),
             }),
+            cdc: None,
             verity: input.verity.clone(),
         },
         chunks,
+        payload,
+        scratch: is_scratch,
+    })
+}
+
+/// [`prepare`] for content-defined chunks: one pass chunks, hashes and (on
+/// `opts.jobs` threads) compresses.
+fn prepare_cdc(
+    input: &ImageInput,
+    p: &super::cdc::Params,
+    f: File,
+    scratch: &Path,
+    opts: &CreateOptions,
+) -> Result<Prepared, WriteError> {
+    let mut r = BufReader::with_capacity(1 << 20, f);
+    let (c, payload, is_scratch) = match input.compression {
+        Compression::Zstd => {
+            let mut out = BufWriter::new(File::create(scratch).map_err(io_err(scratch))?);
+            let c = super::cdc::compress(&mut r, &mut out, p, Some(ZSTD_LEVEL), opts.jobs)
+                .map_err(io_err(&input.path))?;
+            out.flush().map_err(io_err(scratch))?;
+            (c, scratch.to_path_buf(), true)
+        }
+        Compression::None => {
+            let c = super::cdc::compress(&mut r, &mut io::sink(), p, None, opts.jobs)
+                .map_err(io_err(&input.path))?;
+            (c, input.path.clone(), false)
+        }
+    };
+    let table = ChunkList::table_of(&c.entries, p.max).ok_or_else(|| WriteError::Io {
+        path: input.path.clone(),
+        source: io::Error::other("the image is empty"),
+    })?;
+    Ok(Prepared {
+        image: Image {
+            slot_class: input.slot_class.clone(),
+            size: c.size,
+            sha256: hex::encode(c.sha256),
+            compression: input.compression,
+            payload_size: c.payload_size,
+            frame_size: None,
+            chunks: None,
+            cdc: Some(super::manifest::Cdc {
+                min: p.min,
+                avg: p.avg,
+                max: p.max,
+                count: table.len(),
+                sha256: hex::encode(Sha256::digest(table.as_bytes())),
+            }),
+            verity: input.verity.clone(),
+        },
+        chunks: Some(table),
         payload,
         scratch: is_scratch,
     })

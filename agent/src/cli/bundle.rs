@@ -83,6 +83,11 @@ pub(super) struct CreateArgs {
     images: Vec<String>,
     #[arg(long, value_enum, default_value_t = CompressionArg::None)]
     compression: CompressionArg,
+    /// How images are cut into verifiable chunks: content-defined (what
+    /// adaptive updates fetch by range) or fixed 1 MiB chunks (what agents
+    /// before adaptive updates read)
+    #[arg(long, value_enum, default_value_t = ChunkingArg::Cdc)]
+    chunking: ChunkingArg,
     /// Creation time, Unix seconds [default: SOURCE_DATE_EPOCH, else now]
     #[arg(long)]
     created: Option<u64>,
@@ -96,9 +101,18 @@ pub(super) struct CreateArgs {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
+pub(super) enum ChunkingArg {
+    /// Content-defined chunks of 4-64 KiB (8 KiB on average), each its own
+    /// zstd frame, with a chunk table
+    Cdc,
+    /// 1 MiB chunks (zstd: 1 MiB frames) with a chunk index
+    Fixed,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
 pub(super) enum CompressionArg {
     None,
-    /// zstd in independent 1 MiB frames, decoded without a copy on install
+    /// zstd: one frame per chunk (see --chunking), decoded without a copy on install
     Zstd,
 }
 
@@ -204,6 +218,10 @@ fn create(a: CreateArgs) -> Result<(), Error> {
         CompressionArg::None => (Compression::None, None),
         CompressionArg::Zstd => (Compression::Zstd, Some(writer::FRAME_SIZE)),
     };
+    let (frame_size, chunk_size, cdc) = match a.chunking {
+        ChunkingArg::Cdc => (None, None, Some(crate::bundle::cdc::DEFAULT)),
+        ChunkingArg::Fixed => (frame_size, Some(writer::CHUNK_SIZE), None),
+    };
     let inputs = a
         .images
         .iter()
@@ -217,7 +235,8 @@ fn create(a: CreateArgs) -> Result<(), Error> {
                 path: PathBuf::from(path),
                 compression,
                 frame_size,
-                chunk_size: Some(writer::CHUNK_SIZE),
+                chunk_size,
+                cdc,
                 verity: None,
             })
         })

@@ -467,6 +467,12 @@ impl HttpReader {
         } else {
             return Err(self.fatal(format!("unexpected HTTP {status} when resuming")));
         }
+        // A range that asks past the end ends at the end.
+        if let (Some(end), Some(len)) = (self.end, self.len) {
+            if end > len {
+                self.end = Some(len.max(self.pos));
+            }
+        }
         let mut body = resp.into_reader();
         if skip > 0 {
             let n = io::copy(&mut (&mut body).take(skip), &mut io::sink())

@@ -20,6 +20,8 @@ pub mod oci;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::config::{HttpSettings, OciSettings};
 
@@ -35,6 +37,155 @@ pub trait BundleSource: Send {
     /// it: a transport that can check the whole (an OCI blob digest, a
     /// pinned length) fails the last read if it does not match.
     fn stream(&mut self) -> Result<Box<dyn Read + Send>, FetchError>;
+    /// Whether bytes not read are bytes not transferred (a network source):
+    /// then an install reads the head by range and may fetch only parts.
+    fn remote(&self) -> bool {
+        false
+    }
+    /// The SHA-256 (`sha256:HEX`) the whole bundle must have, if the
+    /// transport knows it (an OCI blob digest).
+    fn digest(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A source shared by the readers an install opens on it.
+pub type Shared = Arc<std::sync::Mutex<Box<dyn BundleSource>>>;
+
+/// Reads a source front to back as a chain of ranges: a first window
+/// (`first` bytes: the manifest and signatures of most bundles), a second
+/// of 1 MiB (the largest manifest and signatures), then the rest in one
+/// range. Whoever stops after the head has transferred little more than
+/// the head. Read to its end from byte 0, it checks the
+/// transport's digest like [`BundleSource::stream`] does.
+pub struct Chained {
+    src: Shared,
+    first: u64,
+    pos: u64,
+    window_end: u64,
+    size: Option<u64>,
+    inner: Option<Box<dyn Read + Send>>,
+    hash: Option<(sha2::Sha256, String)>,
+    shown: String,
+    /// Set once the reader will be read to its end: the next range is the
+    /// rest of the bundle, not a second window.
+    rest: Arc<AtomicBool>,
+}
+
+impl Chained {
+    /// Opens the first window at once, so that a missing or unreachable
+    /// bundle is an error here, as opening a stream would be.
+    pub fn open(src: Shared, first: u64) -> Result<Chained, FetchError> {
+        let first = first.max(1);
+        let (shown, digest, inner, size) = {
+            let mut s = src.lock().expect("no panics while held");
+            let inner = s.range(0, first)?;
+            (s.shown(), s.digest(), inner, s.size()?)
+        };
+        Ok(Chained {
+            src,
+            first,
+            pos: 0,
+            window_end: first.min(size),
+            size: Some(size),
+            inner: Some(inner),
+            hash: digest.map(|d| (<sha2::Sha256 as sha2::Digest>::new(), d)),
+            shown,
+            rest: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Bytes read so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Setting the flag makes the next range the rest of the bundle.
+    pub fn rest_flag(&self) -> Arc<AtomicBool> {
+        self.rest.clone()
+    }
+}
+
+impl Read for Chained {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.inner.is_none() {
+                if self.size.is_some_and(|size| self.pos >= size) {
+                    return self.finish();
+                }
+                let end = if self.pos == self.first && !self.rest.load(Ordering::Relaxed) {
+                    self.first + SECOND_WINDOW
+                } else {
+                    self.size.unwrap_or(u64::MAX)
+                };
+                let src = self.src.clone();
+                let mut s = src.lock().expect("no panics while held");
+                let r = s.range(self.pos, end).map_err(std::io::Error::other)?;
+                if self.size.is_none() {
+                    self.size = Some(s.size().map_err(std::io::Error::other)?);
+                }
+                self.window_end = end.min(self.size.unwrap_or(end));
+                self.inner = Some(r);
+            }
+            let n = self.inner.as_mut().expect("opened").read(buf)?;
+            if n == 0 {
+                self.inner = None;
+                if self.pos < self.window_end {
+                    return Err(std::io::Error::other(FetchError::Protocol {
+                        url: self.shown.clone(),
+                        message: format!(
+                            "a range ended at byte {} before its end {}",
+                            self.pos, self.window_end
+                        ),
+                    }));
+                }
+                continue;
+            }
+            if let Some((h, _)) = &mut self.hash {
+                h.update(&buf[..n]);
+            }
+            self.pos += n as u64;
+            return Ok(n);
+        }
+    }
+}
+
+/// The second window of a [`Chained`] reader.
+const SECOND_WINDOW: u64 = 1 << 20;
+
+impl Chained {
+    /// Bytes a chained reader with first window `first` has asked for by
+    /// the time it has read `pos` bytes.
+    pub fn fetched_for(pos: u64, first: u64) -> u64 {
+        if pos <= first {
+            first
+        } else if pos <= first + SECOND_WINDOW {
+            first + SECOND_WINDOW
+        } else {
+            u64::MAX
+        }
+    }
+
+    /// At the end: the transport's digest, if it has one.
+    fn finish(&mut self) -> std::io::Result<usize> {
+        use sha2::Digest;
+        if let Some((h, want)) = self.hash.take() {
+            let got = format!("sha256:{}", hex::encode(h.finalize()));
+            if got != want {
+                return Err(std::io::Error::other(FetchError::Digest {
+                    url: self.shown.clone(),
+                    what: "bundle",
+                    expected: want,
+                    actual: got,
+                }));
+            }
+        }
+        Ok(0)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -334,6 +485,9 @@ impl BundleSource for HttpSource {
             BUF,
             self.reader(0, None)?,
         )))
+    }
+    fn remote(&self) -> bool {
+        true
     }
 }
 

@@ -961,6 +961,14 @@ impl BundleSource for OciSource {
         Ok(self.blob.size)
     }
 
+    fn remote(&self) -> bool {
+        true
+    }
+
+    fn digest(&self) -> Option<String> {
+        Some(self.blob.digest.clone())
+    }
+
     fn range(&mut self, start: u64, end: u64) -> Result<Box<dyn Read + Send>, FetchError> {
         let end = end.min(self.blob.size);
         Ok(Box::new(io::BufReader::with_capacity(

@@ -8,6 +8,7 @@
 //! 4. per image: zero its first chunk, stream, hash, fsync, compare;
 //! 5. persist: target group `installed` with version and hashes.
 
+pub mod adaptive;
 pub mod pipeline;
 pub mod policy;
 
@@ -16,7 +17,7 @@ use std::io::Read;
 
 use crate::fetch::BundleSource;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::bundle::frames::FrameReader;
 use crate::bundle::keys::{KeyError, Keyring};
@@ -180,6 +181,15 @@ pub enum Progress<'a> {
         /// Bytes of all images together (uncompressed).
         total: u64,
     },
+    /// An adaptive plan for an image: bundle bytes to fetch and image
+    /// bytes to reuse from the booted slot (`full`: the whole payload).
+    Planned {
+        index: usize,
+        class: &'a SlotClass,
+        fetch: u64,
+        reuse: u64,
+        full: bool,
+    },
     Writing {
         index: usize,
         class: &'a SlotClass,
@@ -200,6 +210,8 @@ pub struct Report {
     pub version: semver::Version,
     pub bytes: u64,
     pub images: usize,
+    /// What an adaptive install fetched and reused (`None`: streamed).
+    pub transfer: Option<adaptive::Stats>,
 }
 
 /// Works out the booted slot group from the command line.
@@ -241,14 +253,6 @@ pub fn install(
         op: &mut op,
         touched: false,
     };
-    let cancel = opts.cancel.clone();
-    let open = || -> Result<Box<dyn Read + Send>, crate::fetch::FetchError> {
-        let inner = open()?.stream()?;
-        Ok(match cancel.clone() {
-            Some(flag) => Box::new(CancelReader { inner, flag }),
-            None => inner,
-        })
-    };
     let result = job.run(open, opts, boot, progress);
     let cancelled = || {
         opts.cancel
@@ -280,7 +284,7 @@ struct Job<'a, 'b> {
 impl Job<'_, '_> {
     fn run(
         &mut self,
-        open: impl FnOnce() -> Result<Box<dyn Read + Send>, crate::fetch::FetchError>,
+        open: impl FnOnce() -> Result<Box<dyn BundleSource>, crate::fetch::FetchError>,
         opts: &Options,
         mut boot: Option<&mut dyn crate::boot::Bootloader>,
         progress: &mut dyn FnMut(Progress<'_>),
@@ -309,7 +313,22 @@ impl Job<'_, '_> {
             refuse_without_fallback(self.state, booted, mark)?;
         }
         let keyring = load_keyring(&settings.keyring_dir)?;
-        let reader = open()?;
+        // A remote bundle's head is read by range, so that an adaptive plan
+        // has fetched little more than the manifest when it decides.
+        let source: crate::fetch::Shared = Arc::new(Mutex::new(open()?));
+        let remote = source.lock().expect("no panics while held").remote();
+        let mut rest = None;
+        let inner: Box<dyn Read + Send> = if remote {
+            let c = crate::fetch::Chained::open(source.clone(), adaptive::HEAD_WINDOW)?;
+            rest = Some(c.rest_flag());
+            Box::new(c)
+        } else {
+            source.lock().expect("no panics while held").stream()?
+        };
+        let reader: Box<dyn Read + Send> = match opts.cancel.clone() {
+            Some(flag) => Box::new(CancelReader { inner, flag }),
+            None => inner,
+        };
         let bundle = UnverifiedBundle::open(reader)?.verify(&keyring, settings.threshold)?;
         let manifest = bundle.manifest().clone();
         self.op.version = Some(manifest.version.clone());
@@ -420,70 +439,114 @@ impl Job<'_, '_> {
         let mut bundle = bundle;
         let mut bytes = 0;
         let mut images = Vec::new();
-        while let Some(next) = bundle.next_image()? {
-            let (index, img, payload) = (next.index, next.image, next.payload);
-            let class = img.slot_class.clone();
-            let whole = sha256_bytes(&img.sha256);
-            let verify = match next.chunks.as_ref() {
-                Some(list) => pipeline::Verify::Chunks(list),
-                None => pipeline::Verify::Whole(&whole),
+        let mut stats = None;
+        let adaptive_ok =
+            remote && settings.adaptive && manifest.images.iter().all(|i| i.cdc.is_some());
+        if adaptive_ok {
+            // The head: the chained reader's windows that held it.
+            let head_end = bundle.offset();
+            let size = source.lock().expect("no panics while held").size()?;
+            let mut total = adaptive::Stats {
+                fetched: crate::fetch::Chained::fetched_for(head_end, adaptive::HEAD_WINDOW)
+                    .min(size),
+                requests: 1 + u64::from(head_end > adaptive::HEAD_WINDOW),
+                ..Default::default()
             };
-            let writer = writers.get_mut(&class).expect("policy checked classes");
-            let mut report = |done| {
-                progress(Progress::Writing {
+            drop(bundle);
+            let r = self.adaptive(
+                &source,
+                booted,
+                target,
+                head_end,
+                &manifest,
+                &mut writers,
+                opts,
+                progress,
+            )?;
+            total += r.2;
+            bytes = r.0;
+            images = r.1;
+            stats = Some(total);
+        } else {
+            // Streaming after all: the rest of a remote bundle in one range.
+            if let Some(flag) = &rest {
+                flag.store(true, Ordering::Relaxed);
+            }
+            while let Some(next) = bundle.next_image()? {
+                let (index, img, payload) = (next.index, next.image, next.payload);
+                let class = img.slot_class.clone();
+                let whole = sha256_bytes(&img.sha256);
+                let verify = match next.chunks.as_ref() {
+                    Some(list) => pipeline::Verify::Chunks(list),
+                    None => pipeline::Verify::Whole(&whole),
+                };
+                let writer = writers.get_mut(&class).expect("policy checked classes");
+                let mut report = |done| {
+                    progress(Progress::Writing {
+                        index,
+                        class: &class,
+                        done,
+                        total: img.size,
+                    })
+                };
+                let table = next.chunks.as_ref().filter(|c| c.is_table());
+                let written = match (img.compression, img.frame_size) {
+                    _ if table.is_some() => {
+                        let t = table.expect("checked");
+                        let mut src = pipeline::PayloadChunks::new(
+                            payload,
+                            t,
+                            img.compression == Compression::Zstd,
+                        );
+                        pipeline::stream_chunks(t, &mut src, writer, img.size, &mut report)
+                    }
+                    (Compression::Zstd, Some(frame_size)) => {
+                        let mut frames = FrameReader::new(payload, frame_size, img.size);
+                        let workers = decode_workers();
+                        pipeline::stream_frames(
+                            &mut frames,
+                            writer,
+                            img.size,
+                            workers,
+                            verify,
+                            &mut report,
+                        )
+                    }
+                    _ => {
+                        let mut src = crate::bundle::decode(payload, &img).map_err(|e| {
+                            payload_error(
+                                index,
+                                &class,
+                                PipelineError::Read {
+                                    offset: 0,
+                                    source: e,
+                                },
+                            )
+                        })?;
+                        pipeline::stream_image(&mut src, writer, img.size, verify, &mut report)
+                    }
+                }
+                .map_err(|e| match e {
+                    PipelineError::Hash { expected, actual } => InstallError::HashMismatch {
+                        index,
+                        class: class.clone(),
+                        group: target,
+                        expected,
+                        actual,
+                    },
+                    e => payload_error(index, &class, e),
+                })?;
+                bytes += written.bytes;
+                progress(Progress::ImageDone {
                     index,
                     class: &class,
-                    done,
-                    total: img.size,
-                })
-            };
-            let written = match (img.compression, img.frame_size) {
-                (Compression::Zstd, Some(frame_size)) => {
-                    let mut frames = FrameReader::new(payload, frame_size, img.size);
-                    let workers = decode_workers();
-                    pipeline::stream_frames(
-                        &mut frames,
-                        writer,
-                        img.size,
-                        workers,
-                        verify,
-                        &mut report,
-                    )
-                }
-                _ => {
-                    let mut src = crate::bundle::decode(payload, &img).map_err(|e| {
-                        payload_error(
-                            index,
-                            &class,
-                            PipelineError::Read {
-                                offset: 0,
-                                source: e,
-                            },
-                        )
-                    })?;
-                    pipeline::stream_image(&mut src, writer, img.size, verify, &mut report)
-                }
+                });
+                images.push(ImageRecord {
+                    slot_class: class,
+                    size: img.size,
+                    sha256: img.sha256.clone(),
+                });
             }
-            .map_err(|e| match e {
-                PipelineError::Hash { expected, actual } => InstallError::HashMismatch {
-                    index,
-                    class: class.clone(),
-                    group: target,
-                    expected,
-                    actual,
-                },
-                e => payload_error(index, &class, e),
-            })?;
-            bytes += written.bytes;
-            progress(Progress::ImageDone {
-                index,
-                class: &class,
-            });
-            images.push(ImageRecord {
-                slot_class: class,
-                size: img.size,
-                sha256: img.sha256.clone(),
-            });
         }
 
         // Everything written, synced and verified: only now record it.
@@ -528,7 +591,149 @@ impl Job<'_, '_> {
             version: manifest.version,
             bytes,
             images: images.len(),
+            transfer: stats,
         })
+    }
+
+    /// Writes every image of a remote bundle whose images all have chunk
+    /// tables, by range: each image's table, then what the booted slot
+    /// lacks (or the whole payload, when little is there to reuse).
+    /// `head_end` is where the signatures end. Returns the bytes written,
+    /// the records and what was fetched and reused.
+    #[allow(clippy::too_many_arguments)]
+    fn adaptive(
+        &mut self,
+        source: &crate::fetch::Shared,
+        booted: SlotGroup,
+        target: SlotGroup,
+        head_end: u64,
+        manifest: &crate::bundle::manifest::Manifest,
+        writers: &mut BTreeMap<SlotClass, SlotWriter>,
+        opts: &Options,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<(u64, Vec<ImageRecord>, adaptive::Stats), InstallError> {
+        let settings = self.ctx.settings;
+        let mut stats = adaptive::Stats::default();
+        let (mut bytes, mut images) = (0, Vec::new());
+        let mut off = head_end;
+        for (index, img) in manifest.images.iter().enumerate() {
+            let class = img.slot_class.clone();
+            let (table, payload_start, next, head) =
+                adaptive::read_members(source, off, index, img)?;
+            stats.fetched += head;
+            stats.requests += 1;
+            off = next;
+            // What the booted slot holds: indexed with this image's chunking.
+            let dev = &settings
+                .slot(booted, &class)
+                .expect("validated config")
+                .device;
+            let booted_len = self
+                .state
+                .slot(booted)
+                .images
+                .iter()
+                .find(|r| r.slot_class == class)
+                .map(|r| r.size);
+            let cdc = img.cdc.as_ref().expect("checked by the caller");
+            let indexed = crate::sys::SlotReader::open(dev).and_then(|r| {
+                let len = booted_len.unwrap_or(r.len()).min(r.len());
+                let ix = adaptive::SlotIndex::build(&r, len, &cdc.params())?;
+                Ok((r, ix))
+            });
+            let (reader, index_) = match indexed {
+                Ok(v) => (Some(v.0), Some(v.1)),
+                Err(e) => {
+                    tracing::warn!(%class, "cannot read the booted slot ({e}); fetching the whole image");
+                    (None, None)
+                }
+            };
+            let plan = match &index_ {
+                Some(ix) => adaptive::plan(&table, ix),
+                None => adaptive::Plan {
+                    local: vec![None; table.len() as usize],
+                    ranges: vec![(0, img.payload_size)],
+                    fetch: img.payload_size,
+                    reuse: 0,
+                },
+            };
+            let full = reader.is_none() || plan.worse_than_full(img.payload_size);
+            progress(Progress::Planned {
+                index,
+                class: &class,
+                fetch: if full { img.payload_size } else { plan.fetch },
+                reuse: if full { 0 } else { plan.reuse },
+                full,
+            });
+            if full && reader.is_some() {
+                tracing::info!(%class, fetch = plan.fetch, payload = img.payload_size,
+                    "the booted slot has too little of this image; fetching it whole");
+            } else if !full {
+                tracing::info!(%class, fetch = plan.fetch, reuse = plan.reuse, ranges = plan.ranges.len(),
+                    "adaptive: fetching only what the booted slot lacks");
+            }
+            let writer = writers.get_mut(&class).expect("policy checked classes");
+            let mut report = |done| {
+                progress(Progress::Writing {
+                    index,
+                    class: &class,
+                    done,
+                    total: img.size,
+                })
+            };
+            let compressed = img.compression == Compression::Zstd;
+            let written = if full {
+                let r = source
+                    .lock()
+                    .expect("no panics while held")
+                    .range(payload_start, payload_start + img.payload_size)?;
+                let r: Box<dyn Read + Send> = match opts.cancel.clone() {
+                    Some(flag) => Box::new(CancelReader { inner: r, flag }),
+                    None => r,
+                };
+                stats.fetched += img.payload_size;
+                stats.requests += 1;
+                stats.full = true;
+                let mut src = pipeline::PayloadChunks::new(r, &table, compressed);
+                pipeline::stream_chunks(&table, &mut src, writer, img.size, &mut report)
+            } else {
+                let mut src = adaptive::Adaptive::new(
+                    &table,
+                    &plan,
+                    reader.as_ref().expect("not full"),
+                    source.clone(),
+                    payload_start,
+                    compressed,
+                    opts.cancel.clone(),
+                );
+                let w = pipeline::stream_chunks(&table, &mut src, writer, img.size, &mut report);
+                stats += src.stats;
+                w
+            }
+            .map_err(|e| match e {
+                PipelineError::Hash { expected, actual } => InstallError::HashMismatch {
+                    index,
+                    class: class.clone(),
+                    group: target,
+                    expected,
+                    actual,
+                },
+                e => payload_error(index, &class, e),
+            })?;
+            bytes += written.bytes;
+            progress(Progress::ImageDone {
+                index,
+                class: &class,
+            });
+            images.push(ImageRecord {
+                slot_class: class,
+                size: img.size,
+                sha256: img.sha256.clone(),
+            });
+        }
+        stats.fetched += adaptive::check_end(source, off)?;
+        stats.requests += 1;
+        Ok((bytes, images, stats))
     }
 
     /// Records a failed job; the target stays invalid if writing had begun.
@@ -717,6 +922,25 @@ impl Tracker {
                     format!("verified {version} ({signers} trusted signature(s)); writing slot group {target}"),
                 )
             }
+            Progress::Planned {
+                index,
+                class,
+                fetch,
+                reuse,
+                full,
+            } => Snapshot::new(
+                self.percent(self.done_before),
+                "planned",
+                if full {
+                    format!("image {index} ({class}): fetching all {} KiB", fetch >> 10)
+                } else {
+                    format!(
+                        "image {index} ({class}): fetching {} KiB, reusing {} KiB from the booted slot",
+                        fetch >> 10,
+                        reuse >> 10
+                    )
+                },
+            ),
             Progress::Writing {
                 index,
                 class,
@@ -781,6 +1005,7 @@ mod verity_tests {
                     payload_size: 8192,
                     frame_size: None,
                     chunks: None,
+                    cdc: None,
                     verity: v.clone(),
                 })
                 .collect(),

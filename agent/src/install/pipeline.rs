@@ -13,6 +13,7 @@ use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use sha2::{Digest, Sha256};
+use zstd::zstd_safe;
 
 use crate::bundle::chunks::{ChunkCheck, ChunkList, ChunkMismatch};
 use crate::bundle::frames::{self, Frame, FrameReader};
@@ -118,6 +119,135 @@ pub fn stream_frames<R: Read>(
             split_stage(frames, free, inputs_rx, &jobs, progress)
         })
     })
+}
+
+/// Where the bytes of one chunk of a content-defined image come from; the
+/// pipeline asks for the chunks in order.
+pub trait ChunkSource {
+    /// Fills `out` (exactly chunk `i`'s length) with chunk `i`. What it
+    /// returns is checked against the table before it is written.
+    fn fill(&mut self, i: u64, out: &mut [u8]) -> Result<(), PipelineError>;
+}
+
+/// Streams a content-defined image: the buffers are filled with whole
+/// chunks only, in order, so every chunk is checked against the table
+/// before any byte of it is written, wherever it came from (the bundle's
+/// payload, the booted slot).
+pub fn stream_chunks(
+    table: &ChunkList,
+    source: &mut dyn ChunkSource,
+    slot: &mut SlotWriter,
+    expected: u64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Written, PipelineError> {
+    assert!(table.is_table(), "a content-defined chunk table");
+    run(
+        slot,
+        expected,
+        1,
+        Verify::Chunks(table),
+        |free, mut lanes| {
+            let lane = lanes.pop().expect("one lane");
+            let mut total = 0u64;
+            let mut chunk = 0u64;
+            while chunk < table.len() {
+                let Ok(mut buf) = free.recv() else {
+                    return Ok(total); // the writer stopped; the caller says why
+                };
+                let mut filled = 0usize;
+                while chunk < table.len() {
+                    let (a, b) = table.span(chunk);
+                    let len = (b - a) as usize;
+                    if filled + len > CHUNK {
+                        break;
+                    }
+                    if let Err(e) = source.fill(chunk, &mut buf.bytes_mut()[filled..filled + len]) {
+                        let _ = lane.send(Err(e));
+                        return Ok(total);
+                    }
+                    filled += len;
+                    chunk += 1;
+                }
+                total += filled as u64;
+                progress(total);
+                if lane.send(Ok((buf, filled))).is_err() {
+                    return Ok(total);
+                }
+            }
+            Ok(total)
+        },
+    )
+}
+
+/// Chunks read in order from a content-defined image's payload: each is
+/// one zstd frame (decoded in one call into the write buffer), or stored
+/// as it is.
+pub struct PayloadChunks<'a, R> {
+    pub payload: R,
+    pub table: &'a ChunkList,
+    pub compressed: bool,
+    input: Vec<u8>,
+    dctx: zstd_safe::DCtx<'static>,
+}
+
+impl<'a, R: Read> PayloadChunks<'a, R> {
+    pub fn new(payload: R, table: &'a ChunkList, compressed: bool) -> Self {
+        PayloadChunks {
+            payload,
+            table,
+            compressed,
+            input: Vec::new(),
+            dctx: frames::context(),
+        }
+    }
+}
+
+/// Decodes chunk `i`'s stored frame `input` into `out` (exactly its length).
+pub fn decode_chunk(
+    dctx: &mut zstd_safe::DCtx<'static>,
+    i: u64,
+    input: &[u8],
+    out: &mut [u8],
+) -> io::Result<()> {
+    let bad = |what: String| io::Error::other(format!("chunk {i}: {what}"));
+    match zstd_safe::find_frame_compressed_size(input) {
+        Ok(n) if n == input.len() => {}
+        Ok(n) => {
+            return Err(bad(format!(
+                "its {} stored bytes are not one zstd frame ({n} are)",
+                input.len()
+            )))
+        }
+        Err(code) => return Err(bad(zstd_safe::get_error_name(code).to_string())),
+    }
+    let n = dctx.decompress(out, input).map_err(|code| {
+        bad(format!(
+            "{} (it must decode to exactly {} bytes)",
+            zstd_safe::get_error_name(code),
+            out.len()
+        ))
+    })?;
+    if n != out.len() {
+        return Err(bad(format!(
+            "decodes to {n} bytes; the chunk table says {}",
+            out.len()
+        )));
+    }
+    Ok(())
+}
+
+impl<R: Read> ChunkSource for PayloadChunks<'_, R> {
+    fn fill(&mut self, i: u64, out: &mut [u8]) -> Result<(), PipelineError> {
+        let offset = self.table.span(i).0;
+        let read_err = |source| PipelineError::Read { offset, source };
+        if !self.compressed {
+            return self.payload.read_exact(out).map_err(read_err);
+        }
+        let (a, b) = self.table.stored_span(i);
+        self.input.resize((b - a) as usize, 0);
+        self.payload.read_exact(&mut self.input).map_err(read_err)?;
+        decode_chunk(&mut self.dctx, i, &self.input, out).map_err(read_err)
+    }
 }
 
 /// Runs the hash and write stages on their own threads while `feed` fills

@@ -156,6 +156,7 @@ mod tests {
                     payload_size: *size,
                     frame_size: None,
                     chunks: None,
+                    cdc: None,
                     verity: None,
                 })
                 .collect(),

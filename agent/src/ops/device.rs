@@ -137,8 +137,19 @@ pub fn describe_install(r: &install::Report) -> String {
             r.target
         ),
     };
+    let transfer = match &r.transfer {
+        Some(t) if t.full => format!(
+            "; fetched {} bytes in {} request(s): nothing to reuse",
+            t.fetched, t.requests
+        ),
+        Some(t) => format!(
+            "; fetched {} bytes in {} request(s), reused {} bytes from the booted slot",
+            t.fetched, t.requests, t.reused
+        ),
+        None => String::new(),
+    };
     format!(
-        "installed {} into slot group {} ({} image(s), {} bytes); {armed}",
+        "installed {} into slot group {} ({} image(s), {} bytes{transfer}); {armed}",
         r.version, r.target, r.images, r.bytes
     )
 }

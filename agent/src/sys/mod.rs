@@ -215,6 +215,99 @@ pub fn protected_devices(booted: &[PathBuf]) -> Vec<(u64, String)> {
     out
 }
 
+/// Reads a slot (the booted one, for an adaptive update) without writing
+/// or claiming it: read-only, positioned reads, a regular file or a block
+/// device only (never a FIFO or a character device).
+pub struct SlotReader {
+    device: PathBuf,
+    file: File,
+    len: u64,
+}
+
+impl SlotReader {
+    pub fn open(device: &Path) -> Result<SlotReader, SysError> {
+        let err = |what, source| SysError::Io {
+            device: device.to_path_buf(),
+            what,
+            source,
+        };
+        let file = open_regular_or_block(device).map_err(|e| match e {
+            OpenRegularError::Kind(kind) => SysError::Kind {
+                device: device.to_path_buf(),
+                kind,
+            },
+            OpenRegularError::Io(e) => err("open", e),
+        })?;
+        let mut f = &file;
+        let len = f.seek(SeekFrom::End(0)).map_err(|e| err("size", e))?;
+        Ok(SlotReader {
+            device: device.to_path_buf(),
+            file,
+            len,
+        })
+    }
+
+    /// The device's (or file's) length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn device(&self) -> &Path {
+        &self.device
+    }
+
+    /// Fills `buf` from `offset`; short only at the end.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, SysError> {
+        use std::os::unix::fs::FileExt;
+        let mut n = 0;
+        while n < buf.len() {
+            match self.file.read_at(&mut buf[n..], offset + n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(SysError::Io {
+                        device: self.device.clone(),
+                        what: "read",
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Reads `len` bytes from `offset` as a stream.
+    pub fn stream(&self, offset: u64, len: u64) -> impl Read + '_ {
+        struct At<'a> {
+            r: &'a SlotReader,
+            pos: u64,
+            end: u64,
+        }
+        impl Read for At<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let want = buf.len().min((self.end - self.pos) as usize);
+                let n = self
+                    .r
+                    .read_at(self.pos, &mut buf[..want])
+                    .map_err(io::Error::other)?;
+                self.pos += n as u64;
+                Ok(n)
+            }
+        }
+        let end = offset.saturating_add(len).min(self.len);
+        At {
+            r: self,
+            pos: offset.min(end),
+            end,
+        }
+    }
+}
+
 /// An open slot, ready for positioned writes.
 pub struct SlotWriter {
     device: PathBuf,
@@ -459,8 +552,25 @@ fn kind_of(t: std::fs::FileType) -> Option<&'static str> {
 /// and a FIFO does not block), then the same inode is opened through
 /// `/proc/self/fd`. With `follow == false` a symlink is refused too.
 pub fn open_regular(path: &Path, follow: bool) -> Result<File, OpenRegularError> {
+    open_checked(path, follow, false)
+}
+
+/// [`open_regular`], a block device allowed too (read-only; following
+/// links, as `/dev/disk/by-partlabel/…` are).
+pub fn open_regular_or_block(path: &Path) -> Result<File, OpenRegularError> {
+    open_checked(path, true, true)
+}
+
+fn open_checked(path: &Path, follow: bool, block: bool) -> Result<File, OpenRegularError> {
     use std::os::unix::fs::MetadataExt;
     use std::os::unix::io::AsRawFd;
+    let kind_of = |t: std::fs::FileType| {
+        if block && t.is_block_device() {
+            None
+        } else {
+            kind_of(t)
+        }
+    };
     let flags = libc::O_PATH | if follow { 0 } else { libc::O_NOFOLLOW };
     let handle = OpenOptions::new()
         .read(true)

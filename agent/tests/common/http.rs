@@ -9,6 +9,9 @@ use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub enum Fault {
+    /// Serve this request normally (e.g. an install's first range, the
+    /// bundle's head).
+    Pass,
     /// Send the full headers, then only this many body bytes, then close.
     DropAfter(usize),
     /// Send this many body bytes, then go silent for the duration, then close.
@@ -32,6 +35,8 @@ pub enum Fault {
 pub struct Log {
     /// The Range header of each request ("" when absent).
     pub ranges: Vec<String>,
+    /// Body bytes sent (whole answers; a fault's cut is not subtracted).
+    pub sent: u64,
 }
 
 pub struct Server {
@@ -161,7 +166,10 @@ fn handle(
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
-        _ => conn.write_all(part)?,
+        _ => {
+            log.lock().unwrap().sent += part.len() as u64;
+            conn.write_all(part)?
+        }
     }
     Ok(())
 }

@@ -33,6 +33,8 @@ pub struct Fx {
     pub classes: Vec<String>,
     /// Appended as a local drop-in (etc/tandem/conf.d).
     pub extra_config: String,
+    /// Bundles made with content-defined chunks instead of fixed ones.
+    pub cdc: Option<tandem::bundle::cdc::Params>,
     /// Appended to the image's drop-in (usr/lib/tandem/conf.d): what only
     /// the image may set (keyring, image version and epoch, verity policy).
     pub extra_image_config: String,
@@ -86,6 +88,7 @@ impl Fx {
             other_key,
             classes: classes.iter().map(|s| s.to_string()).collect(),
             extra_config: String::new(),
+            cdc: None,
             extra_image_config: String::new(),
         }
     }
@@ -213,8 +216,9 @@ impl Fx {
                 slot_class: SlotClass::new(class).unwrap(),
                 path: self.write_image(&format!("{name}.{i}.img"), data),
                 compression: *compression,
-                frame_size: Some(TEST_FRAME_SIZE),
-                chunk_size: Some(TEST_CHUNK_SIZE),
+                frame_size: Some(TEST_FRAME_SIZE).filter(|_| self.cdc.is_none()),
+                chunk_size: Some(TEST_CHUNK_SIZE).filter(|_| self.cdc.is_none()),
+                cdc: self.cdc,
                 verity: None,
             })
             .collect();
@@ -293,6 +297,7 @@ pub fn manifest_for(version: &str, images: &[(&str, &[u8])]) -> Manifest {
                 payload_size: d.len() as u64,
                 frame_size: None,
                 chunks: None,
+                cdc: None,
                 verity: None,
             })
             .collect(),

@@ -1,0 +1,257 @@
+//! Content-defined chunk tables: full installs that check every chunk
+//! before writing it, and adaptive installs that take what the booted slot
+//! already has and fetch the rest by byte range (file and HTTP sources).
+
+mod common;
+
+use common::*;
+use tandem::bundle::manifest::Compression;
+use tandem::bundle::UnverifiedBundle;
+use tandem::slot::SlotGroup;
+
+/// An image like a filesystem: runs of distinct data, zeros, repeats.
+fn fs_image(len: usize, seed: u8) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    let mut s = u64::from(seed) * 0x9e37_79b9 + 1;
+    while v.len() < len {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let run = 4096 * (1 + (s % 16) as usize);
+        if s % 5 == 0 {
+            v.extend(std::iter::repeat_n(0u8, run));
+        } else {
+            let mut t = s;
+            v.extend((0..run).map(|_| {
+                t ^= t << 13;
+                t ^= t >> 7;
+                t ^= t << 17;
+                // Compressible, like text and code.
+                b"abcdefghij"[(t % 10) as usize]
+            }));
+        }
+    }
+    v.truncate(len);
+    v
+}
+
+fn cdc_fx() -> Fx {
+    let mut fx = Fx::new(&["rootfs"]);
+    fx.cdc = Some(tandem::bundle::cdc::DEFAULT);
+    fx
+}
+
+#[test]
+fn a_cdc_bundle_installs_and_every_chunk_is_checked() {
+    for compression in [Compression::Zstd, Compression::None] {
+        let fx = cdc_fx();
+        let img = fs_image(3 << 20, 1);
+        let b = fx.bundle("u.tnd", "1.1.0", &[("rootfs", &img, compression)]);
+        let m = UnverifiedBundle::open(std::fs::File::open(&b).unwrap())
+            .unwrap()
+            .manifest()
+            .clone();
+        let c = m.images[0].cdc.as_ref().expect("a chunk table");
+        assert!(c.count > 100, "{c:?}");
+        assert!(m.images[0].frame_size.is_none() && m.images[0].chunks.is_none());
+        fx.install(&b).unwrap();
+        assert!(
+            fx.slot(SlotGroup::B, "rootfs")[..img.len()] == img[..],
+            "{compression:?}"
+        );
+    }
+}
+
+#[test]
+fn a_tampered_chunk_is_refused_before_it_is_written() {
+    let fx = cdc_fx();
+    let img = fs_image(2 << 20, 2);
+    let b = fx.bundle("u.tnd", "1.1.0", &[("rootfs", &img, Compression::None)]);
+    let mut data = std::fs::read(&b).unwrap();
+    // A byte in the middle of the payload (uncompressed: image bytes).
+    let at = data.len() / 2;
+    data[at] ^= 0x20;
+    std::fs::write(&b, &data).unwrap();
+    let before = fx.slot(SlotGroup::B, "rootfs");
+    let e = fx.install(&b).unwrap_err().to_string();
+    assert!(e.contains("does not match the chunk index"), "{e}");
+    let after = fx.slot(SlotGroup::B, "rootfs");
+    // Only whole verified chunks before the bad one were written; the
+    // header region (first 128 KiB) was zeroed, nothing past the chunk.
+    let changed_end = after
+        .iter()
+        .zip(&before)
+        .rposition(|(a, b)| a != b)
+        .unwrap_or(0);
+    assert!(
+        changed_end < at,
+        "bytes at or after the tampered chunk were written"
+    );
+}
+
+use common::http::serve;
+use tandem::install::{adaptive, Options};
+
+/// v2 from v1: some blocks rewritten, a run inserted (everything after it
+/// shifts, as when a file grows in a rebuilt filesystem), a tail appended.
+fn v2_of(v1: &[u8]) -> Vec<u8> {
+    let mut v2 = v1.to_vec();
+    for at in [100_000usize, 900_000, 1_700_000] {
+        v2[at..at + 4096].fill(0x5a);
+    }
+    v2.splice(1_200_000..1_200_000, fs_image(40_000, 99));
+    v2.truncate(v1.len());
+    v2
+}
+
+/// A device booted from `booted` in slot a, a bundle of `new` on HTTP.
+fn serve_update(booted: &[u8], new: &[u8]) -> (Fx, common::http::Server, u64) {
+    let mut fx = cdc_fx();
+    fx.extra_config = "[http]\nstall_timeout_secs = 2\nretries = 1\n".into();
+    let mut slot = booted.to_vec();
+    slot.resize(SLOT_SIZE as usize, 0);
+    std::fs::write(fx.path("rootfs-a.img"), slot).unwrap();
+    let b = fx.bundle("u.tnd", "1.1.0", &[("rootfs", new, Compression::Zstd)]);
+    let bytes = std::fs::read(b).unwrap();
+    let len = bytes.len() as u64;
+    (fx, serve(bytes, vec![]), len)
+}
+
+fn install(fx: &Fx, url: &str) -> Result<tandem::install::Report, tandem::ops::Error> {
+    tandem::ops::install(&fx.settings(), url, &Options::default(), &mut |_| {})
+}
+
+#[test]
+fn only_what_the_booted_slot_lacks_is_fetched() {
+    let v1 = fs_image(3 << 20, 7);
+    let v2 = v2_of(&v1);
+    let (fx, s, bundle_len) = serve_update(&v1, &v2);
+    let r = install(&fx, &s.url).unwrap();
+    assert!(fx.slot(SlotGroup::B, "rootfs")[..v2.len()] == v2[..]);
+    let t = r.transfer.expect("an adaptive install");
+    let sent = s.log.lock().unwrap().sent;
+    assert!(!t.full, "{t:?}");
+    assert!(t.reused > 2 * (v2.len() as u64) / 3, "{t:?}");
+    // The server sent what the install says it fetched, and far less than
+    // the bundle.
+    assert!(
+        sent <= t.fetched,
+        "server sent {sent}, install counted {t:?}"
+    );
+    assert!(sent < bundle_len / 4, "sent {sent} of {bundle_len}");
+    let ranges = s.log.lock().unwrap().ranges.clone();
+    assert_eq!(ranges.len() as u64, t.requests, "{ranges:?}");
+    assert!(ranges.iter().all(|r| r.starts_with("bytes=")), "{ranges:?}");
+    assert!(ranges.len() < 30, "coalesced: {ranges:?}");
+}
+
+#[test]
+fn reinstalling_what_runs_fetches_almost_nothing() {
+    let v1 = fs_image(3 << 20, 8);
+    let (fx, s, bundle_len) = serve_update(&v1, &v1);
+    let r = install(&fx, &s.url).unwrap();
+    assert!(fx.slot(SlotGroup::B, "rootfs")[..v1.len()] == v1[..]);
+    let t = r.transfer.unwrap();
+    // All but the last chunk: with no record of the booted image's size,
+    // the booted slot is cut to its end, so its last chunk runs on into
+    // the slot's padding.
+    assert!(t.reused >= v1.len() as u64 - (64 << 10), "{t:?}");
+    let sent = s.log.lock().unwrap().sent;
+    // The head, the chunk table, the end: no payload.
+    assert!(sent < bundle_len / 20, "sent {sent} of {bundle_len}: {t:?}");
+}
+
+#[test]
+fn nothing_to_reuse_falls_back_to_the_whole_payload() {
+    let v1 = fs_image(3 << 20, 9);
+    let other = fs_image(3 << 20, 10);
+    let (fx, s, bundle_len) = serve_update(&other, &v1);
+    let r = install(&fx, &s.url).unwrap();
+    assert!(fx.slot(SlotGroup::B, "rootfs")[..v1.len()] == v1[..]);
+    let t = r.transfer.unwrap();
+    assert!(t.full, "{t:?}");
+    let sent = s.log.lock().unwrap().sent;
+    assert!(
+        sent <= bundle_len + (64 << 10),
+        "never more than the bundle and a head: {sent} of {bundle_len}"
+    );
+}
+
+#[test]
+fn a_tampered_range_is_refused_and_nothing_is_armed() {
+    let v1 = fs_image(3 << 20, 11);
+    let v2 = v2_of(&v1);
+    let mut fx = cdc_fx();
+    let mut slot = v1.clone();
+    slot.resize(SLOT_SIZE as usize, 0);
+    std::fs::write(fx.path("rootfs-a.img"), slot).unwrap();
+    fx.extra_config = "[http]\nretries = 0\n".into();
+    let b = fx.bundle("u.tnd", "1.1.0", &[("rootfs", &v2, Compression::None)]);
+    let mut bytes = std::fs::read(&b).unwrap();
+    // Uncompressed: flip a byte of the inserted (fetched) run.
+    let needle = &v2[1_200_000 + 20_000..1_200_000 + 20_064];
+    let at = bytes.windows(64).position(|w| w == needle).unwrap();
+    bytes[at + 10] ^= 1;
+    let s = serve(bytes, vec![]);
+    let e = install(&fx, &s.url).unwrap_err();
+    assert_eq!(e.exit_code(), 4, "{e}");
+    assert!(
+        e.to_string().contains("does not match the chunk index"),
+        "{e}"
+    );
+    let st = fx.state();
+    assert!(st.slots[&SlotGroup::B].version.is_none() && !st.slots[&SlotGroup::B].armed);
+}
+
+/// The booted slot changed after it was indexed (or the index lied): the
+/// chunk read from it does not match, so it is fetched instead, and the
+/// slot still gets exactly the image.
+#[test]
+fn a_booted_chunk_that_does_not_match_is_fetched_instead() {
+    use tandem::bundle::cdc;
+    use tandem::install::pipeline;
+    let d = tempfile::tempdir().unwrap();
+    let img = fs_image(1 << 20, 12);
+    // The payload: raw chunks; the table says where each is.
+    let mut payload = Vec::new();
+    let c = cdc::compress(&mut &img[..], &mut payload, &cdc::DEFAULT, None, 1).unwrap();
+    let table = tandem::bundle::chunks::ChunkList::table_of(&c.entries, cdc::DEFAULT.max).unwrap();
+    // A "booted slot" holding the image, but with one chunk damaged (one
+    // whose content appears nowhere else).
+    let unique = (0..table.len())
+        .find(|&i| {
+            (0..table.len())
+                .filter(|&j| table.hash(j) == table.hash(i))
+                .count()
+                == 1
+        })
+        .unwrap();
+    let mut booted = img.clone();
+    let (a, _) = table.span(unique);
+    booted[a as usize + 5] ^= 0xff;
+    std::fs::write(d.path().join("booted"), &booted).unwrap();
+    let reader = tandem::sys::SlotReader::open(&d.path().join("booted")).unwrap();
+    // An index that claims every chunk is where it is in the image.
+    let ix = adaptive::SlotIndex::of((0..table.len()).map(|i| {
+        let (a, b) = table.span(i);
+        (table.hash(i).try_into().unwrap(), a, (b - a) as u32)
+    }));
+    let plan = adaptive::plan(&table, &ix);
+    assert!(plan.ranges.is_empty() && plan.reuse == img.len() as u64);
+    let p = d.path().join("payload");
+    std::fs::write(&p, &payload).unwrap();
+    let src: tandem::fetch::Shared = std::sync::Arc::new(std::sync::Mutex::new(Box::new(
+        tandem::fetch::FileSource::new(std::fs::File::open(&p).unwrap(), "payload"),
+    )));
+    let mut chunks = adaptive::Adaptive::new(&table, &plan, &reader, src, 0, false, None);
+    let slot = d.path().join("slot");
+    std::fs::write(&slot, vec![0u8; 2 << 20]).unwrap();
+    let mut w = tandem::sys::SlotWriter::open(&slot, None).unwrap();
+    pipeline::stream_chunks(&table, &mut chunks, &mut w, img.len() as u64, &mut |_| {}).unwrap();
+    assert!(std::fs::read(&slot).unwrap()[..img.len()] == img[..]);
+    assert_eq!(chunks.stats.requests, 1, "one chunk fetched");
+    assert_eq!(
+        chunks.stats.reused,
+        img.len() as u64 - (table.span(unique).1 - a)
+    );
+}
