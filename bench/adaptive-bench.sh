@@ -18,14 +18,15 @@
 #
 # Usage (as root or not): bench/adaptive-bench.sh
 # Environment: IMAGES=work-out/adaptive (built if missing), WORKDIR (scratch,
-# default mktemp -d), DELTA_LEVEL=19, KEEP=1 keeps WORKDIR.
+# default mktemp -d), DELTA_LEVEL=12 (19 is a little smaller and minutes
+# slower), KEEP=1 keeps WORKDIR.
 # Prints numbers; it does not judge them. Exit 1 if an install failed or a
 # slot is not the image byte for byte.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
 IMAGES=$(realpath -m "${IMAGES:-work-out/adaptive}")
-DELTA_LEVEL=${DELTA_LEVEL:-19}
+DELTA_LEVEL=${DELTA_LEVEL:-12}
 W=${WORKDIR:-$(mktemp -d /var/tmp/adaptive-bench.XXXXXX)}
 mkdir -p "$W"
 SERVER=""
@@ -36,7 +37,7 @@ cleanup() {
 trap cleanup EXIT
 
 [[ -f $IMAGES/large/bench-large-2.0.0.rootfs.img ]] || bench/adaptive-images.sh "$IMAGES"
-cargo build --release --locked -q -p tandem --example chunkstat
+cargo build --release --locked -q -p tandem --bin tandem --example chunkstat
 T=$PWD/target/release/tandem
 CHUNKSTAT=$PWD/target/release/examples/chunkstat
 img() { echo "$IMAGES/$1/bench-$1-$2.rootfs.img"; }
@@ -63,7 +64,7 @@ pad "$(img security 1.1.0)" "$W/security-1g.img" 1G
 bundle security-1g 1.1.0 "$W/security-1g.img"
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-python3 bench/range-server.py "$W/www" "$PORT" "$W/requests.log" &
+python3 bench/range-server.py "$W/www" "$PORT" "$W/requests.log" 2>/dev/null &
 SERVER=$!
 for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT))" 2>/dev/null && break; sleep 0.1; done
 
@@ -75,16 +76,20 @@ device() { # DIR BOOTED SIZE
     echo "tandem.slot=a" > "$d/cmdline"
     pad "$2" "$d/a.img" "$3"
     truncate -s "$3" "$d/b.img"
-    cat > "$d/tandem.toml" <<EOF
+    # What the image ships (trust, version) and what /etc adds.
+    mkdir -p "$d/root/usr/lib/tandem/conf.d" "$d/root/etc/tandem"
+    cat > "$d/root/usr/lib/tandem/conf.d/00-bench.toml" <<EOF
 compatible = "tandem-bench-x86_64"
 [keyring]
 directory = "$d/keys"
+[image]
+version = "1.0.0"
+EOF
+    cat > "$d/root/etc/tandem/tandem.toml" <<EOF
 [state]
 directory = "$d/state"
 [boot]
 cmdline = "$d/cmdline"
-[image]
-version = "1.0.0"
 [slots.a.rootfs]
 device = "$d/a.img"
 [slots.b.rootfs]
@@ -102,7 +107,7 @@ run_case() { # NAME BOOTED NEW_IMAGE BUNDLE FLAGS
     : > "$W/requests.log"
     local t0 t1
     t0=$(date +%s.%N)
-    if ! TANDEM_LOG=warn /usr/bin/time -f '%M' -o "$d/rss" "$T" --config "$d/tandem.toml" --direct \
+    if ! TANDEM_LOG=warn /usr/bin/time -f '%M' -o "$d/rss" "$T" --root "$d/root" --direct \
         install $flags "http://127.0.0.1:$PORT/$b.tnd" >"$d/out" 2>"$d/err"; then
         echo "$name: install failed: $(tail -3 "$d/err")"; fail=1; return
     fi
@@ -116,8 +121,11 @@ run_case() { # NAME BOOTED NEW_IMAGE BUNDLE FLAGS
     blen=$(stat -c %s "$W/www/$b.tnd")
     rss=$(( $(cat "$d/rss") / 1024 ))
     floor=$("$CHUNKSTAT" --floor "$booted" "$new")
-    zstd -q -f "-$DELTA_LEVEL" --long=31 --patch-from="$booted" "$new" -o "$W/delta.zst" 2>/dev/null || true
-    delta=$(stat -c %s "$W/delta.zst" 2>/dev/null || echo 0)
+    delta=0
+    if [[ $name != same && $name != rss-1g ]]; then
+        zstd -q -f "-$DELTA_LEVEL" --long=31 --patch-from="$booted" "$new" -o "$W/delta.zst" 2>/dev/null &&
+            delta=$(stat -c %s "$W/delta.zst")
+    fi
     awk -v n="$name" -v b="$blen" -v f="$fetched" -v r="$reqs" -v t="$(echo "$t1 - $t0" | bc)" \
         -v m="$rss" -v fl="$floor" -v de="$delta" 'BEGIN {
         printf "%-9s %11d %11d %6.2f%% %5d %7.1f %8d %11d %7s %11d %7s\n", n, b, f, 100*f/b, r, t, m, fl,

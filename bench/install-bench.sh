@@ -38,7 +38,7 @@ RSS_LIMIT_MIB=16   # and peak RSS at most this
 
 W=""               # work directory
 LOOPDEV=""         # slot b
-HTTP_PID=""        # python3 -m http.server
+HTTP_PID=""        # bench/range-server.py
 HTTP_PORT=""
 TANDEM=${TANDEM:-}
 
@@ -223,7 +223,8 @@ start_http() {
     local try port
     for try in 1 2 3 4 5 6 7 8 9 10; do
         port=$((18080 + RANDOM % 1000))
-        python3 -m http.server --bind 127.0.0.1 "$port" --directory "$W" \
+        # Range-capable (an install reads a remote bundle's head by range).
+        python3 "$SCRIPT_DIR/range-server.py" "$W" "$port" "$W/logs/requests.log" \
             >"$W/logs/http.log" 2>&1 &
         HTTP_PID=$!
         for _ in $(seq 50); do

@@ -143,6 +143,7 @@ impl Control<'_> {
             },
             error,
             checks,
+            transfer: None,
         });
         store.save(state)?;
         Ok(())

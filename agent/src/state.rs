@@ -159,6 +159,9 @@ pub struct Operation {
     /// Health check results of a boot check.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<crate::health::CheckResult>,
+    /// What an adaptive install fetched and reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<crate::install::adaptive::Stats>,
 }
 
 impl Default for State {

@@ -255,3 +255,39 @@ fn a_booted_chunk_that_does_not_match_is_fetched_instead() {
         img.len() as u64 - (table.span(unique).1 - a)
     );
 }
+
+/// `tandem bundle diff OLD NEW`: what a device on OLD would fetch.
+#[test]
+fn bundle_diff_says_what_a_device_would_fetch() {
+    let fx = cdc_fx();
+    let v1 = fs_image(3 << 20, 13);
+    let v2 = v2_of(&v1);
+    let old = fx.bundle("old.tnd", "1.0.0", &[("rootfs", &v1, Compression::Zstd)]);
+    let new = fx.bundle("new.tnd", "1.1.0", &[("rootfs", &v2, Compression::Zstd)]);
+    let raw = fx.write_image("v1.img", &v1);
+    let run = |old: &std::path::Path| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["bundle", "diff"])
+            .arg(old)
+            .arg(&new)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    for out in [run(&old), run(&raw)] {
+        let pct: f64 = out
+            .rsplit_once(" bytes (")
+            .and_then(|(_, r)| r.split_once(" %"))
+            .and_then(|(p, _)| p.parse().ok())
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(pct > 0.0 && pct < 25.0, "{out}");
+        assert!(
+            out.contains("image 0 (rootfs):") && out.contains("reuse"),
+            "{out}"
+        );
+    }
+    // Against itself: only the head and the table.
+    let same = run(&new);
+    assert!(same.contains("in 0 range(s)"), "{same}");
+}

@@ -66,6 +66,7 @@ fn status_json_v1() {
         result: OperationResult::Succeeded,
         error: None,
         checks: vec![],
+        transfer: None,
     });
     let seen = |lock_held| Observed {
         booted: Some(SlotGroup::A),

@@ -50,7 +50,8 @@ fn serve_one(mut c: TcpStream, root: &Path) -> std::io::Result<()> {
     let mut r = BufReader::new(c.try_clone()?);
     let mut first = String::new();
     r.read_line(&mut first)?;
-    let mut range_start = 0u64;
+    // bytes=START- or bytes=START-LAST (single ranges only).
+    let mut range: Option<(u64, Option<u64>)> = None;
     loop {
         let mut h = String::new();
         if r.read_line(&mut h)? == 0 || h.trim().is_empty() {
@@ -58,12 +59,11 @@ fn serve_one(mut c: TcpStream, root: &Path) -> std::io::Result<()> {
         }
         if let Some((k, v)) = h.split_once(':') {
             if k.eq_ignore_ascii_case("range") {
-                range_start = v
+                range = v
                     .trim()
                     .strip_prefix("bytes=")
-                    .and_then(|s| s.strip_suffix('-'))
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
+                    .and_then(|s| s.split_once('-'))
+                    .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok())));
             }
         }
     }
@@ -80,16 +80,18 @@ fn serve_one(mut c: TcpStream, root: &Path) -> std::io::Result<()> {
     };
     let mut f = std::fs::File::open(&file)?;
     let len = f.metadata()?.len();
-    let start = range_start.min(len);
-    if start > 0 {
+    if let Some((start, last)) = range.filter(|(a, _)| *a < len) {
         use std::io::Seek;
+        let end = last.map_or(len, |l| (l + 1).min(len)).max(start);
         f.seek(std::io::SeekFrom::Start(start))?;
         write!(
             c,
             "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{len}\r\nConnection: close\r\n\r\n",
-            len - start,
-            len.saturating_sub(1)
+            end - start,
+            end.saturating_sub(1)
         )?;
+        std::io::copy(&mut f.take(end - start), &mut c)?;
+        return Ok(());
     } else {
         write!(
             c,

@@ -56,6 +56,9 @@ pub(super) enum BundleCmd {
         #[arg(long)]
         ca_file: Option<PathBuf>,
     },
+    /// What a device running OLD (a bundle or a slot image) would fetch
+    /// of NEW in an adaptive install (signatures not checked)
+    Diff { old: PathBuf, new: PathBuf },
     /// Print the manifest and signer key ids (not verified)
     Info {
         bundle: String,
@@ -159,6 +162,7 @@ pub(super) fn run(
             verify(&bundle, &ring, threshold, &net)
         }
         BundleCmd::Info { bundle, json } => info(&bundle, json, &Net::load(load)),
+        BundleCmd::Diff { old, new } => diff(&old, &new),
         BundleCmd::Push {
             bundle,
             reference,
@@ -408,6 +412,105 @@ fn push(bundle: &Path, reference: &str, plain_http: bool, net: &Net) -> Result<(
         p.size,
         p.blob_digest,
         m.compatible
+    );
+    Ok(())
+}
+
+fn diff(old: &Path, new: &Path) -> Result<(), Error> {
+    use crate::install::adaptive::{self, SlotIndex};
+    let open = |p: &Path| {
+        std::fs::File::open(p).map_err(|e| Error::Other(format!("{}: {e}", p.display())))
+    };
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e: std::io::Error| Error::Other(format!("{}: {e}", p.display()))
+    };
+    let new_len = open(new)?.metadata().map_err(io(new))?.len();
+    let nb = UnverifiedBundle::open(std::io::BufReader::new(open(new)?))?;
+    let head = nb.offset();
+    let mut nb = nb.unchecked();
+    let mut tables = Vec::new();
+    while let Some(next) = nb.next_image()? {
+        tables.push((next.image.clone(), next.chunks.clone()));
+    }
+    // What the device has, per slot class, cut with NEW's chunking.
+    let mut have = std::collections::BTreeMap::new();
+    let params = |class: &SlotClass| {
+        tables
+            .iter()
+            .find(|(i, _)| &i.slot_class == class)
+            .and_then(|(i, _)| i.cdc.as_ref().map(|c| c.params()))
+    };
+    match UnverifiedBundle::open(std::io::BufReader::new(open(old)?)) {
+        Ok(ob) => {
+            let mut ob = ob.unchecked();
+            while let Some(next) = ob.next_image()? {
+                let Some(p) = params(&next.image.slot_class) else {
+                    continue;
+                };
+                let class = next.image.slot_class.clone();
+                let r = crate::bundle::decode(next.payload, &next.image)
+                    .map_err(|e| Error::Other(format!("{}: {e}", old.display())))?;
+                have.insert(class, SlotIndex::from_reader(r, &p).map_err(io(old))?);
+            }
+        }
+        Err(_) => {
+            // A slot image: for the first image of NEW.
+            let (img, _) = tables
+                .first()
+                .ok_or_else(|| Error::Other("NEW has no images".into()))?;
+            if let Some(p) = params(&img.slot_class) {
+                let r = std::io::BufReader::new(open(old)?);
+                have.insert(
+                    img.slot_class.clone(),
+                    SlotIndex::from_reader(r, &p).map_err(io(old))?,
+                );
+            }
+        }
+    }
+    let mut total = crate::fetch::Chained::fetched_for(head, adaptive::HEAD_WINDOW).min(new_len);
+    let mut requests = 1;
+    let mut full_any = false;
+    for (index, (img, table)) in tables.iter().enumerate() {
+        let class = &img.slot_class;
+        let (Some(t), Some(_)) = (table.as_ref().filter(|t| t.is_table()), img.cdc.as_ref()) else {
+            println!("image {index} ({class}): no chunk table: a device streams the whole bundle");
+            full_any = true;
+            continue;
+        };
+        total += 1024 + t.len() * crate::bundle::chunks::TABLE_ENTRY as u64;
+        requests += 1;
+        let empty = SlotIndex::of([]);
+        let plan = adaptive::plan(t, have.get(class).unwrap_or(&empty));
+        let full = plan.worse_than_full(img.payload_size);
+        full_any |= full;
+        let (fetch, reqs) = if full {
+            (img.payload_size, 1)
+        } else {
+            (plan.fetch, plan.ranges.len() as u64)
+        };
+        total += fetch;
+        requests += reqs;
+        println!(
+            "image {index} ({class}): {} chunks; reuse {} of {} bytes ({:.1} %); fetch {} of {} payload bytes in {} range(s){}",
+            t.len(),
+            plan.reuse,
+            img.size,
+            100.0 * plan.reuse as f64 / img.size.max(1) as f64,
+            fetch,
+            img.payload_size,
+            reqs,
+            if full { " (the whole payload: too little to reuse)" } else { "" }
+        );
+    }
+    if full_any && tables.iter().any(|(i, _)| i.cdc.is_none()) {
+        total = new_len;
+        requests = 1;
+    }
+    println!(
+        "a device running {} fetches {total} of {new_len} bytes ({:.2} %) in {requests} request(s)",
+        old.display(),
+        100.0 * total as f64 / new_len.max(1) as f64
     );
     Ok(())
 }

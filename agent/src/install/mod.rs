@@ -245,6 +245,7 @@ pub fn install(
         result: OperationResult::InProgress,
         error: None,
         checks: vec![],
+        transfer: None,
     };
     let mut job = Job {
         ctx,
@@ -560,6 +561,7 @@ impl Job<'_, '_> {
         rec.armed = false;
         self.op.result = OperationResult::Succeeded;
         self.op.finished_at = rec.installed_at.clone();
+        self.op.transfer = stats;
         self.state.last_operation = Some(self.op.clone());
         self.store.save(self.state)?;
         self.touched = false;
