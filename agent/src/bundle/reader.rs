@@ -430,30 +430,38 @@ impl<R: Read> VerifiedBundle<R> {
         let bytes = self
             .src
             .small_member(&name, c.count * crate::bundle::chunks::TABLE_ENTRY as u64)?;
-        let err = |what| BundleError::ChunkIndex {
-            index,
-            name: name.clone(),
-            what,
-        };
-        if hex::encode(Sha256::digest(&bytes)) != c.sha256 {
-            return Err(err("the chunk table does not match the manifest's hash"));
-        }
-        let t = ChunkList::table(bytes, c.count, c.max, img.size, img.payload_size).ok_or_else(
-            || err("the chunk table's lengths do not make the image and its payload"),
-        )?;
-        if img.compression == crate::bundle::manifest::Compression::None
-            && (0..t.len()).any(|i| {
-                let (a, b) = t.span(i);
-                let (sa, sb) = t.stored_span(i);
-                b - a != sb - sa
-            })
-        {
-            return Err(err(
-                "an uncompressed chunk's stored length differs from its length",
-            ));
-        }
-        Ok(t)
+        check_table(index, img, bytes)
     }
+}
+
+/// Checks a content-defined chunk table member's bytes against image
+/// `index`'s manifest entry: its hash, then that its chunks make the image
+/// and its stored lengths the payload (raw chunks stored as they are).
+/// The stream reader and the adaptive installer's range reader share it.
+pub fn check_table(index: usize, img: &Image, bytes: Vec<u8>) -> Result<ChunkList, BundleError> {
+    let c = img.cdc.as_ref().expect("a content-defined image");
+    let err = |what| BundleError::ChunkIndex {
+        index,
+        name: chunks_member_name(index, img),
+        what,
+    };
+    if hex::encode(Sha256::digest(&bytes)) != c.sha256 {
+        return Err(err("the chunk table does not match the manifest's hash"));
+    }
+    let t = ChunkList::table(bytes, c.count, c.max, img.size, img.payload_size)
+        .ok_or_else(|| err("the chunk table's lengths do not make the image and its payload"))?;
+    if img.compression == crate::bundle::manifest::Compression::None
+        && (0..t.len()).any(|i| {
+            let (a, b) = t.span(i);
+            let (sa, sb) = t.stored_span(i);
+            b - a != sb - sa
+        })
+    {
+        return Err(err(
+            "an uncompressed chunk's stored length differs from its length",
+        ));
+    }
+    Ok(t)
 }
 
 /// The next image of a verified bundle: its manifest entry, its checked
@@ -501,4 +509,46 @@ impl<R: Read> Read for PayloadReader<'_, R> {
 /// The truncation offset inside an `io::Error`, if that is what it is.
 pub fn truncated_at(e: &io::Error) -> Option<u64> {
     e.get_ref()?.downcast_ref::<TruncatedAt>().map(|t| t.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::manifest::{Cdc, Compression};
+
+    fn image(compression: Compression, table: &[u8], count: u64) -> Image {
+        Image {
+            slot_class: crate::slot::SlotClass::new("rootfs").unwrap(),
+            size: 2000,
+            sha256: "0".repeat(64),
+            compression,
+            payload_size: 2000,
+            frame_size: None,
+            chunks: None,
+            cdc: Some(Cdc {
+                min: 64,
+                avg: 1024,
+                max: 4096,
+                count,
+                sha256: hex::encode(Sha256::digest(table)),
+            }),
+            verity: None,
+        }
+    }
+
+    #[test]
+    fn raw_chunks_must_be_stored_as_they_are() {
+        // Lengths and stored lengths add up, but chunk by chunk differ.
+        let t = ChunkList::table_of(&[([1; 32], 1000, 999), ([2; 32], 1000, 1001)], 4096).unwrap();
+        let bytes = t.as_bytes().to_vec();
+        let e = check_table(0, &image(Compression::None, &bytes, 2), bytes.clone()).unwrap_err();
+        assert!(e.to_string().contains("stored length differs"), "{e}");
+        // Compressed, the same table is fine.
+        check_table(0, &image(Compression::Zstd, &bytes, 2), bytes.clone()).unwrap();
+        // A table the manifest does not pin is refused.
+        let mut other = bytes.clone();
+        other[0] ^= 1;
+        let e = check_table(0, &image(Compression::Zstd, &bytes, 2), other).unwrap_err();
+        assert!(e.to_string().contains("manifest's hash"), "{e}");
+    }
 }

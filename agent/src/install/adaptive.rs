@@ -357,19 +357,9 @@ pub fn read_members(
             }),
         }
     };
-    let tname = chunks_member_name(index, img);
-    header(0, tname.clone(), tsize)?;
+    header(0, chunks_member_name(index, img), tsize)?;
     let table = buf[BLOCK..BLOCK + tsize as usize].to_vec();
-    let err = |what| BundleError::ChunkIndex {
-        index,
-        name: tname.clone(),
-        what,
-    };
-    if hex::encode(Sha256::digest(&table)) != c.sha256 {
-        return Err(err("the chunk table does not match the manifest's hash"));
-    }
-    let t = ChunkList::table(table, c.count, c.max, img.size, img.payload_size)
-        .ok_or_else(|| err("the chunk table's lengths do not make the image and its payload"))?;
+    let t = crate::bundle::reader::check_table(index, img, table)?;
     header(
         BLOCK + padded as usize,
         member_name(index, img),

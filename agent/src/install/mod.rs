@@ -527,26 +527,9 @@ impl Job<'_, '_> {
                         pipeline::stream_image(&mut src, writer, img.size, verify, &mut report)
                     }
                 }
-                .map_err(|e| match e {
-                    PipelineError::Hash { expected, actual } => InstallError::HashMismatch {
-                        index,
-                        class: class.clone(),
-                        group: target,
-                        expected,
-                        actual,
-                    },
-                    e => payload_error(index, &class, e),
-                })?;
+                .map_err(|e| image_error(index, &class, target, e))?;
                 bytes += written.bytes;
-                progress(Progress::ImageDone {
-                    index,
-                    class: &class,
-                });
-                images.push(ImageRecord {
-                    slot_class: class,
-                    size: img.size,
-                    sha256: img.sha256.clone(),
-                });
+                images.push(image_done(index, class, &img, progress));
             }
         }
 
@@ -712,26 +695,9 @@ impl Job<'_, '_> {
                 stats += src.stats;
                 w
             }
-            .map_err(|e| match e {
-                PipelineError::Hash { expected, actual } => InstallError::HashMismatch {
-                    index,
-                    class: class.clone(),
-                    group: target,
-                    expected,
-                    actual,
-                },
-                e => payload_error(index, &class, e),
-            })?;
+            .map_err(|e| image_error(index, &class, target, e))?;
             bytes += written.bytes;
-            progress(Progress::ImageDone {
-                index,
-                class: &class,
-            });
-            images.push(ImageRecord {
-                slot_class: class,
-                size: img.size,
-                sha256: img.sha256.clone(),
-            });
+            images.push(image_done(index, class, img, progress));
         }
         stats.fetched += adaptive::check_end(source, off)?;
         stats.requests += 1;
@@ -850,6 +816,43 @@ fn device_error(group: SlotGroup, class: &SlotClass, source: SysError) -> Instal
         group,
         class: class.clone(),
         source,
+    }
+}
+
+/// What a failed write of image `index` into `group` means.
+fn image_error(
+    index: usize,
+    class: &SlotClass,
+    group: SlotGroup,
+    e: PipelineError,
+) -> InstallError {
+    match e {
+        PipelineError::Hash { expected, actual } => InstallError::HashMismatch {
+            index,
+            class: class.clone(),
+            group,
+            expected,
+            actual,
+        },
+        e => payload_error(index, class, e),
+    }
+}
+
+/// Says that image `index` is written, synced and verified; its record.
+fn image_done(
+    index: usize,
+    class: SlotClass,
+    img: &crate::bundle::manifest::Image,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> ImageRecord {
+    progress(Progress::ImageDone {
+        index,
+        class: &class,
+    });
+    ImageRecord {
+        slot_class: class,
+        size: img.size,
+        sha256: img.sha256.clone(),
     }
 }
 
