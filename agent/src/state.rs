@@ -161,7 +161,30 @@ pub struct Operation {
     pub checks: Vec<crate::health::CheckResult>,
     /// What an adaptive install fetched and reused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transfer: Option<crate::install::adaptive::Stats>,
+    pub transfer: Option<Transfer>,
+}
+
+/// What an adaptive install fetched and reused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Bundle bytes transferred (the head, chunk tables, payload ranges).
+    pub fetched: u64,
+    /// Image bytes taken from the booted slot.
+    pub reused: u64,
+    /// Range requests made.
+    pub requests: u64,
+    /// Whether an image was fetched whole (nothing, or too little, to
+    /// reuse).
+    pub full: bool,
+}
+
+impl std::ops::AddAssign for Transfer {
+    fn add_assign(&mut self, o: Transfer) {
+        self.fetched += o.fetched;
+        self.reused += o.reused;
+        self.requests += o.requests;
+        self.full |= o.full;
+    }
 }
 
 impl Default for State {

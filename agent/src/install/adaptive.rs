@@ -41,29 +41,9 @@ pub const HEAD_WINDOW: u64 = 16 << 10;
 /// 4 KiB; 16 KiB fetches 12 % more bytes in half the requests.
 pub const MERGE_GAP: u64 = 4 << 10;
 
-/// What an image's plan fetched and reused.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Stats {
-    /// Bundle bytes transferred for this image (payload ranges, its table
-    /// and headers).
-    pub fetched: u64,
-    /// Image bytes taken from the booted slot.
-    pub reused: u64,
-    /// Range requests made.
-    pub requests: u64,
-    /// Whether the image was fetched whole (nothing, or too little, to
-    /// reuse).
-    pub full: bool,
-}
-
-impl std::ops::AddAssign for Stats {
-    fn add_assign(&mut self, o: Stats) {
-        self.fetched += o.fetched;
-        self.reused += o.reused;
-        self.requests += o.requests;
-        self.full |= o.full;
-    }
-}
+/// What an adaptive install fetched and reused (kept in the state store's
+/// record of the operation, so the type lives there).
+pub use crate::state::Transfer as Stats;
 
 /// Where each chunk of a slot's content lies, by hash.
 pub struct SlotIndex {
