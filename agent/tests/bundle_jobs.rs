@@ -85,10 +85,12 @@ fn one_three_and_four_jobs_make_the_same_bundle_and_it_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let key = keypair_from_seed([7; 32]);
     // Five whole 1 MiB frames and an odd tail; 37 frames of 64 KiB with
-    // 16 KiB chunks and a tail; and an uncompressed image beside them.
+    // 16 KiB chunks and a tail; an uncompressed image; and content-defined
+    // chunks, a zstd frame each.
     let root = image((5 << 20) + 12_345, 1);
     let usr = image((37 << 16) + 4097, 2);
     let boot = image(100_001, 3);
+    let data = image((2 << 20) + 333, 5);
     let write = |name: &str, data: &[u8]| {
         let p = dir.path().join(name);
         std::fs::write(&p, data).unwrap();
@@ -125,6 +127,16 @@ fn one_three_and_four_jobs_make_the_same_bundle_and_it_verifies() {
             None,
             Some(writer::CHUNK_SIZE),
         ),
+        ImageInput {
+            cdc: Some(tandem::bundle::cdc::DEFAULT),
+            ..input(
+                "data",
+                write("data.img", &data),
+                Compression::Zstd,
+                None,
+                None,
+            )
+        },
     ];
     let build = |jobs: usize| {
         let out = dir.path().join(format!("j{jobs}.tnd"));
@@ -142,12 +154,13 @@ fn one_three_and_four_jobs_make_the_same_bundle_and_it_verifies() {
     // The payloads really are many frames, so several threads had work.
     assert_eq!(m1.images[0].frame_size, Some(writer::FRAME_SIZE));
     assert_eq!(m1.images[1].frame_size, Some(64 << 10));
+    assert!(m1.images[3].cdc.as_ref().unwrap().count > 100);
     for jobs in [3, 4] {
         let (many, m, _) = build(jobs);
         assert_eq!(m, m1, "jobs {jobs}: manifest");
         assert!(many == one, "jobs {jobs}: the bundle differs from jobs 1");
     }
-    assert_eq!(verified_images(&one_path, &key), [root, usr, boot]);
+    assert_eq!(verified_images(&one_path, &key), [root, usr, boot, data]);
 }
 
 fn tandem(args: &[&str]) -> Output {
@@ -181,7 +194,7 @@ fn bundle_create_jobs_gives_the_same_file_and_bundle_verify_accepts_it() {
     // Three 1 MiB frames and an odd tail.
     let img = image((3 << 20) + 777, 4);
     std::fs::write(d("root.img"), &img).unwrap();
-    let create = |out: &str, jobs: Option<&str>| {
+    let create = |out: &str, chunking: Option<&str>, jobs: Option<&str>| {
         let mut args = vec![
             "bundle".to_string(),
             "create".into(),
@@ -198,29 +211,49 @@ fn bundle_create_jobs_gives_the_same_file_and_bundle_verify_accepts_it() {
             "--key".into(),
             d("vendor.key"),
         ];
+        if let Some(c) = chunking {
+            args.extend(["--chunking".into(), c.into()]);
+        }
         if let Some(j) = jobs {
             args.extend(["--jobs".into(), j.into()]);
         }
         tandem(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
-    for (out, jobs) in [
-        ("j1.tnd", Some("1")),
-        ("j3.tnd", Some("3")),
-        ("jd.tnd", None),
+    // 1 MiB frames (what --jobs parallelizes), then the default chunking
+    // (content-defined): the same file for any --jobs.
+    for (chunking, what) in [
+        (Some("fixed"), "sha256 ok, 4 chunks ok\n"),
+        (None, "sha256 ok"),
     ] {
-        let o = create(out, jobs);
-        assert!(o.status.success(), "--jobs {jobs:?}: {}", text(&o));
+        for (out, jobs) in [
+            ("j1.tnd", Some("1")),
+            ("j3.tnd", Some("3")),
+            ("jd.tnd", None),
+        ] {
+            let o = create(out, chunking, jobs);
+            assert!(
+                o.status.success(),
+                "{chunking:?} --jobs {jobs:?}: {}",
+                text(&o)
+            );
+        }
+        let one = std::fs::read(d("j1.tnd")).unwrap();
+        assert!(
+            one == std::fs::read(d("j3.tnd")).unwrap(),
+            "{chunking:?} --jobs 3"
+        );
+        assert!(
+            one == std::fs::read(d("jd.tnd")).unwrap(),
+            "{chunking:?} default --jobs"
+        );
+
+        let o = tandem(&["bundle", "verify", "--keyring", &d("keys"), &d("j3.tnd")]);
+        assert!(o.status.success(), "{chunking:?}: {}", text(&o));
+        assert!(text(&o).contains(what), "{chunking:?}: {}", text(&o));
+        assert!(verified_images(Path::new(&d("j3.tnd")), &key) == [img.clone()]);
     }
-    let one = std::fs::read(d("j1.tnd")).unwrap();
-    assert!(one == std::fs::read(d("j3.tnd")).unwrap(), "--jobs 3");
-    assert!(one == std::fs::read(d("jd.tnd")).unwrap(), "default --jobs");
 
-    let o = tandem(&["bundle", "verify", "--keyring", &d("keys"), &d("j3.tnd")]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("4 chunks ok"), "{}", text(&o));
-    assert_eq!(verified_images(Path::new(&d("j3.tnd")), &key), [img]);
-
-    let o = create("j0.tnd", Some("0"));
+    let o = create("j0.tnd", None, Some("0"));
     assert_eq!(o.status.code(), Some(2), "--jobs 0: {}", text(&o));
     assert!(!Path::new(&d("j0.tnd")).exists());
 }
