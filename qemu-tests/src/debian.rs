@@ -36,6 +36,7 @@ pub fn fixture(fx: &Fixture) -> Result<Fixture, RigError> {
         relay: fx.relay.clone(),
         disk,
         uboot_env: None,
+        tandem: fx.tandem.clone(),
     })
 }
 

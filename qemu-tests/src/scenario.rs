@@ -63,6 +63,9 @@ pub struct Fixture {
     pub disk: PathBuf,
     /// aarch64: U-Boot's board environment for pflash unit 1.
     pub uboot_env: Option<PathBuf>,
+    /// The host's agent (`--tandem`), for scenarios that prepare with it
+    /// (a push to a registry).
+    pub tandem: Option<PathBuf>,
 }
 
 /// The one file in `dir` whose name ends with `suffix`.
@@ -87,6 +90,7 @@ impl Fixture {
             relay: std::env::current_exe().map_err(crate::io("current exe"))?,
             disk,
             uboot_env: None,
+            tandem: None,
         };
         // TANDEM_QEMU_ACCEL=tcg|kvm forces; otherwise KVM only if a probe works.
         fx.accel = match std::env::var("TANDEM_QEMU_ACCEL").as_deref() {
@@ -121,6 +125,7 @@ impl Fixture {
             relay: std::env::current_exe().map_err(crate::io("current exe"))?,
             disk: find_image(images, ".disk.img", hint)?,
             uboot_env: Some(find_image(images, ".uboot-env.img", hint)?),
+            tandem: None,
         })
     }
 

@@ -370,6 +370,10 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
             Box::new(crate::aarch64::uboot_update_and_fallback),
         ),
         ("7 USB stick".into(), Box::new(usb_stick)),
+        (
+            "10 update from an OCI registry".into(),
+            Box::new(registry_update),
+        ),
         ("6 hostile bundles".into(), Box::new(hostile)),
     ];
     v.extend(crate::lastresort::scenarios());
@@ -417,6 +421,123 @@ pub fn run_all(fx: &Fixture, scenarios: Vec<Scenario>, only: Option<&str>) -> (u
     let r = results.lock().expect("results");
     let passed = r.iter().filter(|x| x.1).count();
     (passed, r.len() - passed)
+}
+
+/// Debian's `docker-registry` on 127.0.0.1 for one scenario; stopped when
+/// dropped.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Result<Registry, RigError> {
+        std::fs::create_dir_all(dir).map_err(crate::io("mkdir"))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(crate::io("a free port"))?
+            .port();
+        let cfg = dir.join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: tandem-qemu\n",
+                dir.join("data").display()
+            ),
+        )
+        .map_err(crate::io("registry config"))?;
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(crate::io(
+                "docker-registry (apt-get install docker-registry)",
+            ))?;
+        let reg = Registry { child, port };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if start.elapsed() > Duration::from_secs(20) {
+                return Err(fail("docker-registry did not start"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(reg)
+    }
+}
+
+/// Scenario 10: the update comes from an OCI registry. The host pushes the bundle
+/// to Debian's `docker-registry` on 127.0.0.1 with `tandem bundle push`;
+/// the guest, which sees it as 10.0.2.100:5000 (plain HTTP, allowed by an
+/// `/etc` drop-in), installs `oci://…:1.1.0`, reboots, and commits it.
+pub fn registry_update(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
+    let tandem = fx
+        .tandem
+        .as_ref()
+        .ok_or_else(|| fail("the registry scenario needs the host's agent (--tandem)"))?;
+    let reg = Registry::start(&fx.work.join("s10-registry"))?;
+    let bundle = fx.images.join("minimal-1.1.0.tnd");
+    let target = format!("oci://127.0.0.1:{}/fleet/minimal:1.1.0", reg.port);
+    let o = std::process::Command::new(tandem)
+        .args(["bundle", "push", "--plain-http"])
+        .arg(&bundle)
+        .arg(&target)
+        .output()
+        .map_err(crate::io("tandem bundle push"))?;
+    if !o.status.success() {
+        return Err(fail(format!(
+            "tandem bundle push: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )));
+    }
+    t.step(format!(
+        "pushed minimal-1.1.0.tnd to docker-registry: {}",
+        String::from_utf8_lossy(&o.stdout).trim()
+    ));
+    let mut cfg = fx.config("s10-registry", fx.fresh_disk("s10-registry")?, None);
+    cfg.forwards = Some(vec![crate::vm::GuestFwd {
+        guest_port: 5000,
+        host_port: reg.port,
+    }]);
+    let mut vm = Vm::start(&cfg)?;
+    booted(&mut vm, 'a', t)?;
+    expect_code(
+        &mut vm,
+        "mkdir -p /etc/tandem/conf.d && printf '[oci]\\ninsecure_registries = [\"10.0.2.100:5000\"]\\n' > /etc/tandem/conf.d/90-registry.toml",
+        0,
+    )?;
+    let source = "oci://10.0.2.100:5000/fleet/minimal:1.1.0";
+    vm.send(&format!("tandem install {source} --reboot"))?;
+    let (l, k) = vm.expect_any(&["armed for", "error:"], Duration::from_secs(180))?;
+    if k == 1 {
+        return Err(fail(format!(
+            "install from the registry failed: {}",
+            l.text
+        )));
+    }
+    t.step(
+        "installed oci://10.0.2.100:5000/fleet/minimal:1.1.0 into the other slot; armed; rebooting",
+    );
+    trial_commits(&mut vm, 'b', t)?;
+    let st = crate::scenario::status(&mut vm)?;
+    crate::scenario::require(
+        &st,
+        &[
+            ("slots.b.version", "1.1.0"),
+            ("slots.b.state", "good"),
+            ("booted", "b"),
+        ],
+    )?;
+    t.step("status: b runs 1.1.0 from the registry, committed");
+    Ok(())
 }
 
 /// Makes the hostile bundles the suite serves, with the host's agent.

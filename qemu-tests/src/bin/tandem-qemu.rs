@@ -50,8 +50,9 @@ fn scenarios(args: &[String]) -> Result<(), String> {
         }
     }
     let work = std::env::temp_dir().join(format!("tandem-scenarios-{}", std::process::id()));
-    let fx = tandem_qemu::scenario::Fixture::new(&images, &work).map_err(|e| e.to_string())?;
+    let mut fx = tandem_qemu::scenario::Fixture::new(&images, &work).map_err(|e| e.to_string())?;
     tandem_qemu::scenarios::make_hostile_bundles(&fx.images, &tandem).map_err(|e| e.to_string())?;
+    fx.tandem = Some(tandem.clone());
     println!(
         "scenarios: images {}, logs {}, power cuts {cuts}, seed {seed}, accel {}",
         fx.images.display(),
