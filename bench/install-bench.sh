@@ -39,6 +39,8 @@ RSS_LIMIT_MIB=16   # and peak RSS at most this
 W=""               # work directory
 LOOPDEV=""         # slot b
 HTTP_PID=""        # bench/range-server.py
+REG_PID=""         # docker-registry
+REG_PORT=""
 HTTP_PORT=""
 TANDEM=${TANDEM:-}
 
@@ -53,6 +55,10 @@ cleanup() {
     if [[ -n $HTTP_PID ]]; then
         kill "$HTTP_PID" 2>/dev/null
         wait "$HTTP_PID" 2>/dev/null
+    fi
+    if [[ -n $REG_PID ]]; then
+        kill "$REG_PID" 2>/dev/null
+        wait "$REG_PID" 2>/dev/null
     fi
     if [[ -n $LOOPDEV ]]; then
         losetup -d "$LOOPDEV" || log "warning: could not detach $LOOPDEV"
@@ -193,16 +199,25 @@ setup_agent() {
     log "slot b: $LOOPDEV (direct-io $(cat "/sys/block/${LOOPDEV#/dev/}/loop/dio" 2>/dev/null || echo ?))"
 
     echo "root=/dev/vda tandem.slot=a" >"$W/cmdline"
-    cat >"$W/tandem.toml" <<EOF
+    # Trust and the running version come from the image's conf.d; the rest
+    # from /etc (tandem --root "$W/root").
+    mkdir -p "$W/root/usr/lib/tandem/conf.d" "$W/root/etc/tandem/conf.d"
+    cat >"$W/root/usr/lib/tandem/conf.d/00-bench.toml" <<EOF
 compatible = "bench"
 [keyring]
 directory = "$W/keys"
+[image]
+version = "1.0.0"
+EOF
+    # Streaming throughput is what this measures: no adaptive plan (slot a
+    # holds nothing the bundles share anyway).
+    cat >"$W/root/etc/tandem/tandem.toml" <<EOF
 [state]
 directory = "$W/state"
 [boot]
 cmdline = "$W/cmdline"
-[image]
-version = "1.0.0"
+[install]
+adaptive = false
 [slots.a.rootfs]
 device = "$W/slot-a.img"
 size = "${slot_mib}M"
@@ -211,11 +226,45 @@ device = "$LOOPDEV"
 EOF
 }
 
-# make_bundle NAME IMAGE COMPRESSION
+# make_bundle NAME IMAGE COMPRESSION [CHUNKING]
 make_bundle() {
-    log "bundle $1.tnd ($3)"
+    log "bundle $1.tnd ($3, ${4:-fixed} chunks)"
     "$TANDEM" bundle create -o "$W/$1.tnd" --version 2.0.0 --compatible bench \
-        --image "rootfs=$2" --compression "$3" --key "$W/vendor.key" >/dev/null
+        --image "rootfs=$2" --compression "$3" --chunking "${4:-fixed}" \
+        --key "$W/vendor.key" >/dev/null
+}
+
+# Debian's docker-registry on a free local port, the bundles pushed to it.
+start_registry() {
+    command -v docker-registry >/dev/null || apt-get install -y -qq docker-registry >/dev/null
+    REG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mkdir -p "$W/registry"
+    cat >"$W/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $W/registry/data
+http:
+  addr: 127.0.0.1:$REG_PORT
+  secret: bench
+EOF
+    docker-registry serve "$W/registry/config.yml" >"$W/logs/registry.log" 2>&1 &
+    REG_PID=$!
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$REG_PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    local b
+    for b in "$@"; do
+        "$TANDEM" bundle push --plain-http "$W/$b.tnd" "oci://127.0.0.1:$REG_PORT/bench/$b:2.0.0" >/dev/null
+    done
+    printf '[oci]\ninsecure_registries = ["127.0.0.1:%s"]\n' "$REG_PORT" \
+        >"$W/root/etc/tandem/conf.d/50-registry.toml"
+    log "registry on 127.0.0.1:$REG_PORT (pid $REG_PID): $*"
 }
 
 # Serves $W on a free local port.
@@ -291,7 +340,7 @@ run_case() {
         rm -rf -- "$W/state"             # fresh state: no downgrade / lock issues
         t0=$(date +%s%N)
         /usr/bin/time -v -o "$tfile" \
-            "$TANDEM" --config "$W/tandem.toml" install "$src" >"$lfile" 2>&1 || rc=$?
+            "$TANDEM" --root "$W/root" --direct install "$src" >"$lfile" 2>&1 || rc=$?
         t1=$(date +%s%N)
         if ((rc != 0)); then
             log "FAILED (exit $rc); last lines of $lfile:"
@@ -367,7 +416,9 @@ main() {
     make_bundle random-none "$W/random.img" none
     make_bundle ext4-zstd "$W/ext4.img" zstd
     make_bundle ext4-none "$W/ext4.img" none
+    make_bundle ext4-zstd-cdc "$W/ext4.img" zstd cdc
     start_http
+    start_registry random-none ext4-zstd
     measure_ceilings
 
     local url="http://127.0.0.1:$HTTP_PORT"
@@ -377,6 +428,11 @@ main() {
     run_case "ext4/zstd http" ext4-zstd.tnd "$url/ext4-zstd.tnd" "$W/ext4.img"
     run_case "ext4/none file" ext4-none.tnd "$W/ext4-none.tnd" "$W/ext4.img"
     run_case "ext4/none http" ext4-none.tnd "$url/ext4-none.tnd" "$W/ext4.img"
+    run_case "ext4/zstd-cdc file" ext4-zstd-cdc.tnd "$W/ext4-zstd-cdc.tnd" "$W/ext4.img"
+    run_case "ext4/zstd-cdc http" ext4-zstd-cdc.tnd "$url/ext4-zstd-cdc.tnd" "$W/ext4.img"
+    local oci="oci://127.0.0.1:$REG_PORT/bench"
+    run_case "random/none oci" random-none.tnd "$oci/random-none:2.0.0" "$W/random.img"
+    run_case "ext4/zstd oci" ext4-zstd.tnd "$oci/ext4-zstd:2.0.0" "$W/ext4.img"
 
     report
     return "$FAILED"

@@ -55,7 +55,7 @@ enum Command {
     Bundle(BundleCmd),
     /// Verify a bundle and write it into the inactive slot group
     Install {
-        /// A path, file://, http:// or https:// URL
+        /// A path, a file://, http:// or https:// URL, or oci://HOST[:PORT]/REPO:TAG (or @sha256:…)
         source: String,
         /// Allow a version older than the running one (never a lower security epoch)
         #[arg(long)]
