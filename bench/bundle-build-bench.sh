@@ -34,6 +34,8 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 
 SIZE_MIB=${SIZE_MIB:-1024}
@@ -110,42 +112,10 @@ make_workdir() {
     log "work directory: $W"
 }
 
-# An ext4 image about FILL_PCT % full of files from /usr/lib, /usr/share and
-# /usr/bin, interleaved so that it holds a mix of libraries, binaries, text
-# and compressed documentation like a root filesystem, built with
-# mkfs.ext4 -d (no loop mount). Further rounds go into numbered
-# directories if those trees are smaller than the budget.
+# An ext4 image about FILL_PCT % full of files from usr/lib, usr/share, usr/bin (bench/lib.sh).
 make_image() {
-    local tree="$W/tree" lists="$W/logs/lists"
-    local budget=$((SIZE_MIB * 1048576 * FILL_PCT / 100)) used=0 round=0 got i=0 src
     log "ext4 image: $SIZE_MIB MiB, ~$FILL_PCT% full"
-    mkdir -p "$tree" "$lists"
-    for src in usr/lib usr/share usr/bin; do
-        [[ -d /$src ]] || continue
-        (cd / && find "$src" \( -type f -o -type l \) -readable -printf '%y\t%s\t%p\n' 2>/dev/null) \
-            >"$lists/src.$i"
-        i=$((i + 1))
-    done
-    ((i > 0)) || die "no source directories for the image"
-    paste -d '\n' "$lists"/src.* | grep -v '^$' >"$lists/all"
-    while ((used < budget * 95 / 100)); do
-        awk -F'\t' -v budget=$((budget - used)) '
-            { sz = ($1 == "f") ? int(($2 + 4095) / 4096) * 4096 : 0
-              if (acc + sz <= budget) { acc += sz; print $3 } }
-            END { print acc > "/dev/stderr" }' "$lists/all" \
-            >"$lists/round.$round" 2>"$lists/round.$round.bytes"
-        got=$(<"$lists/round.$round.bytes")
-        ((got > 0)) || break
-        mkdir -p "$tree/$round"
-        tar -C / -cf - --no-recursion --ignore-failed-read --verbatim-files-from \
-            -T "$lists/round.$round" 2>/dev/null | tar -C "$tree/$round" -xpf -
-        used=$((used + got))
-        round=$((round + 1))
-    done
-    log "ext4 image: $((used >> 20)) MiB of files in $round round(s)"
-    truncate -s "${SIZE_MIB}M" "$W/rootfs.ext4"
-    mkfs.ext4 -q -F -d "$tree" "$W/rootfs.ext4"
-    rm -rf -- "$tree"
+    make_fs_image "$W/rootfs.ext4" "$SIZE_MIB" "$FILL_PCT" "$W/logs" usr/lib usr/share usr/bin
 }
 
 setup_signing() {

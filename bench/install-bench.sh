@@ -24,6 +24,8 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 
 SIZE_MIB=${SIZE_MIB:-1024}
@@ -137,46 +139,10 @@ make_random_image() {
     head -c "${SIZE_MIB}M" /dev/urandom >"$W/random.img"
 }
 
-# Picks files from /usr/bin, /usr/share/doc and /usr/lib, interleaved so the
-# image holds a mix of binaries, libraries and small text files, until
-# about FILL_PCT % of the image is used (sizes rounded up to 4 KiB blocks),
-# then builds the filesystem from them with mkfs.ext4 -d. If the sources are
-# smaller than that, further rounds go into numbered subdirectories.
+# An ext4 image about FILL_PCT % full of files from usr/bin, usr/share/doc, usr/lib (bench/lib.sh).
 make_ext4_image() {
-    local tree="$W/rootfs-tree" lists="$W/logs/filelists"
-    local budget=$((SIZE_MIB * 1048576 * FILL_PCT / 100))
-    local used=0 round=0 got
     log "ext4 payload: $SIZE_MIB MiB, ~$FILL_PCT% full"
-    mkdir -p "$tree" "$lists"
-    # "type<TAB>size<TAB>path" for regular files and symlinks, relative to /.
-    local i=0 src
-    for src in usr/bin usr/share/doc usr/lib; do
-        [[ -d /$src ]] || continue
-        (cd / && find "$src" \( -type f -o -type l \) -printf '%y\t%s\t%p\n' 2>/dev/null) \
-            >"$lists/src.$i"
-        i=$((i + 1))
-    done
-    ((i > 0)) || die "no source directories for the ext4 payload"
-    paste -d '\n' "$lists"/src.* | grep -v '^$' >"$lists/all"
-
-    while ((used < budget * 95 / 100)); do
-        awk -F'\t' -v budget=$((budget - used)) '
-            { sz = ($1 == "f") ? int(($2 + 4095) / 4096) * 4096 : 0
-              if (acc + sz <= budget) { acc += sz; print $3 } }
-            END { print acc > "/dev/stderr" }' "$lists/all" \
-            >"$lists/round.$round" 2>"$lists/round.$round.bytes"
-        got=$(<"$lists/round.$round.bytes")
-        ((got > 0)) || break
-        mkdir -p "$tree/$round"
-        tar -C / -cf - --no-recursion --verbatim-files-from -T "$lists/round.$round" \
-            | tar -C "$tree/$round" -xpf -
-        used=$((used + got))
-        round=$((round + 1))
-    done
-    log "ext4 payload: $((used >> 20)) MiB of files in $round round(s)"
-    truncate -s "${SIZE_MIB}M" "$W/ext4.img"
-    mkfs.ext4 -q -F -d "$tree" "$W/ext4.img"
-    rm -rf -- "$tree"
+    make_fs_image "$W/ext4.img" "$SIZE_MIB" "$FILL_PCT" "$W/logs" usr/bin usr/share/doc usr/lib
 }
 
 # ---------------------------------------------------------------- device setup
