@@ -95,11 +95,6 @@ impl Chained {
         })
     }
 
-    /// Bytes read so far.
-    pub fn position(&self) -> u64 {
-        self.pos
-    }
-
     /// Setting the flag makes the next range the rest of the bundle.
     pub fn rest_flag(&self) -> Arc<AtomicBool> {
         self.rest.clone()

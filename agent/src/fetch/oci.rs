@@ -932,11 +932,6 @@ impl OciSource {
         })
     }
 
-    /// The bundle blob's descriptor.
-    pub fn blob(&self) -> &Descriptor {
-        &self.blob
-    }
-
     fn reader(&self, start: u64, end: u64) -> Result<HttpReader, FetchError> {
         HttpReader::with_agent(
             self.registry.agent.clone(),
@@ -981,15 +976,12 @@ impl BundleSource for OciSource {
         let inner = self.reader(0, self.blob.size)?;
         Ok(Box::new(io::BufReader::with_capacity(
             BUF,
-            Checked {
+            Checked::new(
                 inner,
-                url: redact(&self.registry.blob_url(&self.blob.digest)),
-                expected: self.blob.digest.clone(),
-                size: self.blob.size,
-                pos: 0,
-                hash: Sha256::new(),
-                done: false,
-            },
+                &redact(&self.registry.blob_url(&self.blob.digest)),
+                &self.blob.digest,
+                self.blob.size,
+            ),
         )))
     }
 }

@@ -626,14 +626,14 @@ impl Job<'_, '_> {
                 let ix = adaptive::SlotIndex::build(&r, len, &cdc.params())?;
                 Ok((r, ix))
             });
-            let (reader, index_) = match indexed {
+            let (reader, have) = match indexed {
                 Ok(v) => (Some(v.0), Some(v.1)),
                 Err(e) => {
                     tracing::warn!(%class, "cannot read the booted slot ({e}); fetching the whole image");
                     (None, None)
                 }
             };
-            let plan = match &index_ {
+            let plan = match &have {
                 Some(ix) => adaptive::plan(&table, ix),
                 None => adaptive::Plan {
                     local: vec![None; table.len() as usize],
