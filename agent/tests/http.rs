@@ -225,9 +225,17 @@ fn byte_ranges_of_a_bundle() {
     assert_eq!(src.size().unwrap(), body.len() as u64);
     assert_eq!(read(&mut src, 1000, 1010), body[1000..1010]);
     assert_eq!(read(&mut src, 299_990, 300_000), body[299_990..]);
+    // Past the end: the range ends at the end (the server answers with
+    // what there is, and the reader does not ask again for the rest).
+    assert_eq!(read(&mut src, 299_000, 400_000), body[299_000..]);
     assert_eq!(
         s.log.lock().unwrap().ranges,
-        ["bytes=0-0", "bytes=1000-1009", "bytes=299990-299999"]
+        [
+            "bytes=0-0",
+            "bytes=1000-1009",
+            "bytes=299990-299999",
+            "bytes=299000-399999"
+        ]
     );
 
     // Dropped after 5000 bytes of the range: resumed at 105000, up to the

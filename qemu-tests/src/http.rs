@@ -153,6 +153,19 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("Content-Range: bytes 4-9/10"), "{r}");
+        // A bounded range (an install reads a bundle's head so) is only
+        // that range; one past the end ends at the end.
+        let r = get("GET /b.tnd HTTP/1.1\r\nRange: bytes=2-4\r\n\r\n");
+        assert!(
+            r.starts_with("HTTP/1.1 206") && r.ends_with("\r\n\r\n234"),
+            "{r}"
+        );
+        assert!(r.contains("Content-Range: bytes 2-4/10"), "{r}");
+        let r = get("GET /b.tnd HTTP/1.1\r\nRange: bytes=8-100\r\n\r\n");
+        assert!(
+            r.ends_with("\r\n\r\n89") && r.contains("bytes 8-9/10"),
+            "{r}"
+        );
         assert!(get("GET /../etc/passwd HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(get("GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
     }
