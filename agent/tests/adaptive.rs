@@ -152,13 +152,38 @@ fn reinstalling_what_runs_fetches_almost_nothing() {
     let r = install(&fx, &s.url).unwrap();
     assert!(fx.slot(SlotGroup::B, "rootfs")[..v1.len()] == v1[..]);
     let t = r.transfer.unwrap();
-    // All but the last chunk: with no record of the booted image's size,
-    // the booted slot is cut to its end, so its last chunk runs on into
-    // the slot's padding.
-    assert!(t.reused >= v1.len() as u64 - (64 << 10), "{t:?}");
-    let sent = s.log.lock().unwrap().sent;
-    // The head, the chunk table, the end: no payload.
-    assert!(sent < bundle_len / 20, "sent {sent} of {bundle_len}: {t:?}");
+    // The booted slot starts with the image (its hash matches the
+    // manifest's): it is copied, and not even the chunk table is fetched.
+    assert_eq!(t.reused, v1.len() as u64, "{t:?}");
+    assert!(!t.full, "{t:?}");
+    let log = s.log.lock().unwrap();
+    // The head and the end of the archive.
+    assert_eq!(log.ranges.len(), 2, "{:?}", log.ranges);
+    assert_eq!(t.requests, 2, "{t:?}");
+    let table = (v1.len() as u64 / (16 << 10)) * 40;
+    assert!(
+        log.sent < (20 << 10) && log.sent < table + (16 << 10),
+        "sent {} of {bundle_len}: {t:?}",
+        log.sent
+    );
+}
+
+/// A booted slot whose content is the image but for one byte is not
+/// copied whole: the table is fetched and only the chunk that differs.
+#[test]
+fn a_booted_slot_one_byte_off_is_not_taken_for_the_image() {
+    let v1 = fs_image(3 << 20, 8);
+    let mut booted = v1.clone();
+    booted[2 << 20] ^= 1;
+    let (fx, s, _) = serve_update(&booted, &v1);
+    let r = install(&fx, &s.url).unwrap();
+    assert!(fx.slot(SlotGroup::B, "rootfs")[..v1.len()] == v1[..]);
+    let t = r.transfer.unwrap();
+    assert!(
+        t.reused < v1.len() as u64 && t.reused > v1.len() as u64 - (128 << 10),
+        "{t:?}"
+    );
+    assert!(t.requests >= 4, "head, table, a chunk, end: {t:?}");
 }
 
 #[test]
@@ -247,7 +272,15 @@ fn a_booted_chunk_that_does_not_match_is_fetched_instead() {
     let slot = d.path().join("slot");
     std::fs::write(&slot, vec![0u8; 2 << 20]).unwrap();
     let mut w = tandem::sys::SlotWriter::open(&slot, None).unwrap();
-    pipeline::stream_chunks(&table, &mut chunks, &mut w, img.len() as u64, &mut |_| {}).unwrap();
+    pipeline::stream_chunks(
+        &table,
+        &mut chunks,
+        &mut w,
+        img.len() as u64,
+        2,
+        &mut |_| {},
+    )
+    .unwrap();
     assert!(std::fs::read(&slot).unwrap()[..img.len()] == img[..]);
     assert_eq!(chunks.stats.requests, 1, "one chunk fetched");
     assert_eq!(
@@ -287,7 +320,8 @@ fn bundle_diff_says_what_a_device_would_fetch() {
             "{out}"
         );
     }
-    // Against itself: only the head and the table.
+    // Against itself: the head only; not even the table.
     let same = run(&new);
-    assert!(same.contains("in 0 range(s)"), "{same}");
+    assert!(same.contains("holds it already: nothing to fetch"), "{same}");
+    assert!(same.contains("in 1 request(s)"), "{same}");
 }

@@ -435,23 +435,24 @@ fn diff(old: &Path, new: &Path) -> Result<(), Error> {
     }
     // What the device has, per slot class, cut with NEW's chunking.
     let mut have = std::collections::BTreeMap::new();
+    // NEW's chunking and size of the image of that class.
     let params = |class: &SlotClass| {
         tables
             .iter()
             .find(|(i, _)| &i.slot_class == class)
-            .and_then(|(i, _)| i.cdc.as_ref().map(|c| c.params()))
+            .and_then(|(i, _)| i.cdc.as_ref().map(|c| (c.params(), i.size)))
     };
     match UnverifiedBundle::open(std::io::BufReader::new(open(old)?)) {
         Ok(ob) => {
             let mut ob = ob.unchecked();
             while let Some(next) = ob.next_image()? {
-                let Some(p) = params(&next.image.slot_class) else {
+                let Some((p, size)) = params(&next.image.slot_class) else {
                     continue;
                 };
                 let class = next.image.slot_class.clone();
                 let r = crate::bundle::decode(next.payload, &next.image)
                     .map_err(|e| Error::Other(format!("{}: {e}", old.display())))?;
-                have.insert(class, SlotIndex::from_reader(r, &p).map_err(io(old))?);
+                have.insert(class, SlotIndex::from_reader(r, size, &p).map_err(io(old))?);
             }
         }
         Err(_) => {
@@ -459,11 +460,11 @@ fn diff(old: &Path, new: &Path) -> Result<(), Error> {
             let (img, _) = tables
                 .first()
                 .ok_or_else(|| Error::Other("NEW has no images".into()))?;
-            if let Some(p) = params(&img.slot_class) {
+            if let Some((p, size)) = params(&img.slot_class) {
                 let r = std::io::BufReader::new(open(old)?);
                 have.insert(
                     img.slot_class.clone(),
-                    SlotIndex::from_reader(r, &p).map_err(io(old))?,
+                    SlotIndex::from_reader(r, size, &p).map_err(io(old))?,
                 );
             }
         }
@@ -478,6 +479,10 @@ fn diff(old: &Path, new: &Path) -> Result<(), Error> {
             full_any = true;
             continue;
         };
+        if have.get(class).is_some_and(|h| h.holds(img)) {
+            println!("image {index} ({class}): the device holds it already: nothing to fetch");
+            continue;
+        }
         total += 1024 + t.len() * crate::bundle::chunks::TABLE_ENTRY as u64;
         requests += 1;
         let empty = SlotIndex::of([]);

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::pipeline::{self, ChunkSource, PipelineError};
+use super::pipeline::{self, ChunkSource, Got, PipelineError};
 use crate::bundle::cdc::{self, Params};
 use crate::bundle::chunks::ChunkList;
 use crate::bundle::manifest::{chunks_member_name, member_name, Image};
@@ -45,33 +45,57 @@ pub const MERGE_GAP: u64 = 4 << 10;
 /// record of the operation, so the type lives there).
 pub use crate::state::Transfer as Stats;
 
-/// Where each chunk of a slot's content lies, by hash.
+/// Where each chunk of a slot's content lies, by hash; and the hash of
+/// all of it, so that an image the slot already holds whole needs nothing
+/// from the bundle, not even its chunk table.
 pub struct SlotIndex {
     map: HashMap<u128, (u64, u32)>,
+    /// The first bytes hashed whole, and their SHA-256.
+    prefix: u64,
+    whole: [u8; 32],
 }
 
 impl SlotIndex {
     /// Cuts and hashes `len` bytes of `slot` (its content, as far as it
-    /// goes) with `p`.
-    pub fn build(slot: &SlotReader, len: u64, p: &Params) -> Result<SlotIndex, SysError> {
-        Self::from_reader(slot.stream(0, len), p).map_err(|source| SysError::Io {
+    /// goes) with `p`, and hashes its first `prefix` bytes whole.
+    pub fn build(
+        slot: &SlotReader,
+        len: u64,
+        prefix: u64,
+        p: &Params,
+    ) -> Result<SlotIndex, SysError> {
+        Self::from_reader(slot.stream(0, len), prefix, p).map_err(|source| SysError::Io {
             device: slot.device().to_path_buf(),
             what: "read",
             source,
         })
     }
 
-    /// Cuts and hashes what `r` yields (an image read from anywhere).
-    pub fn from_reader(r: impl Read, p: &Params) -> io::Result<SlotIndex> {
+    /// Cuts and hashes what `r` yields (an image read from anywhere), and
+    /// hashes its first `prefix` bytes whole.
+    pub fn from_reader(r: impl Read, prefix: u64, p: &Params) -> io::Result<SlotIndex> {
         let mut map = HashMap::new();
         let mut at = 0u64;
+        let mut whole = Sha256::new();
         cdc::chunks(r, p, |c| {
+            let left = prefix.saturating_sub(at).min(c.len() as u64) as usize;
+            whole.update(&c[..left]);
             let key = key(&Sha256::digest(c));
             map.entry(key).or_insert((at, c.len() as u32));
             at += c.len() as u64;
             Ok(())
         })?;
-        Ok(SlotIndex { map })
+        Ok(SlotIndex {
+            map,
+            prefix: at.min(prefix),
+            whole: whole.finalize().into(),
+        })
+    }
+
+    /// Whether the slot starts with exactly image `img` (built with its
+    /// size as the `prefix`).
+    pub fn holds(&self, img: &Image) -> bool {
+        self.prefix == img.size && hex::encode(self.whole) == img.sha256
     }
 
     /// From (hash, offset, len) entries (tests).
@@ -81,6 +105,8 @@ impl SlotIndex {
                 .into_iter()
                 .map(|(h, at, len)| (key(&h), (at, len)))
                 .collect(),
+            prefix: 0,
+            whole: [0; 32],
         }
     }
 
@@ -172,8 +198,6 @@ pub struct Adaptive<'a> {
     next_range: usize,
     /// The open range: its reader, where it is (payload-relative) and ends.
     cur: Option<(Box<dyn Read + Send>, u64, u64)>,
-    input: Vec<u8>,
-    dctx: zstd::zstd_safe::DCtx<'static>,
 }
 
 impl<'a> Adaptive<'a> {
@@ -197,8 +221,6 @@ impl<'a> Adaptive<'a> {
             stats: Stats::default(),
             next_range: 0,
             cur: None,
-            input: Vec::new(),
-            dctx: crate::bundle::frames::context(),
         }
     }
 
@@ -209,20 +231,20 @@ impl<'a> Adaptive<'a> {
         s.range(self.payload_start + a, self.payload_start + b)
     }
 
-    /// Reads chunk `i`'s stored bytes into `self.input`, from the ranges of
-    /// the plan, or (`alone`) from a range of its own.
-    fn stored(&mut self, i: u64, alone: bool) -> io::Result<()> {
+    /// Reads chunk `i`'s stored bytes into `dst` (exactly their length),
+    /// from the ranges of the plan, or (`alone`) from a range of its own.
+    fn stored(&mut self, i: u64, alone: bool, dst: &mut [u8]) -> io::Result<()> {
         let (a, b) = self.table.stored_span(i);
-        self.input.resize((b - a) as usize, 0);
+        debug_assert_eq!(dst.len() as u64, b - a);
         if alone {
             let mut r = self.open(a, b).map_err(io::Error::other)?;
-            return r.read_exact(&mut self.input);
+            return r.read_exact(dst);
         }
         loop {
             match &mut self.cur {
                 Some((r, pos, end)) if *pos <= a && b <= *end => {
                     io::copy(&mut r.by_ref().take(a - *pos), &mut io::sink())?;
-                    r.read_exact(&mut self.input)?;
+                    r.read_exact(dst)?;
                     *pos = b;
                     return Ok(());
                 }
@@ -239,19 +261,10 @@ impl<'a> Adaptive<'a> {
             }
         }
     }
-
-    fn decode(&mut self, i: u64, out: &mut [u8]) -> io::Result<()> {
-        if self.compressed {
-            pipeline::decode_chunk(&mut self.dctx, i, &self.input, out)
-        } else {
-            out.copy_from_slice(&self.input);
-            Ok(())
-        }
-    }
 }
 
 impl ChunkSource for Adaptive<'_> {
-    fn fill(&mut self, i: u64, out: &mut [u8]) -> Result<(), PipelineError> {
+    fn fill(&mut self, i: u64, out: &mut [u8], input: &mut Vec<u8>) -> Result<Got, PipelineError> {
         let offset = self.table.span(i).0;
         let err = |source| PipelineError::Read { offset, source };
         if self
@@ -261,22 +274,28 @@ impl ChunkSource for Adaptive<'_> {
         {
             return Err(err(io::Error::other(super::CancelledRead)));
         }
+        let mut alone = false;
         if let Some(at) = self.plan.local[i as usize] {
             let n = self.booted.read_at(at, out)?;
             if n == out.len() && Sha256::digest(&*out).as_slice() == self.table.hash(i) {
                 self.stats.reused += n as u64;
-                return Ok(());
+                return Ok(Got::Bytes);
             }
             tracing::warn!(
                 chunk = i,
                 device = %self.booted.device().display(),
                 "the booted slot no longer holds this chunk where it was indexed; fetching it"
             );
-            self.stored(i, true).map_err(err)?;
-        } else {
-            self.stored(i, false).map_err(err)?;
+            alone = true;
         }
-        self.decode(i, out).map_err(err)
+        if !self.compressed {
+            self.stored(i, alone, out).map_err(err)?;
+            return Ok(Got::Bytes);
+        }
+        let (a, b) = self.table.stored_span(i);
+        pipeline::append_stored(input, (b - a) as usize, |dst| self.stored(i, alone, dst))
+            .map_err(err)?;
+        Ok(Got::Frame)
     }
 }
 
@@ -292,10 +311,13 @@ pub fn read_members(
     img: &Image,
 ) -> Result<(ChunkList, u64, u64, u64), BundleError> {
     use crate::bundle::tar::{self, Block, BLOCK};
-    let c = img.cdc.as_ref().expect("a content-defined image");
-    let tsize = c.count * crate::bundle::chunks::TABLE_ENTRY as u64;
+    let Layout {
+        table: tsize,
+        payload_start,
+        next,
+    } = layout(off, img);
     let padded = tsize + tar::padding(tsize);
-    let want = 2 * BLOCK as u64 + padded;
+    let want = payload_start - off;
     let mut buf = vec![0u8; want as usize];
     let io = |offset, source| BundleError::Io { offset, source };
     {
@@ -345,9 +367,33 @@ pub fn read_members(
         member_name(index, img),
         img.payload_size,
     )?;
-    let payload_start = off + want;
-    let next = payload_start + img.payload_size + tar::padding(img.payload_size);
     Ok((t, payload_start, next, want))
+}
+
+/// Where a content-defined image's members lie in the bundle when its
+/// table member starts at `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Bytes of the chunk table.
+    pub table: u64,
+    /// The payload's first byte.
+    pub payload_start: u64,
+    /// Where the next member starts.
+    pub next: u64,
+}
+
+/// The tar layout of image `img`'s table and payload members from `off`
+/// (pure: the member headers are checked where they are read).
+pub fn layout(off: u64, img: &Image) -> Layout {
+    use crate::bundle::tar::{padding, BLOCK};
+    let c = img.cdc.as_ref().expect("a content-defined image");
+    let table = c.count * crate::bundle::chunks::TABLE_ENTRY as u64;
+    let payload_start = off + 2 * BLOCK as u64 + table + padding(table);
+    Layout {
+        table,
+        payload_start,
+        next: payload_start + img.payload_size + padding(img.payload_size),
+    }
 }
 
 /// After the last image: only the end-of-archive marker and zero padding

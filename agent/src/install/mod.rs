@@ -499,7 +499,14 @@ impl Job<'_, '_> {
                             t,
                             img.compression == Compression::Zstd,
                         );
-                        pipeline::stream_chunks(t, &mut src, writer, img.size, &mut report)
+                        pipeline::stream_chunks(
+                            t,
+                            &mut src,
+                            writer,
+                            img.size,
+                            decode_workers(),
+                            &mut report,
+                        )
                     }
                     (Compression::Zstd, Some(frame_size)) => {
                         let mut frames = FrameReader::new(payload, frame_size, img.size);
@@ -581,10 +588,11 @@ impl Job<'_, '_> {
     }
 
     /// Writes every image of a remote bundle whose images all have chunk
-    /// tables, by range: each image's table, then what the booted slot
-    /// lacks (or the whole payload, when little is there to reuse).
-    /// `head_end` is where the signatures end. Returns the bytes written,
-    /// the records and what was fetched and reused.
+    /// tables, by range: for each image, nothing when the booted slot holds
+    /// it whole; else its table, then what the booted slot lacks (or the
+    /// whole payload, when little is there to reuse). `head_end` is where
+    /// the signatures end. Returns the bytes written, the records and what
+    /// was fetched and reused.
     #[allow(clippy::too_many_arguments)]
     fn adaptive(
         &mut self,
@@ -597,111 +605,96 @@ impl Job<'_, '_> {
         opts: &Options,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(u64, Vec<ImageRecord>, adaptive::Stats), InstallError> {
-        let settings = self.ctx.settings;
         let mut stats = adaptive::Stats::default();
         let (mut bytes, mut images) = (0, Vec::new());
         let mut off = head_end;
         for (index, img) in manifest.images.iter().enumerate() {
             let class = img.slot_class.clone();
-            let (table, payload_start, next, head) =
-                adaptive::read_members(source, off, index, img)?;
-            stats.fetched += head;
-            stats.requests += 1;
-            off = next;
-            // What the booted slot holds: indexed with this image's chunking.
-            let dev = &settings
-                .slot(booted, &class)
-                .expect("validated config")
-                .device;
-            let booted_len = self
-                .state
-                .slot(booted)
-                .images
-                .iter()
-                .find(|r| r.slot_class == class)
-                .map(|r| r.size);
-            let cdc = img.cdc.as_ref().expect("checked by the caller");
-            let indexed = crate::sys::SlotReader::open(dev).and_then(|r| {
-                let len = booted_len.unwrap_or(r.len()).min(r.len());
-                let ix = adaptive::SlotIndex::build(&r, len, &cdc.params())?;
-                Ok((r, ix))
-            });
-            let (reader, have) = match indexed {
-                Ok(v) => (Some(v.0), Some(v.1)),
-                Err(e) => {
-                    tracing::warn!(%class, "cannot read the booted slot ({e}); fetching the whole image");
-                    (None, None)
+            let have = self.index_booted(booted, img);
+            let writer = writers.get_mut(&class).expect("policy checked classes");
+            let written = match have {
+                Some((reader, ix)) if ix.holds(img) => {
+                    // Nothing to fetch: the booted slot is this image. The
+                    // copy is checked against the image's hash once more,
+                    // and its header written only if it matches.
+                    progress(Progress::Planned {
+                        index,
+                        class: &class,
+                        fetch: 0,
+                        reuse: img.size,
+                        full: false,
+                    });
+                    tracing::info!(%class, "adaptive: the booted slot holds this image; copying it");
+                    stats.reused += img.size;
+                    off = adaptive::layout(off, img).next;
+                    let mut report = writing(progress, index, &class, img.size);
+                    pipeline::stream_image(
+                        &mut reader.stream(0, img.size),
+                        writer,
+                        img.size,
+                        pipeline::Verify::Whole(&sha256_bytes(&img.sha256)),
+                        &mut report,
+                    )
+                    .map_err(|e| image_error(index, &class, target, e))?
+                }
+                have => {
+                    let (table, payload_start, next, head) =
+                        adaptive::read_members(source, off, index, img)?;
+                    stats.fetched += head;
+                    stats.requests += 1;
+                    off = next;
+                    let fetch = Fetch {
+                        source,
+                        table: &table,
+                        payload_start,
+                        target,
+                        cancel: opts.cancel.clone(),
+                    };
+                    let (w, s) = fetch.write(index, img, have, writer, progress)?;
+                    stats += s;
+                    w
                 }
             };
-            let plan = match &have {
-                Some(ix) => adaptive::plan(&table, ix),
-                None => adaptive::Plan {
-                    local: vec![None; table.len() as usize],
-                    ranges: vec![(0, img.payload_size)],
-                    fetch: img.payload_size,
-                    reuse: 0,
-                },
-            };
-            let full = reader.is_none() || plan.worse_than_full(img.payload_size);
-            progress(Progress::Planned {
-                index,
-                class: &class,
-                fetch: if full { img.payload_size } else { plan.fetch },
-                reuse: if full { 0 } else { plan.reuse },
-                full,
-            });
-            if full && reader.is_some() {
-                tracing::info!(%class, fetch = plan.fetch, payload = img.payload_size,
-                    "the booted slot has too little of this image; fetching it whole");
-            } else if !full {
-                tracing::info!(%class, fetch = plan.fetch, reuse = plan.reuse, ranges = plan.ranges.len(),
-                    "adaptive: fetching only what the booted slot lacks");
-            }
-            let writer = writers.get_mut(&class).expect("policy checked classes");
-            let mut report = |done| {
-                progress(Progress::Writing {
-                    index,
-                    class: &class,
-                    done,
-                    total: img.size,
-                })
-            };
-            let compressed = img.compression == Compression::Zstd;
-            let written = if full {
-                let r = source
-                    .lock()
-                    .expect("no panics while held")
-                    .range(payload_start, payload_start + img.payload_size)?;
-                let r: Box<dyn Read + Send> = match opts.cancel.clone() {
-                    Some(flag) => Box::new(CancelReader { inner: r, flag }),
-                    None => r,
-                };
-                stats.fetched += img.payload_size;
-                stats.requests += 1;
-                stats.full = true;
-                let mut src = pipeline::PayloadChunks::new(r, &table, compressed);
-                pipeline::stream_chunks(&table, &mut src, writer, img.size, &mut report)
-            } else {
-                let mut src = adaptive::Adaptive::new(
-                    &table,
-                    &plan,
-                    reader.as_ref().expect("not full"),
-                    source.clone(),
-                    payload_start,
-                    compressed,
-                    opts.cancel.clone(),
-                );
-                let w = pipeline::stream_chunks(&table, &mut src, writer, img.size, &mut report);
-                stats += src.stats;
-                w
-            }
-            .map_err(|e| image_error(index, &class, target, e))?;
             bytes += written.bytes;
             images.push(image_done(index, class, img, progress));
         }
         stats.fetched += adaptive::check_end(source, off)?;
         stats.requests += 1;
         Ok((bytes, images, stats))
+    }
+
+    /// The booted slot of `img`'s class, cut and hashed with the image's
+    /// chunking; `None` (said in the log) when it cannot be read.
+    fn index_booted(
+        &self,
+        booted: SlotGroup,
+        img: &crate::bundle::manifest::Image,
+    ) -> Option<(crate::sys::SlotReader, adaptive::SlotIndex)> {
+        let class = &img.slot_class;
+        let dev = &self
+            .ctx
+            .settings
+            .slot(booted, class)
+            .expect("validated config")
+            .device;
+        let booted_len = self
+            .state
+            .slot(booted)
+            .images
+            .iter()
+            .find(|r| &r.slot_class == class)
+            .map(|r| r.size);
+        let cdc = img.cdc.as_ref().expect("checked by the caller");
+        let indexed = crate::sys::SlotReader::open(dev).and_then(|r| {
+            let len = booted_len.unwrap_or(r.len()).min(r.len());
+            let ix = adaptive::SlotIndex::build(&r, len, img.size, &cdc.params())?;
+            Ok((r, ix))
+        });
+        indexed
+            .map_err(|e| {
+                tracing::warn!(%class, "cannot read the booted slot ({e}); fetching the whole image");
+            })
+            .ok()
     }
 
     /// Records a failed job; the target stays invalid if writing had begun.
@@ -802,6 +795,133 @@ fn sha256_bytes(hex_digest: &str) -> [u8; 32] {
         out = [0xFF; 32];
     }
     out
+}
+
+/// The progress callback of image `index` being written.
+fn writing<'p>(
+    progress: &'p mut dyn FnMut(Progress<'_>),
+    index: usize,
+    class: &'p SlotClass,
+    total: u64,
+) -> impl FnMut(u64) + 'p {
+    move |done| {
+        progress(Progress::Writing {
+            index,
+            class,
+            done,
+            total,
+        })
+    }
+}
+
+/// One content-defined image of a remote bundle, fetched by range: what
+/// the booted slot lacks, or its whole payload.
+struct Fetch<'a> {
+    source: &'a crate::fetch::Shared,
+    table: &'a crate::bundle::chunks::ChunkList,
+    payload_start: u64,
+    target: SlotGroup,
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Fetch<'_> {
+    /// Plans and writes the image; `have` is the booted slot and its index.
+    fn write(
+        &self,
+        index: usize,
+        img: &crate::bundle::manifest::Image,
+        have: Option<(crate::sys::SlotReader, adaptive::SlotIndex)>,
+        writer: &mut SlotWriter,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<(pipeline::Written, adaptive::Stats), InstallError> {
+        let (table, class) = (self.table, &img.slot_class);
+        let plan = match &have {
+            Some((_, ix)) => adaptive::plan(table, ix),
+            None => adaptive::Plan {
+                local: vec![None; table.len() as usize],
+                ranges: vec![(0, img.payload_size)],
+                fetch: img.payload_size,
+                reuse: 0,
+            },
+        };
+        let full = have.is_none() || plan.worse_than_full(img.payload_size);
+        progress(Progress::Planned {
+            index,
+            class,
+            fetch: if full { img.payload_size } else { plan.fetch },
+            reuse: if full { 0 } else { plan.reuse },
+            full,
+        });
+        if full && have.is_some() {
+            tracing::info!(%class, fetch = plan.fetch, payload = img.payload_size,
+                "the booted slot has too little of this image; fetching it whole");
+        } else if !full {
+            tracing::info!(%class, fetch = plan.fetch, reuse = plan.reuse, ranges = plan.ranges.len(),
+                "adaptive: fetching only what the booted slot lacks");
+        }
+        let mut report = writing(progress, index, class, img.size);
+        let compressed = img.compression == Compression::Zstd;
+        let mut stats = adaptive::Stats::default();
+        let written = match have {
+            Some((reader, _)) if !full => {
+                let mut src = adaptive::Adaptive::new(
+                    table,
+                    &plan,
+                    &reader,
+                    self.source.clone(),
+                    self.payload_start,
+                    compressed,
+                    self.cancel.clone(),
+                );
+                let w = pipeline::stream_chunks(
+                    table,
+                    &mut src,
+                    writer,
+                    img.size,
+                    decode_workers(),
+                    &mut report,
+                );
+                stats += src.stats;
+                w
+            }
+            _ => {
+                stats.fetched += img.payload_size;
+                stats.requests += 1;
+                stats.full = true;
+                self.whole(img, compressed, writer, &mut report)?
+            }
+        };
+        let written = written.map_err(|e| image_error(index, class, self.target, e))?;
+        Ok((written, stats))
+    }
+
+    /// Streams the whole payload.
+    fn whole(
+        &self,
+        img: &crate::bundle::manifest::Image,
+        compressed: bool,
+        writer: &mut SlotWriter,
+        report: &mut dyn FnMut(u64),
+    ) -> Result<Result<pipeline::Written, PipelineError>, InstallError> {
+        let r = self
+            .source
+            .lock()
+            .expect("no panics while held")
+            .range(self.payload_start, self.payload_start + img.payload_size)?;
+        let r: Box<dyn Read + Send> = match self.cancel.clone() {
+            Some(flag) => Box::new(CancelReader { inner: r, flag }),
+            None => r,
+        };
+        let mut src = pipeline::PayloadChunks::new(r, self.table, compressed);
+        Ok(pipeline::stream_chunks(
+            self.table,
+            &mut src,
+            writer,
+            img.size,
+            decode_workers(),
+            report,
+        ))
+    }
 }
 
 /// Threads that decode framed zstd payloads: one per core but the one the

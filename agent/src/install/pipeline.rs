@@ -100,94 +100,65 @@ pub fn stream_frames<R: Read>(
     );
     let workers = workers.max(1);
     run(slot, expected, workers, verify, |free, lanes| {
-        std::thread::scope(|s| {
-            // Compressed input buffers: one per worker and one being filled.
-            let (inputs_tx, inputs_rx) = sync_channel::<Vec<u8>>(workers + 1);
-            for _ in 0..=workers {
-                inputs_tx.send(Vec::new()).expect("pool channel open");
-            }
-            let jobs: Vec<SyncSender<Job>> = lanes
-                .into_iter()
-                .map(|lane| {
-                    let (tx, rx) = sync_channel::<Job>(1);
-                    let inputs = inputs_tx.clone();
-                    s.spawn(move || decode_stage(rx, lane, inputs));
-                    tx
-                })
-                .collect();
-            drop(inputs_tx);
-            split_stage(frames, free, inputs_rx, &jobs, progress)
+        with_decoders(lanes, |jobs, inputs| {
+            split_stage(frames, free, inputs, jobs, progress)
         })
     })
+}
+
+/// What a [`ChunkSource`] made of a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Got {
+    /// Its bytes are in `out`.
+    Bytes,
+    /// Its stored bytes, one zstd frame, were appended to `input`; a
+    /// decode worker turns them into the chunk.
+    Frame,
 }
 
 /// Where the bytes of one chunk of a content-defined image come from; the
 /// pipeline asks for the chunks in order.
 pub trait ChunkSource {
-    /// Fills `out` (exactly chunk `i`'s length) with chunk `i`. What it
-    /// returns is checked against the table before it is written.
-    fn fill(&mut self, i: u64, out: &mut [u8]) -> Result<(), PipelineError>;
+    /// Fills `out` (exactly chunk `i`'s length) with chunk `i`, or appends
+    /// its zstd frame to `input`. What becomes of it is checked against the
+    /// table before it is written.
+    fn fill(&mut self, i: u64, out: &mut [u8], input: &mut Vec<u8>) -> Result<Got, PipelineError>;
 }
 
 /// Streams a content-defined image: the buffers are filled with whole
 /// chunks only, in order, so every chunk is checked against the table
 /// before any byte of it is written, wherever it came from (the bundle's
-/// payload, the booted slot).
+/// payload, the booted slot). `workers` threads decode the compressed
+/// chunks, as [`stream_frames`] does frames.
 pub fn stream_chunks(
     table: &ChunkList,
     source: &mut dyn ChunkSource,
     slot: &mut SlotWriter,
     expected: u64,
+    workers: usize,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Written, PipelineError> {
     assert!(table.is_table(), "a content-defined chunk table");
+    let workers = workers.max(1);
     run(
         slot,
         expected,
-        1,
+        workers,
         Verify::Chunks(table),
-        |free, mut lanes| {
-            let lane = lanes.pop().expect("one lane");
-            let mut total = 0u64;
-            let mut chunk = 0u64;
-            while chunk < table.len() {
-                let Ok(mut buf) = free.recv() else {
-                    return Ok(total); // the writer stopped; the caller says why
-                };
-                let mut filled = 0usize;
-                while chunk < table.len() {
-                    let (a, b) = table.span(chunk);
-                    let len = (b - a) as usize;
-                    if filled + len > CHUNK {
-                        break;
-                    }
-                    if let Err(e) = source.fill(chunk, &mut buf.bytes_mut()[filled..filled + len]) {
-                        let _ = lane.send(Err(e));
-                        return Ok(total);
-                    }
-                    filled += len;
-                    chunk += 1;
-                }
-                total += filled as u64;
-                progress(total);
-                if lane.send(Ok((buf, filled))).is_err() {
-                    return Ok(total);
-                }
-            }
-            Ok(total)
+        |free, lanes| {
+            with_decoders(lanes, |jobs, inputs| {
+                chunk_stage(table, source, free, inputs, jobs, progress)
+            })
         },
     )
 }
 
 /// Chunks read in order from a content-defined image's payload: each is
-/// one zstd frame (decoded in one call into the write buffer), or stored
-/// as it is.
+/// one zstd frame, or stored as it is.
 pub struct PayloadChunks<'a, R> {
     pub payload: R,
     pub table: &'a ChunkList,
     pub compressed: bool,
-    input: Vec<u8>,
-    dctx: zstd_safe::DCtx<'static>,
 }
 
 impl<'a, R: Read> PayloadChunks<'a, R> {
@@ -196,8 +167,6 @@ impl<'a, R: Read> PayloadChunks<'a, R> {
             payload,
             table,
             compressed,
-            input: Vec::new(),
-            dctx: frames::context(),
         }
     }
 }
@@ -236,17 +205,33 @@ pub fn decode_chunk(
     Ok(())
 }
 
+/// Appends `len` bytes to `input`, filled by `read` (nothing if it fails).
+pub fn append_stored(
+    input: &mut Vec<u8>,
+    len: usize,
+    read: impl FnOnce(&mut [u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let start = input.len();
+    input.resize(start + len, 0);
+    let got = read(&mut input[start..]);
+    if got.is_err() {
+        input.truncate(start);
+    }
+    got
+}
+
 impl<R: Read> ChunkSource for PayloadChunks<'_, R> {
-    fn fill(&mut self, i: u64, out: &mut [u8]) -> Result<(), PipelineError> {
+    fn fill(&mut self, i: u64, out: &mut [u8], input: &mut Vec<u8>) -> Result<Got, PipelineError> {
         let offset = self.table.span(i).0;
         let read_err = |source| PipelineError::Read { offset, source };
         if !self.compressed {
-            return self.payload.read_exact(out).map_err(read_err);
+            self.payload.read_exact(out).map_err(read_err)?;
+            return Ok(Got::Bytes);
         }
         let (a, b) = self.table.stored_span(i);
-        self.input.resize((b - a) as usize, 0);
-        self.payload.read_exact(&mut self.input).map_err(read_err)?;
-        decode_chunk(&mut self.dctx, i, &self.input, out).map_err(read_err)
+        append_stored(input, (b - a) as usize, |dst| self.payload.read_exact(dst))
+            .map_err(read_err)?;
+        Ok(Got::Frame)
     }
 }
 
@@ -358,9 +343,64 @@ fn read_stage(
 struct Job {
     buf: AlignedBuf,
     input: Vec<u8>,
-    frames: Vec<Frame>,
-    /// Image offset of the first frame.
+    /// The frames to decode, each into the buffer at its offset.
+    pieces: Vec<Piece>,
+    /// Bytes of the buffer the job fills (with what is already there).
+    len: usize,
+    /// Image offset of the buffer's first byte.
     offset: u64,
+}
+
+/// A frame of a job and where in the buffer it goes.
+struct Piece {
+    at: usize,
+    frame: Frame,
+    /// A content-defined chunk (its frame is checked to be exactly one
+    /// zstd frame), or a frame of a framed payload.
+    chunk: bool,
+}
+
+/// Runs one decode worker per lane while `feed` hands them jobs, in turn,
+/// through the senders it gets, with the pool of compressed input buffers
+/// (one per worker and one being filled).
+fn with_decoders<T>(
+    lanes: Vec<SyncSender<Filled>>,
+    feed: impl FnOnce(&[SyncSender<Job>], Receiver<Vec<u8>>) -> T,
+) -> T {
+    let workers = lanes.len();
+    std::thread::scope(|s| {
+        let (inputs_tx, inputs_rx) = sync_channel::<Vec<u8>>(workers + 1);
+        for _ in 0..=workers {
+            inputs_tx.send(Vec::new()).expect("pool channel open");
+        }
+        let jobs: Vec<SyncSender<Job>> = lanes
+            .into_iter()
+            .map(|lane| {
+                let (tx, rx) = sync_channel::<Job>(1);
+                let inputs = inputs_tx.clone();
+                s.spawn(move || decode_stage(rx, lane, inputs));
+                tx
+            })
+            .collect();
+        drop(inputs_tx);
+        feed(&jobs, inputs_rx)
+    })
+}
+
+/// Takes a free buffer and a free input buffer for a job at image offset
+/// `offset`; `None` when the writer or a worker stopped (the caller
+/// reports why).
+fn new_job(free: &Receiver<AlignedBuf>, inputs: &Receiver<Vec<u8>>, offset: u64) -> Option<Job> {
+    let buf = free.recv().ok()?;
+    let mut input = inputs.recv().ok()?;
+    input.clear();
+    Some(Job {
+        buf,
+        input,
+        pieces: Vec::new(),
+        len: 0,
+        offset,
+    })
 }
 
 fn split_stage<R: Read>(
@@ -381,30 +421,77 @@ fn split_stage<R: Read>(
             frames.next_frame(&mut Vec::new()).map_err(read_error)?;
             break;
         }
-        // The writer or a worker stopped: the caller reports why.
-        let Ok(buf) = free.recv() else {
+        let Some(mut job) = new_job(&free, &inputs, total) else {
             return Ok(total);
         };
-        let Ok(mut input) = inputs.recv() else {
-            return Ok(total);
-        };
-        input.clear();
-        let mut job = Job {
-            buf,
-            input,
-            frames: Vec::with_capacity(CHUNK / frames.frame_size()),
-            offset: total,
-        };
-        let mut filled = 0;
-        while filled + frames.next_yield() <= CHUNK && frames.next_yield() > 0 {
+        while job.len + frames.next_yield() <= CHUNK && frames.next_yield() > 0 {
             let frame = frames
                 .next_frame(&mut job.input)
                 .map_err(read_error)?
                 .expect("the image is not complete yet");
-            filled += frame.yields;
-            job.frames.push(frame);
+            let at = job.len;
+            job.len += frame.yields;
+            job.pieces.push(Piece {
+                at,
+                frame,
+                chunk: false,
+            });
         }
-        total += filled as u64;
+        total += job.len as u64;
+        progress(total);
+        if worker.send(job).is_err() {
+            return Ok(total);
+        }
+    }
+    Ok(total)
+}
+
+/// Fills jobs with whole chunks from `source`, in order: the bytes it has
+/// go into the buffer here, its frames to a decode worker.
+fn chunk_stage(
+    table: &ChunkList,
+    source: &mut dyn ChunkSource,
+    free: Receiver<AlignedBuf>,
+    inputs: Receiver<Vec<u8>>,
+    workers: &[SyncSender<Job>],
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, PipelineError> {
+    let mut total = 0u64;
+    let mut chunk = 0u64;
+    for worker in workers.iter().cycle() {
+        if chunk == table.len() {
+            break;
+        }
+        let Some(mut job) = new_job(&free, &inputs, total) else {
+            return Ok(total);
+        };
+        while chunk < table.len() {
+            let (a, b) = table.span(chunk);
+            let len = (b - a) as usize;
+            if job.len + len > CHUNK {
+                break;
+            }
+            let at = job.len;
+            let start = job.input.len();
+            let out = &mut job.buf.bytes_mut()[at..at + len];
+            if source.fill(chunk, out, &mut job.input)? == Got::Frame {
+                let frame = Frame {
+                    index: chunk,
+                    payload_offset: table.stored_span(chunk).0,
+                    start,
+                    end: job.input.len(),
+                    yields: len,
+                };
+                job.pieces.push(Piece {
+                    at,
+                    frame,
+                    chunk: true,
+                });
+            }
+            job.len += len;
+            chunk += 1;
+        }
+        total += job.len as u64;
         progress(total);
         if worker.send(job).is_err() {
             return Ok(total);
@@ -416,23 +503,27 @@ fn split_stage<R: Read>(
 fn decode_stage(jobs: Receiver<Job>, out: SyncSender<Filled>, inputs: SyncSender<Vec<u8>>) {
     let mut dctx = frames::context();
     for mut job in jobs {
-        let mut at = 0;
         let mut result = Ok(());
-        for frame in &job.frames {
-            let piece = &mut job.buf.bytes_mut()[at..at + frame.yields];
-            if let Err(source) = frames::decode_frame(&mut dctx, frame, &job.input, piece) {
+        for p in &job.pieces {
+            let f = &p.frame;
+            let piece = &mut job.buf.bytes_mut()[p.at..p.at + f.yields];
+            let decoded = if p.chunk {
+                decode_chunk(&mut dctx, f.index, &job.input[f.start..f.end], piece)
+            } else {
+                frames::decode_frame(&mut dctx, f, &job.input, piece)
+            };
+            if let Err(source) = decoded {
                 result = Err(PipelineError::Read {
-                    offset: job.offset + at as u64,
+                    offset: job.offset + p.at as u64,
                     source,
                 });
                 break;
             }
-            at += frame.yields;
         }
-        // The splitter may have stopped; then nobody needs the input back.
+        // The feed may have stopped; then nobody needs the input back.
         let _ = inputs.send(job.input);
         let failed = result.is_err();
-        if out.send(result.map(|()| (job.buf, at))).is_err() || failed {
+        if out.send(result.map(|()| (job.buf, job.len))).is_err() || failed {
             return;
         }
     }
@@ -569,6 +660,104 @@ mod tests {
                 assert_eq!(seen, data.len() as u64);
                 let back = std::fs::read(&p).unwrap();
                 assert!(back[..data.len()] == data[..], "{workers} workers");
+            }
+        }
+    }
+
+    /// A content-defined image of `data` (zstd chunks) and its payload.
+    fn cdc_image(data: &[u8]) -> (ChunkList, Vec<u8>) {
+        use crate::bundle::cdc;
+        let mut payload = Vec::new();
+        let c = cdc::compress(&mut &data[..], &mut payload, &cdc::DEFAULT, Some(3), 2).unwrap();
+        (
+            ChunkList::table_of(&c.entries, cdc::DEFAULT.max).unwrap(),
+            payload,
+        )
+    }
+
+    #[test]
+    fn chunks_decoded_by_any_number_of_workers_arrive_in_order() {
+        let data = image();
+        let (table, payload) = cdc_image(&data);
+        assert!(table.len() > 8, "{} chunks", table.len());
+        for workers in [1, 2, 3] {
+            let d = tempfile::tempdir().unwrap();
+            let (p, mut w) = slot_file(&d, data.len() + 8192);
+            let mut src = PayloadChunks::new(&payload[..], &table, true);
+            let mut seen = 0;
+            let out = stream_chunks(
+                &table,
+                &mut src,
+                &mut w,
+                data.len() as u64,
+                workers,
+                &mut |n| seen = n,
+            )
+            .unwrap();
+            assert_eq!((out.bytes, seen), (data.len() as u64, data.len() as u64));
+            let back = std::fs::read(&p).unwrap();
+            assert!(back[..data.len()] == data[..], "{workers} workers");
+        }
+    }
+
+    /// A stored chunk that decodes to other bytes (a forged frame of the
+    /// right length) is refused by the table before its buffer is written,
+    /// and one that does not decode stops the pipeline, with any number of
+    /// decode workers.
+    #[test]
+    fn a_compressed_chunk_that_does_not_match_is_never_written() {
+        let data = image();
+        let (table, payload) = cdc_image(&data);
+        // A chunk in the second buffer.
+        let k = (0..table.len())
+            .find(|&i| table.span(i).0 > CHUNK as u64 + 4096)
+            .unwrap();
+        let (a, b) = table.span(k);
+        let (sa, sb) = table.stored_span(k);
+        let mut other = data[a as usize..b as usize].to_vec();
+        other[7] ^= 1;
+        let forged = zstd::bulk::compress(&other, 3).unwrap();
+        let mut bad = payload[..sa as usize].to_vec();
+        bad.extend_from_slice(&forged);
+        bad.extend_from_slice(&payload[sb as usize..]);
+        // Its stored length changed: a table that says so.
+        let mut entries: Vec<_> = (0..table.len())
+            .map(|i| {
+                let (x, y) = table.span(i);
+                let (p, q) = table.stored_span(i);
+                (
+                    table.hash(i).try_into().unwrap(),
+                    (y - x) as u32,
+                    (q - p) as u32,
+                )
+            })
+            .collect();
+        entries[k as usize].2 = forged.len() as u32;
+        let forged_table = ChunkList::table_of(&entries, crate::bundle::cdc::DEFAULT.max).unwrap();
+        let mut broken = payload.clone();
+        broken[sa as usize] ^= 0x55; // its zstd magic: not a frame
+        for workers in [1, 2, 3] {
+            for (t, pl, forged) in [(&forged_table, &bad, true), (&table, &broken, false)] {
+                let d = tempfile::tempdir().unwrap();
+                let (p, mut w) = slot_file(&d, data.len() + 8192);
+                let mut src = PayloadChunks::new(&pl[..], t, true);
+                let e = stream_chunks(t, &mut src, &mut w, data.len() as u64, workers, &mut |_| {})
+                    .unwrap_err();
+                match &e {
+                    PipelineError::Chunk(m) if forged => assert_eq!(m.chunk, k, "{e}"),
+                    PipelineError::Read { .. } if !forged => {
+                        assert!(e.to_string().contains(&format!("chunk {k}")), "{e}")
+                    }
+                    other => panic!("{workers} workers, forged {forged}: {other}"),
+                }
+                let back = std::fs::read(&p).unwrap();
+                let buf_start = (a as usize / CHUNK) * CHUNK;
+                let lo = (a as usize).max(buf_start);
+                assert!(
+                    back[lo..b as usize].iter().all(|&x| x == 0xEE),
+                    "the bad chunk never reached the slot"
+                );
+                assert!(back[..HEAD].iter().all(|&x| x == 0), "header stays invalid");
             }
         }
     }
