@@ -486,7 +486,7 @@ fn diff(old: &Path, new: &Path) -> Result<(), Error> {
         total += 1024 + t.len() * crate::bundle::chunks::TABLE_ENTRY as u64;
         requests += 1;
         let empty = SlotIndex::of([]);
-        let plan = adaptive::plan(t, have.get(class).unwrap_or(&empty));
+        let plan = adaptive::plan(t, have.get(class).unwrap_or(&empty), &mut |_| false);
         let full = plan.worse_than_full(img.payload_size);
         full_any |= full;
         let (fetch, reqs) = if full {

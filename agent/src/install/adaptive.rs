@@ -132,11 +132,21 @@ fn key(h: &[u8]) -> u128 {
     u128::from_le_bytes(h[..16].try_into().expect("a SHA-256"))
 }
 
+/// Where a chunk the device already has lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    /// In the booted slot, at this offset.
+    Booted(u64),
+    /// In the target slot, where it belongs: left there by an earlier
+    /// install of the same image that did not finish, say.
+    InPlace,
+}
+
 /// What to do for one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// Per chunk: where the booted slot has it, or `None` to fetch it.
-    pub local: Vec<Option<u64>>,
+    /// Per chunk: where the device has it, or `None` to fetch it.
+    pub local: Vec<Option<Local>>,
     /// Payload ranges to fetch, in order (payload-relative, end exclusive).
     pub ranges: Vec<(u64, u64)>,
     /// Bytes the ranges cover.
@@ -152,16 +162,22 @@ impl Plan {
     }
 }
 
-/// Decides, chunk by chunk, what to reuse and what to fetch. Pure.
-pub fn plan(table: &ChunkList, have: &SlotIndex) -> Plan {
+/// Decides, chunk by chunk, what to reuse and what to fetch: a chunk the
+/// booted slot has (`have`), else one `in_place` says the target slot holds
+/// where it belongs, else fetched. Pure but for what `in_place` looks at.
+pub fn plan(table: &ChunkList, have: &SlotIndex, in_place: &mut dyn FnMut(u64) -> bool) -> Plan {
     let mut local = Vec::with_capacity(table.len() as usize);
     let mut ranges: Vec<(u64, u64)> = Vec::new();
     let mut reuse = 0;
     for i in 0..table.len() {
         let (a, b) = table.span(i);
-        match have.find(table.hash(i), b - a) {
-            Some(at) => {
-                local.push(Some(at));
+        let found = match have.find(table.hash(i), b - a) {
+            Some(at) => Some(Local::Booted(at)),
+            None => in_place(i).then_some(Local::InPlace),
+        };
+        match found {
+            Some(l) => {
+                local.push(Some(l));
                 reuse += b - a;
             }
             None => {
@@ -189,6 +205,8 @@ pub struct Adaptive<'a> {
     pub table: &'a ChunkList,
     pub plan: &'a Plan,
     pub booted: &'a SlotReader,
+    /// The slot being written, for chunks already in place there.
+    pub target: Option<&'a SlotReader>,
     pub src: Shared,
     /// The payload's first byte in the bundle.
     pub payload_start: u64,
@@ -214,6 +232,7 @@ impl<'a> Adaptive<'a> {
             table,
             plan,
             booted,
+            target: None,
             src,
             payload_start,
             compressed,
@@ -222,6 +241,12 @@ impl<'a> Adaptive<'a> {
             next_range: 0,
             cur: None,
         }
+    }
+
+    /// Takes the chunks the plan found in place from `target`.
+    pub fn with_target(mut self, target: Option<&'a SlotReader>) -> Adaptive<'a> {
+        self.target = target;
+        self
     }
 
     fn open(&mut self, a: u64, b: u64) -> Result<Box<dyn Read + Send>, FetchError> {
@@ -275,16 +300,21 @@ impl ChunkSource for Adaptive<'_> {
             return Err(err(io::Error::other(super::CancelledRead)));
         }
         let mut alone = false;
-        if let Some(at) = self.plan.local[i as usize] {
-            let n = self.booted.read_at(at, out)?;
+        let local = match self.plan.local[i as usize] {
+            Some(Local::Booted(at)) => Some((self.booted, at)),
+            Some(Local::InPlace) => self.target.map(|t| (t, offset)),
+            None => None,
+        };
+        if let Some((slot, at)) = local {
+            let n = slot.read_at(at, out)?;
             if n == out.len() && Sha256::digest(&*out).as_slice() == self.table.hash(i) {
                 self.stats.reused += n as u64;
                 return Ok(Got::Bytes);
             }
             tracing::warn!(
                 chunk = i,
-                device = %self.booted.device().display(),
-                "the booted slot no longer holds this chunk where it was indexed; fetching it"
+                device = %slot.device().display(),
+                "the slot no longer holds this chunk where it was found; fetching it"
             );
             alone = true;
         }
@@ -451,14 +481,15 @@ mod tests {
         let t = ChunkList::table_of(&entries, 4096).unwrap();
         // The booted slot has chunks 1, 2 and 5 (elsewhere).
         let have = SlotIndex::of([(h(1), 7000, 1000), (h(2), 0, 1000), (h(5), 3000, 1000)]);
-        let p = plan(&t, &have);
-        assert_eq!(p.local, [None, Some(7000), Some(0), None, None, Some(3000)]);
+        let p = plan(&t, &have, &mut |_| false);
+        let b = |at| Some(Local::Booted(at));
+        assert_eq!(p.local, [None, b(7000), b(0), None, None, b(3000)]);
         // Chunks 0 and 3-4 are 1000 payload bytes apart: one range.
         assert_eq!(p.ranges, [(0, 2500)]);
         assert_eq!((p.fetch, p.reuse), (2500, 3000));
         assert!(!p.worse_than_full(3000 * 2));
         // A length that differs is not the same chunk.
-        let p = plan(&t, &SlotIndex::of([(h(1), 0, 999)]));
+        let p = plan(&t, &SlotIndex::of([(h(1), 0, 999)]), &mut |_| false);
         assert_eq!(p.reuse, 0);
         assert!(p.worse_than_full(3000));
     }
@@ -468,7 +499,25 @@ mod tests {
         let mut entries: Vec<_> = (0..3).map(|i| (h(i), 1000, 500)).collect();
         entries.insert(1, (h(9), 60_000, 40_000)); // reused, and big
         let t = ChunkList::table_of(&entries, 65536).unwrap();
-        let p = plan(&t, &SlotIndex::of([(h(9), 0, 60_000)]));
+        let p = plan(&t, &SlotIndex::of([(h(9), 0, 60_000)]), &mut |_| false);
         assert_eq!(p.ranges, [(0, 500), (40_500, 41_500)]);
+    }
+
+    #[test]
+    fn chunks_in_place_in_the_target_are_not_fetched() {
+        let entries: Vec<_> = (0..5).map(|i| (h(i), 1000, 500)).collect();
+        let t = ChunkList::table_of(&entries, 4096).unwrap();
+        // The booted slot has chunk 0; the target holds 1 and 2 in place
+        // (and would say so of 0 too, but the booted slot comes first).
+        let mut asked = Vec::new();
+        let p = plan(&t, &SlotIndex::of([(h(0), 0, 1000)]), &mut |i| {
+            asked.push(i);
+            i <= 2
+        });
+        assert_eq!(asked, [1, 2, 3, 4]);
+        let l = Some(Local::InPlace);
+        assert_eq!(p.local, [Some(Local::Booted(0)), l, l, None, None]);
+        assert_eq!(p.ranges, [(1500, 2500)]);
+        assert_eq!(p.reuse, 3000);
     }
 }

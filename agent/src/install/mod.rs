@@ -643,11 +643,20 @@ impl Job<'_, '_> {
                     stats.fetched += head;
                     stats.requests += 1;
                     off = next;
+                    // The target's old content, for chunks still in place.
+                    let dev = &self
+                        .ctx
+                        .settings
+                        .slot(target, &class)
+                        .expect("validated config")
+                        .device;
+                    let in_target = crate::sys::SlotReader::open(dev).ok();
                     let fetch = Fetch {
                         source,
                         table: &table,
                         payload_start,
                         target,
+                        in_target: in_target.as_ref(),
                         cancel: opts.cancel.clone(),
                     };
                     let (w, s) = fetch.write(index, img, have, writer, progress)?;
@@ -821,6 +830,8 @@ struct Fetch<'a> {
     table: &'a crate::bundle::chunks::ChunkList,
     payload_start: u64,
     target: SlotGroup,
+    /// The target slot read back, for chunks already in place there.
+    in_target: Option<&'a crate::sys::SlotReader>,
     cancel: Option<Arc<AtomicBool>>,
 }
 
@@ -836,7 +847,7 @@ impl Fetch<'_> {
     ) -> Result<(pipeline::Written, adaptive::Stats), InstallError> {
         let (table, class) = (self.table, &img.slot_class);
         let plan = match &have {
-            Some((_, ix)) => adaptive::plan(table, ix),
+            Some((_, ix)) => adaptive::plan(table, ix, &mut |i| self.in_place(i)),
             None => adaptive::Plan {
                 local: vec![None; table.len() as usize],
                 ranges: vec![(0, img.payload_size)],
@@ -872,7 +883,8 @@ impl Fetch<'_> {
                     self.payload_start,
                     compressed,
                     self.cancel.clone(),
-                );
+                )
+                .with_target(self.in_target);
                 let w = pipeline::stream_chunks(
                     table,
                     &mut src,
@@ -893,6 +905,18 @@ impl Fetch<'_> {
         };
         let written = written.map_err(|e| image_error(index, class, self.target, e))?;
         Ok((written, stats))
+    }
+
+    /// Whether the target slot already holds chunk `i` where it belongs
+    /// (never in the header region, which the pipeline zeroes first).
+    fn in_place(&self, i: u64) -> bool {
+        let (a, b) = self.table.span(i);
+        let Some(t) = self.in_target.filter(|_| a >= pipeline::HEAD as u64) else {
+            return false;
+        };
+        let mut buf = vec![0u8; (b - a) as usize];
+        matches!(t.read_at(a, &mut buf), Ok(n) if n == buf.len())
+            && <sha2::Sha256 as sha2::Digest>::digest(&buf).as_slice() == self.table.hash(i)
     }
 
     /// Streams the whole payload.
