@@ -97,6 +97,8 @@ enum Command {
     Daemon,
     /// Show both slot groups, the booted and primary slot, and the last operation
     Status {
+        /// Print the report as JSON (versioned: docs/status.md,
+        /// docs/status.schema.json)
         #[arg(long)]
         json: bool,
     },
