@@ -105,3 +105,16 @@ if ! python3 -c 'import oras.client' 2>/dev/null; then
         python3 -m pip install -q --break-system-packages oras
 fi
 echo "setup: ok ($(cargo --version))"
+
+# Docs and packaging checks (agent/tests/generated_docs.rs: the man pages
+# render without a groff warning).
+docs_pkgs=()
+have groff || docs_pkgs+=(groff-base)
+if ((${#docs_pkgs[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "setup: need root to install: ${docs_pkgs[*]}" >&2
+        exit 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${docs_pkgs[@]}" >/dev/null
+    echo "setup: installed ${docs_pkgs[*]}"
+fi
