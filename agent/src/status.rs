@@ -111,6 +111,9 @@ pub struct OperationStatus {
     pub result: String,
     pub error: Option<String>,
     pub checks: Vec<crate::health::CheckResult>,
+    /// What an adaptive install fetched and reused; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<crate::state::Transfer>,
 }
 
 /// What was read of the running system, besides the state store.
@@ -208,6 +211,7 @@ fn operation(o: &Operation, lock_held: bool) -> OperationStatus {
         result: result.to_string(),
         error: o.error.clone(),
         checks: o.checks.clone(),
+        transfer: o.transfer,
     }
 }
 
