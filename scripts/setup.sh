@@ -107,9 +107,14 @@ fi
 echo "setup: ok ($(cargo --version))"
 
 # Docs and packaging checks (agent/tests/generated_docs.rs: the man pages
-# render without a groff warning).
+# render without a groff warning; agent/tests/status_view.rs: the status
+# schema).
 docs_pkgs=()
 have groff || docs_pkgs+=(groff-base)
+# agent/tests/status_view.rs validates `status --json` against
+# docs/status.schema.json (draft 2020-12) with Debian's jsonschema.
+/usr/bin/python3 -c 'from jsonschema import Draft202012Validator' 2>/dev/null ||
+    docs_pkgs+=(python3-jsonschema)
 if ((${#docs_pkgs[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "setup: need root to install: ${docs_pkgs[*]}" >&2

@@ -7,6 +7,7 @@
 
 mod bundle;
 mod progress;
+pub mod status_view;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -233,7 +234,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             if json {
                 print!("{}", st.to_json());
             } else {
-                print!("{}", st.to_text());
+                let color = status_view::use_color(std::io::stdout().is_terminal());
+                print!("{}", status_view::render(&st, color));
             }
             Ok(())
         }
