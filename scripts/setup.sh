@@ -115,6 +115,10 @@ have groff || docs_pkgs+=(groff-base)
 # docs/status.schema.json (draft 2020-12) with Debian's jsonschema.
 /usr/bin/python3 -c 'from jsonschema import Draft202012Validator' 2>/dev/null ||
     docs_pkgs+=(python3-jsonschema)
+# agent/tests/deb_package.rs: scripts/build-deb.sh and lintian.
+have lintian || docs_pkgs+=(lintian)
+have dpkg-architecture || docs_pkgs+=(dpkg-dev)
+have objdump || docs_pkgs+=(binutils)
 if ((${#docs_pkgs[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "setup: need root to install: ${docs_pkgs[*]}" >&2
