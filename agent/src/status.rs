@@ -1,4 +1,5 @@
-//! `tandem status`: a report built from settings and state. Pure.
+//! `tandem status`: a report built from settings and state. Pure. The
+//! text a person reads is rendered from it by `cli::status_view`.
 //!
 //! The JSON shape is versioned by `status_version` and documented in
 //! docs/status.md; it only ever gains fields within a version.
@@ -111,6 +112,9 @@ pub struct OperationStatus {
     pub result: String,
     pub error: Option<String>,
     pub checks: Vec<crate::health::CheckResult>,
+    /// What an adaptive install fetched and reused; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<crate::state::Transfer>,
 }
 
 /// What was read of the running system, besides the state store.
@@ -208,6 +212,7 @@ fn operation(o: &Operation, lock_held: bool) -> OperationStatus {
         result: result.to_string(),
         error: o.error.clone(),
         checks: o.checks.clone(),
+        transfer: o.transfer,
     }
 }
 
@@ -216,75 +221,6 @@ impl Status {
         let mut s = serde_json::to_string_pretty(self).expect("status serializes");
         s.push('\n');
         s
-    }
-
-    /// Human-readable form.
-    pub fn to_text(&self) -> String {
-        let g = |x: Option<SlotGroup>| x.map_or("unknown".to_string(), |g| g.to_string());
-        let mut out = format!(
-            "compatible: {}\nbooted:     {}\nprimary:    {}\n",
-            self.compatible,
-            g(self.booted),
-            g(self.primary)
-        );
-        if let Some(e) = &self.boot_error {
-            out += &format!("bootloader: cannot read: {e}\n");
-        }
-        if let Some(why) = &self.data_degraded {
-            out += &format!(
-                "data:       DEGRADED, nothing persists across a reboot: {}\n",
-                printable(why)
-            );
-        }
-        for s in &self.slots {
-            let boot = match (s.boot_mark, s.tries_left) {
-                (None, _) => String::new(),
-                (Some(m), None) => format!("  boot {m:?}").to_lowercase(),
-                (Some(m), Some(n)) => {
-                    format!("  boot {m:?}, {n} trial boot(s) left").to_lowercase()
-                }
-            };
-            let unarmed = if s.state == SlotState::Installed && !s.armed && s.boot_mark.is_some() {
-                "  NOT ARMED (tandem arm)"
-            } else {
-                ""
-            };
-            out += &format!(
-                "slot {}{}: {}  version {}  installed {}{boot}{unarmed}\n",
-                s.group,
-                if s.booted { " (booted)" } else { "" },
-                s.state.as_str(),
-                s.version.as_deref().unwrap_or("-"),
-                s.installed_at.as_deref().unwrap_or("-"),
-            );
-            for i in &s.images {
-                out += &format!("  {:<8} {}\n", i.class, i.device);
-            }
-        }
-        match &self.last_operation {
-            None => out += "last operation: none\n",
-            Some(o) => {
-                let kind = o.kind.as_str();
-                out += &match o.kind {
-                    crate::state::OperationKind::Install => format!(
-                        "last operation: install {} of {} into slot {}: {}\n",
-                        o.version.as_deref().unwrap_or("?"),
-                        o.source,
-                        g(o.target),
-                        o.result
-                    ),
-                    _ => format!(
-                        "last operation: {kind} slot {}: {}\n",
-                        g(o.target),
-                        o.result
-                    ),
-                };
-                if let Some(e) = &o.error {
-                    out += &format!("  error: {e}\n");
-                }
-            }
-        }
-        out
     }
 }
 

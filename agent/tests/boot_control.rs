@@ -74,7 +74,7 @@ fn grub_install_trial_commit_rollback() {
     GrubStore::new(&env).save(&v).unwrap();
     boot_on(&fx, B);
     let st = ok(&tandem(&fx, &["status"]));
-    assert!(st.contains("boot good, 1 trial boot(s) left"), "{st}");
+    assert!(st.contains("booted, primary, trial: 1 try left"), "{st}");
     ok(&tandem(&fx, &["mark-good"]));
     let v = vars();
     assert_eq!(abvars::tries_left(&v, B), None);

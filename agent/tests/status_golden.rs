@@ -1,6 +1,8 @@
 //! The `status --json` shape (status_version 1) against a golden file.
-//! Regenerate with UPDATE_GOLDEN=1 after a deliberate, documented change.
+//! and the text view of the same states (agent/tests/status_view.rs has
+//! more). Regenerate with UPDATE_GOLDEN=1 after a deliberate, documented change.
 
+use tandem::cli::status_view;
 use tandem::config;
 use tandem::fsm::Event;
 use tandem::slot::{SlotClass, SlotGroup};
@@ -75,7 +77,7 @@ fn status_json_v1() {
     };
     let status = tandem::status::build(&s, &st, &seen(false));
     check("status-v1.json", &status.to_json());
-    check("status-v1.txt", &status.to_text());
+    check("status-v1.txt", &status_view::render(&status, false));
 
     // An in-progress operation without a lock holder reads as interrupted.
     st.last_operation.as_mut().unwrap().result = OperationResult::InProgress;
@@ -140,7 +142,10 @@ fn status_with_a_bootloader_where_primary_is_not_the_booted_group() {
             },
         );
         check(&format!("status-v1-{name}.json"), &status.to_json());
-        check(&format!("status-v1-{name}.txt"), &status.to_text());
+        check(
+            &format!("status-v1-{name}.txt"),
+            &status_view::render(&status, false),
+        );
         status
     };
 
@@ -189,5 +194,6 @@ fn status_with_a_bootloader_where_primary_is_not_the_booted_group() {
         Some("tandem-data on /dev/vda4 holds LUKS, not ext4; refusing to format it"),
     );
     assert!(!out.slots[1].armed);
-    assert!(out.to_text().contains("NOT ARMED") && out.to_text().contains("DEGRADED"));
+    let text = status_view::render(&out, false);
+    assert!(text.contains("NOT ARMED") && text.contains("data:       DEGRADED"));
 }

@@ -24,24 +24,31 @@ pub(super) enum BundleCmd {
     Create(CreateArgs),
     /// Add signatures to a bundle (in place unless --output is given)
     Sign {
+        /// The bundle file
         bundle: PathBuf,
+        /// Signing key; repeat to sign with several
         #[arg(long = "key", required = true)]
         keys: Vec<PathBuf>,
+        /// Write the signed bundle here instead of in place
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
     /// Check signatures against a keyring and every payload's hash
     Verify {
+        /// A path, or any source `tandem install` takes
         bundle: String,
         /// Keyring directory [default: from the configuration]
         #[arg(long)]
         keyring: Option<PathBuf>,
+        /// Distinct trusted signatures required [default: from the
+        /// configuration; 1 with --keyring]
         #[arg(long)]
         threshold: Option<usize>,
     },
     /// Push a bundle to an OCI registry, as an artifact devices install
     /// with `tandem install oci://…`
     Push {
+        /// The bundle file
         bundle: PathBuf,
         /// oci://HOST[:PORT]/REPOSITORY:TAG
         reference: String,
@@ -58,10 +65,17 @@ pub(super) enum BundleCmd {
     },
     /// What a device running OLD (a bundle or a slot image) would fetch
     /// of NEW in an adaptive install (signatures not checked)
-    Diff { old: PathBuf, new: PathBuf },
+    Diff {
+        /// What the device runs: a bundle or a slot image
+        old: PathBuf,
+        /// The bundle it would install
+        new: PathBuf,
+    },
     /// Print the manifest and signer key ids (not verified)
     Info {
+        /// A path, or any source `tandem install` takes
         bundle: String,
+        /// Print the manifest and key ids as JSON
         #[arg(long)]
         json: bool,
     },
@@ -69,6 +83,7 @@ pub(super) enum BundleCmd {
 
 #[derive(Args, Debug)]
 pub(super) struct CreateArgs {
+    /// Where to write the bundle
     #[arg(long, short)]
     output: PathBuf,
     /// Bundle version (semver)
@@ -77,13 +92,17 @@ pub(super) struct CreateArgs {
     /// Product/hardware string the device must match
     #[arg(long)]
     compatible: String,
+    /// Security epoch: devices refuse a bundle below their epoch floor
+    /// (docs/security.md)
     #[arg(long, default_value_t = 0)]
     security_epoch: u64,
+    /// Free text stored in the manifest
     #[arg(long)]
     description: Option<String>,
     /// CLASS=PATH, in install order; repeat for several slot classes
     #[arg(long = "image", required = true, value_name = "CLASS=PATH")]
     images: Vec<String>,
+    /// How image payloads are stored
     #[arg(long, value_enum, default_value_t = CompressionArg::None)]
     compression: CompressionArg,
     /// How images are cut into verifiable chunks: content-defined (what
@@ -114,6 +133,7 @@ pub(super) enum ChunkingArg {
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub(super) enum CompressionArg {
+    /// Stored as they are
     None,
     /// zstd: one frame per chunk (see --chunking), decoded without a copy on install
     Zstd,

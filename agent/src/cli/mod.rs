@@ -7,6 +7,7 @@
 
 mod bundle;
 mod progress;
+pub mod status_view;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -97,6 +98,8 @@ enum Command {
     Daemon,
     /// Show both slot groups, the booted and primary slot, and the last operation
     Status {
+        /// Print the report as JSON (versioned: docs/status.md,
+        /// docs/status.schema.json)
         #[arg(long)]
         json: bool,
     },
@@ -231,7 +234,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             if json {
                 print!("{}", st.to_json());
             } else {
-                print!("{}", st.to_text());
+                let color = status_view::use_color(std::io::stdout().is_terminal());
+                print!("{}", status_view::render(&st, color));
             }
             Ok(())
         }
