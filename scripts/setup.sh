@@ -48,6 +48,16 @@ want mkenvimage u-boot-tools
 want docker-registry docker-registry
 want skopeo skopeo
 want htpasswd apache2-utils
+# Docs and packaging checks: the man pages render without a groff warning
+# (agent/tests/generated_docs.rs); status --json validates against
+# docs/status.schema.json with Debian's jsonschema (status_view.rs);
+# scripts/build-deb.sh and lintian (deb_package.rs).
+want groff groff-base
+/usr/bin/python3 -c 'from jsonschema import Draft202012Validator' 2>/dev/null ||
+    need_pkgs+=(python3-jsonschema)
+want lintian lintian
+want dpkg-architecture dpkg-dev
+want objdump binutils
 
 if ((${#need_pkgs[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
@@ -106,24 +116,3 @@ if ! python3 -c 'import oras.client' 2>/dev/null; then
 fi
 echo "setup: ok ($(cargo --version))"
 
-# Docs and packaging checks (agent/tests/generated_docs.rs: the man pages
-# render without a groff warning; agent/tests/status_view.rs: the status
-# schema).
-docs_pkgs=()
-have groff || docs_pkgs+=(groff-base)
-# agent/tests/status_view.rs validates `status --json` against
-# docs/status.schema.json (draft 2020-12) with Debian's jsonschema.
-/usr/bin/python3 -c 'from jsonschema import Draft202012Validator' 2>/dev/null ||
-    docs_pkgs+=(python3-jsonschema)
-# agent/tests/deb_package.rs: scripts/build-deb.sh and lintian.
-have lintian || docs_pkgs+=(lintian)
-have dpkg-architecture || docs_pkgs+=(dpkg-dev)
-have objdump || docs_pkgs+=(binutils)
-if ((${#docs_pkgs[@]})); then
-    if [[ $(id -u) -ne 0 ]]; then
-        echo "setup: need root to install: ${docs_pkgs[*]}" >&2
-        exit 1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${docs_pkgs[@]}" >/dev/null
-    echo "setup: installed ${docs_pkgs[*]}"
-fi
