@@ -84,9 +84,11 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
         slot_class: tandem::slot::SlotClass::new("rootfs").expect("valid class"),
         path: slot_image.clone(),
         compression: tandem::bundle::Compression::Zstd,
-        frame_size: Some(tandem::bundle::writer::FRAME_SIZE),
-        chunk_size: Some(tandem::bundle::writer::CHUNK_SIZE),
-        cdc: None,
+        // Content-defined chunks, as `tandem bundle create` writes by
+        // default: devices on an earlier image fetch only what changed.
+        frame_size: None,
+        chunk_size: None,
+        cdc: Some(tandem::bundle::cdc::DEFAULT),
         verity: verity.clone(),
     };
     tandem::bundle::writer::create(&bundle, &meta, &[input], &[key])?;

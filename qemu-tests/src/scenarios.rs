@@ -587,7 +587,27 @@ pub fn make_hostile_bundles(images: &Path, tandem: &Path) -> Result<(), RigError
         "--key",
         &k,
     ])?;
-    let good = std::fs::read(images.join("minimal-1.1.0.tnd")).map_err(crate::io("bundle"))?;
+    // Fixed chunks: a device streams such a bundle whole, so the flipped
+    // byte is always read. (Of a content-defined bundle an adaptive
+    // install may never fetch the flipped chunk: agent/tests/adaptive.rs
+    // tampers fetched ranges.)
+    run(&[
+        "bundle",
+        "create",
+        "-o",
+        &out("hostile-fixed.tnd"),
+        "--version",
+        "1.1.0",
+        "--compatible",
+        "tandem-demo-x86_64",
+        "--chunking",
+        "fixed",
+        "--image",
+        &r,
+        "--key",
+        &k,
+    ])?;
+    let good = std::fs::read(images.join("hostile-fixed.tnd")).map_err(crate::io("bundle"))?;
     let mut bad = good;
     let at = bad.len() / 2;
     bad[at] ^= 0x55;
