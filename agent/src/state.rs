@@ -169,7 +169,8 @@ pub struct Operation {
 pub struct Transfer {
     /// Bundle bytes transferred (the head, chunk tables, payload ranges).
     pub fetched: u64,
-    /// Image bytes taken from the booted slot.
+    /// Image bytes already on the device: taken from the booted slot, or
+    /// left in place in the target by an earlier attempt.
     pub reused: u64,
     /// Range requests made.
     pub requests: u64,

@@ -268,7 +268,7 @@ fn operation(out: &mut String, o: &OperationStatus, p: Paint) {
 
 fn transfer(t: &Transfer) -> String {
     let mut s = format!(
-        "fetched {} in {} range request{}, reused {} of the booted slot",
+        "fetched {} in {} range request{}, reused {} already on the device",
         bytes(t.fetched),
         t.requests,
         if t.requests == 1 { "" } else { "s" },
