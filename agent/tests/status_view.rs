@@ -33,18 +33,6 @@ use tandem::state::{
 };
 use tandem::status::{BootView, Observed, Status};
 
-fn require_tools() -> bool {
-    std::env::var("TANDEM_TEST_REQUIRE_TOOLS").as_deref() == Ok("1")
-}
-
-fn skip(test: &str, what: &str) {
-    assert!(
-        !require_tools(),
-        "{test}: needs {what} (TANDEM_TEST_REQUIRE_TOOLS=1)"
-    );
-    eprintln!("SKIP {test}: needs {what}");
-}
-
 fn golden(name: &str, actual: &str) {
     let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
     if std::env::var("UPDATE_GOLDEN").is_ok() {
@@ -350,7 +338,7 @@ fn strip_ansi(s: &str) -> String {
 #[test]
 fn library_states_validate_against_the_schema() {
     let Some(py) = python() else {
-        return skip(
+        return common::tools::skip(
             "library_states_validate_against_the_schema",
             "python3-jsonschema",
         );
@@ -379,7 +367,7 @@ fn library_states_validate_against_the_schema() {
 #[test]
 fn the_schema_rejects_what_it_does_not_describe() {
     let Some(py) = python() else {
-        return skip(
+        return common::tools::skip(
             "the_schema_rejects_what_it_does_not_describe",
             "python3-jsonschema",
         );
@@ -524,7 +512,7 @@ fn real_status_output_in_several_states() {
     );
 
     let Some(py) = python() else {
-        return skip("real_status_output_in_several_states", "python3-jsonschema");
+        return common::tools::skip("real_status_output_in_several_states", "python3-jsonschema");
     };
     let docs: Vec<(String, String)> = states.into_iter().map(|(n, j, _)| (n, j)).collect();
     validate(py, &docs).unwrap();
@@ -538,7 +526,7 @@ fn colour_only_on_a_terminal_and_without_no_color() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !have_script {
-        return skip(
+        return common::tools::skip(
             "colour_only_on_a_terminal_and_without_no_color",
             "script (util-linux)",
         );

@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod tls;
+pub mod tools;
 
 use std::path::{Path, PathBuf};
 
