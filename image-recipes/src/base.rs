@@ -76,11 +76,24 @@ impl<'a> Base<'a> {
         !matches!(self, Base::Busybox(_))
     }
 
-    /// What the base adds once the Tandem layer is in (Debian: the agent's
-    /// systemd units, bus and polkit files).
-    pub fn integrate(&self, stage: &Path) -> Result<(), BuildError> {
+    /// Installs the agent from its Debian package: only a Debian base has
+    /// the dpkg database and the tools its maintainer scripts run.
+    pub fn install_package(&self, stage: &Path, deb: &Path) -> Result<(), BuildError> {
         match self {
-            Base::Debian { recipe, .. } => debian::integrate(recipe, stage),
+            Base::Debian { .. } => debian::install_package(stage, deb),
+            Base::Busybox(_) | Base::Oci { .. } => Err(BuildError::Step(format!(
+                "--agent {}: a .deb installs only into a debian base (rootfs.base = \"debian\"); give this recipe a static tandem binary",
+                deb.display()
+            ))),
+        }
+    }
+
+    /// What the base adds once the Tandem layer is in (Debian: the agent's
+    /// systemd units, bus and polkit files, unless `packaged`: the agent's
+    /// package brought them).
+    pub fn integrate(&self, stage: &Path, packaged: bool) -> Result<(), BuildError> {
+        match self {
+            Base::Debian { recipe, .. } => debian::integrate(recipe, stage, packaged),
             Base::Busybox(_) | Base::Oci { .. } => Ok(()),
         }
     }

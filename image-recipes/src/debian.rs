@@ -69,6 +69,19 @@ const DIST_FILES: &[(&str, &str)] = &[
     ),
 ];
 
+/// What `systemctl enable tandem-boot-check.service` makes (its
+/// [Install] section), under /etc/systemd/system: (link, unit).
+const BOOT_CHECK_LINKS: &[(&str, &str)] = &[
+    (
+        "multi-user.target.wants/tandem-boot-check.service",
+        "tandem-boot-check.service",
+    ),
+    (
+        "boot-complete.target.requires/tandem-boot-check.service",
+        "tandem-boot-check.service",
+    ),
+];
+
 const MARKER: &str = include_str!("../assets/debian/console-marker.sh");
 const BOOTED_UNIT: &str = include_str!("../assets/debian/tandem-console-booted.service");
 const AUTOLOGIN: &str = include_str!("../assets/debian/50-tandem-autologin.conf");
@@ -181,6 +194,53 @@ pub fn apply(r: &Recipe, cache: &Path, stage: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// Installs the agent's Debian package `deb` into the Debian base in
+/// `stage` with `dpkg --root`, as on any Debian system: dpkg checks its
+/// dependencies against the base, unpacks it and runs its maintainer
+/// scripts chrooted in the stage (which creates the `tandem` group and
+/// enables the boot check, starting nothing). Needs root.
+pub fn install_package(stage: &Path, deb: &Path) -> Result<(), BuildError> {
+    if !crate::tool::is_root() {
+        return Err(BuildError::Step(format!(
+            "--agent {}: installing a package runs dpkg --root (chroot), which needs root",
+            deb.display()
+        )));
+    }
+    let deb = std::fs::canonicalize(deb).map_err(|e| BuildError::io(deb, e))?;
+    // The scripts redirect to /dev/null; the image's /dev stays empty (a
+    // devtmpfs at run time), so the node lives only while dpkg runs.
+    let null = stage.join("dev/null");
+    std::fs::create_dir_all(stage.join("dev")).map_err(|e| BuildError::io(stage, e))?;
+    let null_arg = null.display().to_string();
+    crate::tool::run("mknod", &["-m", "666", &null_arg, "c", "1", "3"])?;
+    let root = stage.display().to_string();
+    let mut args = vec!["--root", &root, "--log=/dev/null", "--force-unsafe-io"];
+    let excludes: Vec<String> = DPKG_EXCLUDES.iter().map(|o| format!("--{o}")).collect();
+    args.extend(excludes.iter().map(String::as_str));
+    let deb_arg = deb.display().to_string();
+    args.extend(["--install", &deb_arg]);
+    let res = crate::tool::run("dpkg", &args);
+    let _ = std::fs::remove_file(&null);
+    res?;
+    // What the postinst must have done, or the image would never commit.
+    for (link, _) in BOOT_CHECK_LINKS {
+        let p = stage.join("etc/systemd/system").join(link);
+        if std::fs::symlink_metadata(&p).is_err() {
+            return Err(BuildError::Step(format!(
+                "{}: its postinst did not enable the boot check ({} missing)",
+                deb.display(),
+                p.display()
+            )));
+        }
+    }
+    // dpkg's backups of its database: not part of the image.
+    for old in ["var/lib/dpkg/status-old", "var/lib/dpkg/diversions-old"] {
+        let _ = std::fs::remove_file(stage.join(old));
+    }
+    eprintln!("tandem-image: installed {} with dpkg", deb.display());
+    Ok(())
+}
+
 /// The serial console the rig and the operator use.
 fn console(arch: Arch) -> &'static str {
     match arch {
@@ -194,10 +254,13 @@ pub type File = (String, String, u32);
 
 /// What makes the Debian base a Tandem image, as files and symlinks
 /// (path, target) relative to the image root. Pure.
-pub fn integration(r: &Recipe) -> (Vec<File>, Vec<(String, String)>) {
+/// With `packaged`, the agent came from its Debian package, which brought
+/// the dist files and whose postinst enabled the boot check.
+pub fn integration(r: &Recipe, packaged: bool) -> (Vec<File>, Vec<(String, String)>) {
     let chain = r.arch.boot_chain();
     let tty = console(r.arch);
-    let mut files: Vec<File> = DIST_FILES
+    let dist: &[(&str, &str)] = if packaged { &[] } else { DIST_FILES };
+    let mut files: Vec<File> = dist
         .iter()
         .map(|(dest, text)| (dest.to_string(), text.to_string(), 0o644))
         .collect();
@@ -248,39 +311,33 @@ pub fn integration(r: &Recipe) -> (Vec<File>, Vec<(String, String)>) {
         ),
     ]);
     let unit = |u: &str| format!("/usr/lib/systemd/system/{u}");
-    let mut links: Vec<(String, String)> = [
-        (
-            "multi-user.target.wants/tandem-boot-check.service",
-            "tandem-boot-check.service",
-        ),
-        (
-            "boot-complete.target.requires/tandem-boot-check.service",
-            "tandem-boot-check.service",
-        ),
-        (
-            "multi-user.target.wants/tandem-console-booted.service",
-            "tandem-console-booted.service",
-        ),
-        (
-            "multi-user.target.wants/systemd-networkd.service",
-            "systemd-networkd.service",
-        ),
-        (
-            "sockets.target.wants/systemd-networkd.socket",
-            "systemd-networkd.socket",
-        ),
-        (
-            "network-online.target.wants/systemd-networkd-wait-online.service",
-            "systemd-networkd-wait-online.service",
-        ),
-        (
-            "dbus-org.freedesktop.network1.service",
-            "systemd-networkd.service",
-        ),
-    ]
-    .iter()
-    .map(|(l, u)| (format!("etc/systemd/system/{l}"), unit(u)))
-    .collect();
+    let enabled: &[(&str, &str)] = if packaged { &[] } else { BOOT_CHECK_LINKS };
+    let mut links: Vec<(String, String)> = enabled
+        .iter()
+        .chain(&[
+            (
+                "multi-user.target.wants/tandem-console-booted.service",
+                "tandem-console-booted.service",
+            ),
+            (
+                "multi-user.target.wants/systemd-networkd.service",
+                "systemd-networkd.service",
+            ),
+            (
+                "sockets.target.wants/systemd-networkd.socket",
+                "systemd-networkd.socket",
+            ),
+            (
+                "network-online.target.wants/systemd-networkd-wait-online.service",
+                "systemd-networkd-wait-online.service",
+            ),
+            (
+                "dbus-org.freedesktop.network1.service",
+                "systemd-networkd.service",
+            ),
+        ])
+        .map(|(l, u)| (format!("etc/systemd/system/{l}"), unit(u)))
+        .collect();
     // Masked: the GRUB backend commits, not systemd-boot's counting; no
     // first-boot prompts on the console; no apt runs on a read-only image.
     for u in [
@@ -295,8 +352,8 @@ pub fn integration(r: &Recipe) -> (Vec<File>, Vec<(String, String)>) {
 }
 
 /// Writes [`integration`] into `stage`, replacing what is there.
-pub fn integrate(r: &Recipe, stage: &Path) -> Result<(), BuildError> {
-    let (files, links) = integration(r);
+pub fn integrate(r: &Recipe, stage: &Path, packaged: bool) -> Result<(), BuildError> {
+    let (files, links) = integration(r, packaged);
     for (path, text, mode) in files {
         crate::stage::write(stage, &path, text.as_bytes(), mode)?;
     }
@@ -349,7 +406,7 @@ mod tests {
 
     #[test]
     fn units_enabled_and_masked() {
-        let (files, links) = integration(&recipe(""));
+        let (files, links) = integration(&recipe(""), false);
         let has = |p: &str| files.iter().any(|(f, _, _)| f == p);
         assert!(has(
             "usr/share/dbus-1/system-services/dev.tandem.Agent1.service"
@@ -368,5 +425,24 @@ mod tests {
             link("etc/systemd/system/systemd-bless-boot.service"),
             Some("/dev/null")
         );
+    }
+
+    #[test]
+    fn a_packaged_agent_brings_its_own_units() {
+        let (files, links) = integration(&recipe(""), true);
+        for (dest, _) in DIST_FILES {
+            assert!(!files.iter().any(|(f, _, _)| f == dest), "{dest}");
+        }
+        for (link, _) in BOOT_CHECK_LINKS {
+            let l = format!("etc/systemd/system/{link}");
+            assert!(!links.iter().any(|(p, _)| *p == l), "{l}");
+        }
+        // The image's own integration stays.
+        assert!(files.iter().any(|(f, _, _)| f == "etc/fstab"));
+        assert!(links.iter().any(
+            |(p, t)| p == "etc/systemd/system/systemd-bless-boot.service" && t == "/dev/null"
+        ));
+        let (unpackaged, _) = integration(&recipe(""), false);
+        assert_eq!(unpackaged.len(), files.len() + DIST_FILES.len());
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::base::Base;
 use crate::busybox::Busybox;
 use crate::kernel::KernelTree;
-use crate::options::BuildOptions;
+use crate::options::{Agent, BuildOptions};
 use crate::recipe::{BootChain, Recipe};
 use crate::stage::{read, write};
 use crate::tool::BuildError;
@@ -103,7 +103,10 @@ pub fn stage(
             "lib/modules",
         ],
     )?;
-    write(stage, "usr/bin/tandem", &read(&o.agent)?, 0o755)?;
+    match &o.agent {
+        Agent::Binary(bin) => write(stage, "usr/bin/tandem", &read(bin)?, 0o755)?,
+        Agent::Deb(deb) => base.install_package(stage, deb)?,
+    }
     write(
         stage,
         "etc/tandem/tandem.toml",
@@ -146,7 +149,7 @@ pub fn stage(
     write(stage, "boot/initrd.img", initrd, 0o644)?;
     let (args_path, args) = boot_args_file(r);
     write(stage, args_path, args.as_bytes(), 0o644)?;
-    base.integrate(stage)?;
+    base.integrate(stage, matches!(o.agent, Agent::Deb(_)))?;
     for (dest, src) in &r.files {
         let src = o.recipe_dir.join(src);
         let mode = std::fs::metadata(&src)

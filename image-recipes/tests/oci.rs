@@ -450,7 +450,7 @@ filesystem = "squashfs"
         out: d.path().join("out"),
         work: d.path().join("work"),
         cache,
-        agent: d.path().join("agent"),
+        agent: tandem_image::options::Agent::Binary(d.path().join("agent")),
         signing_key: d.path().join("k.key"),
         make_disk: false,
         init: None,

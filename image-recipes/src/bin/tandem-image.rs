@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tandem_image::{build, recipe::Recipe, BuildOptions};
+use tandem_image::{build, options::Agent, recipe::Recipe, BuildOptions};
 
 fn main() -> ExitCode {
     match run() {
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) != Some("build") || args.len() < 2 {
-        return Err("usage: tandem-image build RECIPE.toml --agent PATH --key SECRET.key [--out DIR] [--work DIR] [--cache DIR] [--disk] [--init STATIC_INIT] [--version V] [--file DEST=SRC]...".into());
+        return Err("usage: tandem-image build RECIPE.toml --agent PATH|PACKAGE.deb --key SECRET.key [--out DIR] [--work DIR] [--cache DIR] [--disk] [--init STATIC_INIT] [--version V] [--file DEST=SRC]...".into());
     }
     let recipe_path = PathBuf::from(&args[1]);
     let mut out = PathBuf::from("out");
@@ -66,7 +66,9 @@ fn run() -> Result<(), String> {
         work: work.unwrap_or_else(|| out.join("work")),
         out,
         cache,
-        agent: agent.ok_or("--agent PATH (a static tandem binary) is required")?,
+        agent: Agent::from_path(
+            &agent.ok_or("--agent PATH (a static tandem binary, or the tandem .deb for a debian base) is required")?,
+        ),
         signing_key: key.ok_or("--key SECRET.key is required")?,
         make_disk: disk,
         init,
