@@ -13,15 +13,11 @@
 # today; whatever `tandem bundle create` writes), and OUT/vendor.key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
+. scripts/lib/tools.sh
 out=$(realpath -m "${1:-work-out/adaptive}")
 mkdir -p "$out"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1767225600}
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -q -p tandem -p tandem-initramfs --target x86_64-unknown-linux-gnu
-cargo build --release --locked -q -p tandem-image-recipes
-agent=$PWD/target/x86_64-unknown-linux-gnu/release/tandem
-init=$PWD/target/x86_64-unknown-linux-gnu/release/tandem-initramfs
-img=$PWD/target/release/tandem-image
+build_tools
 [[ -f $out/vendor.key ]] || "$agent" keygen -o "$out/vendor" --comment "bench vendor" >/dev/null
 
 recipe() { # NAME VERSION UPDATES PACKAGES

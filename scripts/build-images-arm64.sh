@@ -8,36 +8,31 @@
 # aarch64 cross compiler, Rust target and the arm64 package lists).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
+. scripts/lib/tools.sh
 out=$(realpath -m "${1:-work-out/images/arm64}")
 key=$(realpath -m "${2:-$out/../vendor.key}")
 mkdir -p "$out"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1767225600}
-tdir=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 triple=aarch64-unknown-linux-gnu
 
-echo "== cross-building the static aarch64 agent and initramfs"
+build_tools # the image builder (x86_64)
+step "cross-building the static aarch64 agent and initramfs"
 # ring compiles C: the Debian cross gcc, for compiling and linking. Static
 # glibc as on x86_64 (libc6-dev-arm64-cross has libc.a).
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -q -p tandem -p tandem-initramfs --target $triple
-cargo build --release --locked -q -p tandem-image-recipes
-agent=$tdir/$triple/release/tandem
-init=$tdir/$triple/release/tandem-initramfs
-img=$tdir/release/tandem-image
 recipe=$PWD/image-recipes/recipes/minimal-arm64/recipe.toml
 files=$PWD/image-recipes/recipes/minimal/files
 
-if [[ ! -f $key ]]; then
-    cargo build --release --locked -q -p tandem
-    "$tdir/release/tandem" keygen -o "${key%.key}" --comment "demo vendor" >/dev/null
-fi
-common=(--agent "$agent" --init "$init" --key "$key" --out "$out" --work "$out/work" --cache /var/cache/tandem-image)
-echo "== minimal-arm64 1.0.0 (disk, U-Boot env)"; "$img" build "$recipe" "${common[@]}" --disk
-echo "== minimal-arm64 1.1.0 (bundle)"; "$img" build "$recipe" "${common[@]}" --version 1.1.0
-echo "== minimal-arm64 1.2.0 (bundle, failing health check)"
-"$img" build "$recipe" "${common[@]}" --version 1.2.0 --file /usr/lib/tandem/health-check="$files/health-check-broken"
-rm -rf "$out/work"
-ls -la "$out"
+[[ -f $key ]] || "$agent" keygen -o "${key%.key}" --comment "demo vendor" >/dev/null
+img_out=$out
+img_common=(--agent "$tdir/$triple/release/tandem" --init "$tdir/$triple/release/tandem-initramfs"
+    --key "$key" --out "$out" --cache /var/cache/tandem-image)
+build_image "minimal-arm64 1.0.0 (disk, U-Boot env)" "$recipe" --disk
+wait_images
+build_image "minimal-arm64 1.1.0 (bundle)" "$recipe" --version 1.1.0
+build_image "minimal-arm64 1.2.0 (bundle, failing health check)" "$recipe" --version 1.2.0 \
+    --file /usr/lib/tandem/health-check="$files/health-check-broken"
+wait_images

@@ -9,18 +9,18 @@
 # passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
+. scripts/lib/tools.sh
 images=work-out/images
 [[ -f $images/vendor.key ]] || scripts/build-images.sh "$images" >/dev/null
 passed=0 failed=0
 
 # check NAME TRIPLE FILES...: build recipes/NAME twice with the agent and
-# initramfs built for TRIPLE, compare FILES.
+# initramfs built for TRIPLE (AGENT= another agent: the .deb), compare FILES.
 check() {
     local name=$1 triple=$2
     shift 2
-    local agent=target/$triple/release/tandem init=target/$triple/release/tandem-initramfs
-    if [[ ! -x $agent ]]; then
+    local agent=${AGENT:-$tdir/$triple/release/tandem} init=$tdir/$triple/release/tandem-initramfs
+    if [[ ! -e $agent ]]; then
         echo "FAIL reproducible $name: no $agent (build the images first)"
         failed=$((failed + 1))
         return
@@ -28,7 +28,7 @@ check() {
     for run in 1 2; do
         local d=work-out/repro-$name-$run
         rm -rf "$d"
-        target/release/tandem-image build "image-recipes/recipes/$name/recipe.toml" --agent "$agent" --init "$init" \
+        "$img" build "image-recipes/recipes/$name/recipe.toml" --agent "$agent" --init "$init" \
             --key "$images/vendor.key" --out "$d" --work "$(mktemp -d /tmp/tandem-repro-$run.XXXX)" \
             --cache /var/cache/tandem-image --disk >/dev/null
     done
@@ -45,12 +45,14 @@ check() {
 }
 
 check minimal x86_64-unknown-linux-gnu minimal-1.0.0.rootfs.img minimal-1.0.0.tnd minimal-1.0.0.disk.img
-if [[ -x target/aarch64-unknown-linux-gnu/release/tandem || ${CI:-} == true ]]; then
+if [[ -x $tdir/aarch64-unknown-linux-gnu/release/tandem || ${CI:-} == true ]]; then
     check minimal-arm64 aarch64-unknown-linux-gnu minimal-arm64-1.0.0.rootfs.img minimal-arm64-1.0.0.tnd \
         minimal-arm64-1.0.0.disk.img minimal-arm64-1.0.0.uboot-env.img
 fi
 if [[ -d /var/cache/tandem-image/debian || ${CI:-} == true ]]; then
-    check debian x86_64-unknown-linux-gnu debian-1.0.0.rootfs.img debian-1.0.0.tnd debian-1.0.0.disk.img
+    # With the package the scenario's image has (build-images-debian.sh).
+    AGENT=$(ls "$images"/debian/tandem_*.deb 2>/dev/null | head -1) \
+        check debian x86_64-unknown-linux-gnu debian-1.0.0.rootfs.img debian-1.0.0.tnd debian-1.0.0.disk.img
 fi
 echo "reproducible: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

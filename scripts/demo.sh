@@ -5,9 +5,10 @@
 # timeline. Run scripts/setup.sh first (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
+. scripts/lib/tools.sh
+t0=$SECONDS
 images=work-out/images
-scripts/build-images.sh "$images"
-echo
-echo "== demo"
-target/release/tandem-qemu demo "$images"
+scripts/build-images.sh --demo "$images"
+step "demo (QEMU, TCG: about a minute and a half)"
+"$qemu" demo "$images"
+step "done in $((SECONDS - t0)) s"

@@ -7,14 +7,14 @@
 # (scenario 9; ONLY=9 runs it alone). Two VMs at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
+. scripts/lib/tools.sh
 images=work-out/images
 mkdir -p work-out
 scripts/build-images.sh "$images" > work-out/build-images.log 2>&1 || { cat work-out/build-images.log; exit 1; }
 scripts/build-images-debian.sh "$images/debian" "$images/vendor.key" > work-out/build-images-debian.log 2>&1 \
     || { cat work-out/build-images-debian.log; exit 1; }
-args=(--power-cuts "${POWER_CUTS:-20}" --tandem target/x86_64-unknown-linux-gnu/release/tandem)
+args=(--power-cuts "${POWER_CUTS:-20}" --tandem "$agent")
 [[ -n ${SEED:-} ]] && args+=(--seed "$SEED")
 [[ -n ${ONLY:-} ]] && args+=(--only "$ONLY")
 [[ -n ${CUT_PHASES:-} ]] && args+=(--cut-phases "$CUT_PHASES")
-target/release/tandem-qemu scenarios "$images" "${args[@]}"
+"$qemu" scenarios "$images" "${args[@]}"

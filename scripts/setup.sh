@@ -1,20 +1,41 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need on Debian 12 (as root).
 # Idempotent: installs only what is missing.
+#
+#   scripts/setup.sh [--demo]
+#
+# --demo installs only what scripts/demo.sh uses (the x86_64 minimal image
+# and QEMU): no aarch64 cross toolchain, Debian image builder, registry or
+# packaging checks.
 set -euo pipefail
+demo=0
+if [[ ${1:-} == --demo ]]; then demo=1; fi
+say() { printf '[%(%H:%M:%S)T] setup: %s\n' -1 "$*" >&2; }
 
 need_pkgs=()
 have() { command -v "$1" >/dev/null 2>&1; }
 want() { have "$1" || [[ -e $1 ]] || need_pkgs+=("$2"); }
 
+# The demo: compile the tools, build the minimal image, boot it.
 want cc build-essential
+want grub-mkimage grub-common
+want /usr/lib/grub/x86_64-efi/linux.mod grub-efi-amd64-bin
+want mkfs.ext4 e2fsprogs
+want sgdisk gdisk
+want mksquashfs squashfs-tools
+want veritysetup cryptsetup-bin
+want mkfs.fat dosfstools
+want mcopy mtools
+want cpio cpio
+want qemu-system-x86_64 qemu-system-x86
+want /usr/share/OVMF/OVMF_CODE_4M.fd ovmf
+if ((!demo)); then
 want losetup mount
 want grub-editenv grub-common
 want grub-script-check grub-common
 want fw_printenv libubootenv-tool
 want mkimage u-boot-tools
 want bootctl systemd-boot
-want mkfs.ext4 e2fsprogs
 want python3 python3
 want zstd zstd
 want /usr/bin/time time
@@ -23,17 +44,8 @@ want dbus-daemon dbus-daemon
 want busctl systemd
 want gdbus libglib2.0-bin
 want setpriv util-linux
-want qemu-system-x86_64 qemu-system-x86
-want /usr/share/OVMF/OVMF_CODE_4M.fd ovmf
-want /usr/lib/grub/x86_64-efi/linux.mod grub-efi-amd64-bin
 want /bin/busybox busybox-static
-want sgdisk gdisk
-want mksquashfs squashfs-tools
-want veritysetup cryptsetup-bin
-want mkfs.fat dosfstools
-want mcopy mtools
 want /sbin/depmod kmod
-want cpio cpio
 # The debian image (QEMU scenario 9): its root filesystem.
 want mmdebstrap mmdebstrap
 # aarch64 (QEMU scenario 8): the cross compiler for ring's C and the static
@@ -58,6 +70,7 @@ want groff groff-base
 want lintian lintian
 want dpkg-architecture dpkg-dev
 want objdump binutils
+fi
 
 if ((${#need_pkgs[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
@@ -65,7 +78,10 @@ if ((${#need_pkgs[@]})); then
         exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
+    say "apt-get update"
     apt-get update -qq
+    mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)
+    say "installing ${#need_pkgs[@]} packages: ${need_pkgs[*]}"
     apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 # qemu-img must match the QEMU 7.2 we boot with; a newer backported
@@ -77,6 +93,7 @@ fi
 if ! compgen -G "/var/lib/apt/lists/*Packages*" >/dev/null; then
     apt-get update -qq
 fi
+if ((!demo)); then
 # ...and for the aarch64 image, arm64 ones (linux-image-arm64:arm64 and
 # busybox-static:arm64 are downloaded, never installed).
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
@@ -87,7 +104,9 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     dpkg --add-architecture arm64
 fi
 if ! compgen -G "/var/lib/apt/lists/*binary-arm64_Packages*" >/dev/null; then
+    say "apt-get update (arm64 package lists)"
     apt-get update -qq
+fi
 fi
 
 # Rust: this project needs rustc >= 1.89 (see Cargo.toml rust-version).
@@ -103,16 +122,16 @@ if have rustup; then
         rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
     done
     # The aarch64 agent and initramfs (scripts/build-images-arm64.sh).
-    rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu \
+    ((demo)) || rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu \
         || rustup target add aarch64-unknown-linux-gnu
 fi
 # oras-py (PyPI): another OCI client pushing our artifact type.
-if ! python3 -c 'import oras.client' 2>/dev/null; then
+if ((!demo)) && ! python3 -c 'import oras.client' 2>/dev/null; then
     if ! python3 -m pip --version >/dev/null 2>&1; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
     fi
     python3 -m pip install -q oras 2>/dev/null ||
         python3 -m pip install -q --break-system-packages oras
 fi
-echo "setup: ok ($(cargo --version))"
+say "ok ($(cargo --version))"
 
