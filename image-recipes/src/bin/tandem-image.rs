@@ -1,4 +1,5 @@
-//! `tandem-image build RECIPE.toml --agent TANDEM --key KEY [--out DIR] [--disk]`
+//! `tandem-image build RECIPE.toml --agent TANDEM --key KEY [--out DIR] [--disk]`; man page
+//! image-recipes/man/tandem-image.1.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +14,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What the tandem-image package ships beside this binary
+/// (/usr/lib/tandem-image/NAME for /usr/bin/tandem-image): the defaults of
+/// --agent and --init.
+fn shipped(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.parent()?.join("lib/tandem-image").join(name);
+    p.is_file().then_some(p)
 }
 
 fn run() -> Result<(), String> {
@@ -66,12 +76,12 @@ fn run() -> Result<(), String> {
         work: work.unwrap_or_else(|| out.join("work")),
         out,
         cache,
-        agent: Agent::from_path(
-            &agent.ok_or("--agent PATH (a static tandem binary, or the tandem .deb for a debian base) is required")?,
-        ),
+        agent: Agent::from_path(&agent.or_else(|| shipped("tandem")).ok_or(
+            "--agent PATH (a static tandem binary, or the tandem .deb for a debian base) is required",
+        )?),
         signing_key: key.ok_or("--key SECRET.key is required")?,
         make_disk: disk,
-        init,
+        init: init.or_else(|| shipped("tandem-initramfs")),
     };
     let t = std::time::Instant::now();
     let res = build(&r, &o).map_err(|e| e.to_string())?;
