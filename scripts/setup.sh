@@ -114,5 +114,16 @@ if ! python3 -c 'import oras.client' 2>/dev/null; then
     python3 -m pip install -q oras 2>/dev/null ||
         python3 -m pip install -q --break-system-packages oras
 fi
+# gooseBit (PyPI), a hawkBit DDI server for agent/tests/hawkbit.rs, in its
+# own venv (it pins FastAPI, Tortoise and friends); `wheel` so that the
+# test can pip-install fleet/goosebit-tandem from the working tree.
+GOOSEBIT_VENV=${TANDEM_GOOSEBIT_VENV:-/opt/tandem/goosebit-venv}
+if ! "$GOOSEBIT_VENV/bin/python" -c 'import goosebit, wheel' 2>/dev/null; then
+    python3 -m venv "$GOOSEBIT_VENV" 2>/dev/null || {
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        python3 -m venv "$GOOSEBIT_VENV"
+    }
+    "$GOOSEBIT_VENV/bin/pip" install -q 'goosebit==0.2.12' wheel
+fi
 echo "setup: ok ($(cargo --version))"
 
