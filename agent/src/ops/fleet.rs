@@ -277,7 +277,7 @@ pub fn run(s: &Settings, server: &dyn Server, jobs: &dyn Jobs, stop: &AtomicBool
 }
 
 /// The install progress the server is told about: verified (1 of 3),
-/// written (2 of 3), armed (3 of 3).
+/// each image written and verified (2 of 3), armed (3 of 3).
 fn milestone(p: &Progress<'_>) -> Option<(u32, String)> {
     match p {
         Progress::Verified {
@@ -285,6 +285,10 @@ fn milestone(p: &Progress<'_>) -> Option<(u32, String)> {
         } => Some((
             1,
             format!("bundle signature verified: {version}, writing slot group {target}"),
+        )),
+        Progress::ImageDone { index, class } => Some((
+            2,
+            format!("image {index} ({class}) written, synced and its SHA-256 verified"),
         )),
         _ => None,
     }
