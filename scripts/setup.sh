@@ -133,5 +133,18 @@ if ((!demo)) && ! python3 -c 'import oras.client' 2>/dev/null; then
     python3 -m pip install -q oras 2>/dev/null ||
         python3 -m pip install -q --break-system-packages oras
 fi
+# gooseBit (PyPI), a hawkBit DDI server for agent/tests/hawkbit.rs, in its
+# own venv (it pins FastAPI, Tortoise and friends); `wheel` so that the
+# test can pip-install fleet/goosebit-tandem from the working tree.
+GOOSEBIT_VENV=${TANDEM_GOOSEBIT_VENV:-/opt/tandem/goosebit-venv}
+if ((!demo)) && ! "$GOOSEBIT_VENV/bin/python" -c 'import goosebit, wheel' 2>/dev/null; then
+    say "gooseBit into $GOOSEBIT_VENV (PyPI)"
+    python3 -m venv "$GOOSEBIT_VENV" 2>/dev/null || {
+        rm -rf "$GOOSEBIT_VENV"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        python3 -m venv "$GOOSEBIT_VENV"
+    }
+    "$GOOSEBIT_VENV/bin/pip" install -q 'goosebit==0.2.12' wheel
+fi
 say "ok ($(cargo --version))"
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod dbus;
 pub mod fetch;
+pub mod fleet;
 pub mod fsm;
 pub mod health;
 pub mod install;

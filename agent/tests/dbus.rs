@@ -783,3 +783,54 @@ fn polkit_decides_for_other_users() {
     let o = bus.call("MarkBad", &["s", "b"]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn the_daemon_polls_its_hawkbit_server_and_installs_as_a_job() {
+    if !runnable("the_daemon_polls_its_hawkbit_server_and_installs_as_a_job") {
+        return;
+    }
+    let Some(venv) = common::goosebit::venv() else {
+        return tools::skip(
+            "the_daemon_polls_its_hawkbit_server_and_installs_as_a_job",
+            "gooseBit (TANDEM_GOOSEBIT_VENV)",
+        );
+    };
+    let g = common::goosebit::GooseBit::start(&venv);
+    let mut fx = Fx::new(&["rootfs"]);
+    let env = fx.path("grubenv");
+    tandem::boot::grub::create(&env).unwrap();
+    fx.extra_config = format!(
+        "[boot]\nbackend = \"grub\"\ngrubenv = \"{}\"\n[hawkbit]\nserver = \"{}\"\ncontroller_id = \"dev-daemon\"\nreboot = false\n",
+        env.display(),
+        g.url
+    );
+    fx.write_config();
+    let img = pattern(200_000, 3);
+    let b = fx.bundle("u.tnd", "1.1.0", &[("rootfs", &img, Compression::Zstd)]);
+    let mut bus = Bus::start("");
+    bus.serve(&fx);
+    let lines = bus.monitor();
+    wait_for(Duration::from_secs(20), "the device's registration", || {
+        g.device("dev-daemon")
+            .is_some_and(|d| d["last_state"] == "Registered")
+    });
+    let sw = g.upload(&b).unwrap();
+    g.rollout(sw);
+    // gooseBit asks a new device to poll again in 10 s.
+    let done = completed(&lines, &bus);
+    assert!(
+        done.contains("('install', 'success', 'installed 1.1.0 into slot group b"),
+        "{done}\n{}",
+        bus.daemon_log()
+    );
+    assert!(
+        progress_percents(&lines)
+            .iter()
+            .any(|(_, s)| s == "verified"),
+        "the fleet install publishes progress like a D-Bus one"
+    );
+    assert_eq!(fx.slot(B, "rootfs")[..img.len()], img[..]);
+    assert_eq!(g.device("dev-daemon").unwrap()["last_state"], "Running");
+    assert!(g.device_log("dev-daemon").contains("waiting for a reboot"));
+    assert_eq!(bus.property("Operation"), "s \"idle\"");
+}

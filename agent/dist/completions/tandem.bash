@@ -31,6 +31,9 @@ _tandem() {
             tandem,daemon)
                 cmd="tandem__subcmd__daemon"
                 ;;
+            tandem,hawkbit)
+                cmd="tandem__subcmd__hawkbit"
+                ;;
             tandem,install)
                 cmd="tandem__subcmd__install"
                 ;;
@@ -67,6 +70,9 @@ _tandem() {
             tandem__subcmd__bundle,verify)
                 cmd="tandem__subcmd__bundle__subcmd__verify"
                 ;;
+            tandem__subcmd__hawkbit,poll)
+                cmd="tandem__subcmd__hawkbit__subcmd__poll"
+                ;;
             *)
                 ;;
         esac
@@ -74,7 +80,7 @@ _tandem() {
 
     case "${cmd}" in
         tandem)
-            opts="-v -h -V --config --root --verbose --direct --help --version keygen bundle install boot-check mark-good mark-bad arm rollback cancel daemon status"
+            opts="-v -h -V --config --root --verbose --direct --help --version keygen bundle install boot-check mark-good mark-bad arm rollback cancel daemon hawkbit status"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -398,6 +404,50 @@ _tandem() {
         tandem__subcmd__daemon)
             opts="-v -h --config --root --verbose --direct --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tandem__subcmd__hawkbit)
+            opts="-v -h --config --root --verbose --direct --help poll"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tandem__subcmd__hawkbit__subcmd__poll)
+            opts="-v -h --config --root --verbose --direct --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -40,6 +40,7 @@ complete -c tandem -n "__fish_tandem_needs_command" -f -a "arm" -d 'Arm the inst
 complete -c tandem -n "__fish_tandem_needs_command" -f -a "rollback" -d 'Make the other slot group primary, if it is known to be good'
 complete -c tandem -n "__fish_tandem_needs_command" -f -a "cancel" -d 'Stop the daemon\'s running install (the target group stays invalid)'
 complete -c tandem -n "__fish_tandem_needs_command" -f -a "daemon" -d 'Serve the D-Bus API on the system bus (docs/dbus.md); run by tandem.service'
+complete -c tandem -n "__fish_tandem_needs_command" -f -a "hawkbit" -d 'Talk to the hawkBit (DDI) fleet server of [hawkbit] (docs/fleet.md)'
 complete -c tandem -n "__fish_tandem_needs_command" -f -a "status" -d 'Show both slot groups, the booted and primary slot, and the last operation'
 complete -c tandem -n "__fish_tandem_using_subcommand keygen" -s o -l output -d 'Path prefix for the key files' -r -F
 complete -c tandem -n "__fish_tandem_using_subcommand keygen" -l comment -d 'Comment stored with the public key' -r
@@ -155,6 +156,17 @@ complete -c tandem -n "__fish_tandem_using_subcommand daemon" -l root -d 'Prefix
 complete -c tandem -n "__fish_tandem_using_subcommand daemon" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
 complete -c tandem -n "__fish_tandem_using_subcommand daemon" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
 complete -c tandem -n "__fish_tandem_using_subcommand daemon" -s h -l help -d 'Print help'
+complete -c tandem -n "__fish_tandem_using_subcommand hawkbit; and not __fish_seen_subcommand_from poll" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand hawkbit; and not __fish_seen_subcommand_from poll" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand hawkbit; and not __fish_seen_subcommand_from poll" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
+complete -c tandem -n "__fish_tandem_using_subcommand hawkbit; and not __fish_seen_subcommand_from poll" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
+complete -c tandem -n "__fish_tandem_using_subcommand hawkbit; and not __fish_seen_subcommand_from poll" -s h -l help -d 'Print help'
+complete -c tandem -n "__fish_tandem_using_subcommand hawkbit; and not __fish_seen_subcommand_from poll" -f -a "poll" -d 'Poll once and do what the server asks: register, install, report (the daemon does this in a loop)'
+complete -c tandem -n "__fish_tandem_using_subcommand hawkbit; and __fish_seen_subcommand_from poll" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand hawkbit; and __fish_seen_subcommand_from poll" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand hawkbit; and __fish_seen_subcommand_from poll" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
+complete -c tandem -n "__fish_tandem_using_subcommand hawkbit; and __fish_seen_subcommand_from poll" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
+complete -c tandem -n "__fish_tandem_using_subcommand hawkbit; and __fish_seen_subcommand_from poll" -s h -l help -d 'Print help'
 complete -c tandem -n "__fish_tandem_using_subcommand status" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
 complete -c tandem -n "__fish_tandem_using_subcommand status" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
 complete -c tandem -n "__fish_tandem_using_subcommand status" -l json -d 'Print the report as JSON (versioned: docs/status.md, docs/status.schema.json)'

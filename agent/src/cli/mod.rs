@@ -96,6 +96,9 @@ enum Command {
     Cancel,
     /// Serve the D-Bus API on the system bus (docs/dbus.md); run by tandem.service
     Daemon,
+    /// Talk to the hawkBit (DDI) fleet server of [hawkbit] (docs/fleet.md)
+    #[command(subcommand)]
+    Hawkbit(HawkbitCmd),
     /// Show both slot groups, the booted and primary slot, and the last operation
     Status {
         /// Print the report as JSON (versioned: docs/status.md,
@@ -103,6 +106,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum HawkbitCmd {
+    /// Poll once and do what the server asks: register, install, report
+    /// (the daemon does this in a loop)
+    Poll,
 }
 
 pub fn main() -> ExitCode {
@@ -215,6 +225,24 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Daemon => crate::dbus::service::serve(load()?),
+        Command::Hawkbit(HawkbitCmd::Poll) => {
+            let s = load()?;
+            let server = ops::fleet::connect(&s)?;
+            let p = ops::fleet::poll_once(&s, &server, &ops::fleet::NoJobs)?;
+            println!(
+                "{}",
+                if p.did.is_empty() {
+                    "nothing to do"
+                } else {
+                    &p.did
+                }
+            );
+            if p.reboot {
+                eprintln!("rebooting into the new slot group");
+                ops::reboot()?;
+            }
+            Ok(())
+        }
         Command::Status { json } => {
             // From the daemon when it runs (any user may ask it; the state
             // store is root's alone), else from the state files directly.

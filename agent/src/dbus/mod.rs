@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod client;
+mod fleet;
 pub mod service;
 
 /// Well-known bus name of the daemon.

@@ -216,6 +216,18 @@ impl Agent {
         agent
     }
 
+    /// Publishes a running job's progress (blocking).
+    pub(super) fn set_progress(&self, snap: &Snapshot, emitter: &SignalEmitter<'_>) {
+        self.shared().progress = snap.clone();
+        if let Err(e) = async_io::block_on(self.progress_changed(emitter)) {
+            tracing::warn!("cannot publish progress: {e}");
+        }
+    }
+
+    pub(super) fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
     /// Reads the bootloader's primary group into the cache (blocking).
     fn refresh_primary(&self) {
         let primary = ops::status(&self.inner.settings)
@@ -266,7 +278,11 @@ impl Agent {
     }
 
     /// Claims the one job slot.
-    fn begin(&self, op: &'static str, cancel: Option<Arc<AtomicBool>>) -> Result<(), AgentError> {
+    pub(super) fn begin(
+        &self,
+        op: &'static str,
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> Result<(), AgentError> {
         let mut s = self.shared();
         if s.stopping {
             return Err(AgentError::Failed(
@@ -286,7 +302,7 @@ impl Agent {
     }
 
     /// Releases the job slot and publishes the outcome.
-    async fn finish(
+    pub(super) async fn finish(
         &self,
         emitter: &SignalEmitter<'_>,
         result: Result<String, (Outcome, String)>,
@@ -729,9 +745,13 @@ pub fn serve(settings: Settings) -> Result<(), ops::Error> {
         conn.unique_name()
             .map_or("the system bus".into(), |n| n.to_string())
     );
+    let fleet = super::fleet::start(&handle, &conn)?;
     let signal = signals.forever().next().unwrap_or(SIGTERM);
     tracing::info!(signal, "stop requested");
     handle.stop(STOP_WAIT);
+    if let Some(f) = fleet {
+        f.stop();
+    }
     drop(conn);
     tracing::info!("stopped");
     Ok(())

@@ -421,6 +421,7 @@ pub struct HttpSource {
     settings: HttpSettings,
     agent: ureq::Agent,
     len: Option<u64>,
+    credentials: Option<Arc<dyn http::Credentials>>,
 }
 
 impl HttpSource {
@@ -430,7 +431,20 @@ impl HttpSource {
             settings: settings.clone(),
             agent: http::agent(settings)?,
             len: None,
+            credentials: None,
         })
+    }
+
+    /// A source whose requests carry `credentials` (a fleet server's
+    /// token), to the URL's own origin only, never where a redirect leads.
+    pub fn with_credentials(
+        url: &str,
+        settings: &HttpSettings,
+        credentials: Arc<dyn http::Credentials>,
+    ) -> Result<HttpSource, FetchError> {
+        let mut s = HttpSource::new(url, settings)?;
+        s.credentials = Some(credentials);
+        Ok(s)
     }
 
     fn reader(&mut self, start: u64, end: Option<u64>) -> Result<http::HttpReader, FetchError> {
@@ -441,6 +455,7 @@ impl HttpSource {
             http::Request {
                 start,
                 end,
+                credentials: self.credentials.clone(),
                 ..Default::default()
             },
         )?;

@@ -52,7 +52,7 @@ pub fn install(
     show: &mut dyn FnMut(Progress<'_>),
 ) -> Result<install::Report, Error> {
     let src = Source::parse(source)?;
-    install_from(
+    install_source(
         s,
         &src.to_string(),
         || fetch::open(&src, &s.http, &s.oci),
@@ -81,7 +81,7 @@ pub fn install_file(
         },
     })?;
     let mut file = Some(file);
-    install_from(
+    install_source(
         s,
         name,
         || {
@@ -98,7 +98,9 @@ pub fn install_file(
     )
 }
 
-fn install_from(
+/// [`install`] from a source `open` makes (again, for the one restart);
+/// `name` is what the records show.
+pub fn install_source(
     s: &Settings,
     name: &str,
     mut open: impl FnMut() -> Result<Box<dyn fetch::BundleSource>, fetch::FetchError>,

@@ -8,10 +8,11 @@
 //! sees the same answer whichever way it asked.
 
 mod device;
+pub mod fleet;
 
 pub use device::{
-    arm, boot_check, booted_slot, describe_install, install, install_file, mark_bad, mark_good,
-    reboot, rollback, status, with_control,
+    arm, boot_check, booted_slot, describe_install, install, install_file, install_source,
+    mark_bad, mark_good, reboot, rollback, status, with_control,
 };
 
 use std::io;
@@ -158,6 +159,8 @@ pub enum Error {
     Control(#[from] ControlError),
     #[error(transparent)]
     Boot(#[from] BootError),
+    #[error("fleet server: {0}")]
+    Fleet(#[from] crate::fleet::FleetError),
     #[error("{0}")]
     Usage(String),
     /// A bundle failed a check outside the install pipeline (`bundle verify`).
@@ -176,6 +179,7 @@ impl Error {
             Error::Config(_) => Outcome::Config,
             Error::Install(e) => install_outcome(e),
             Error::Key(_) | Error::Write(_) | Error::Boot(_) | Error::Other(_) => Outcome::Failed,
+            Error::Fleet(e) => fleet_outcome(e),
             Error::Bundle(e) => bundle_outcome(e),
             Error::State(e) => state_outcome(e),
             Error::Fetch(e) => fetch_outcome(e),
@@ -201,6 +205,17 @@ fn fetch_outcome(e: &FetchError) -> Outcome {
         FetchError::Scheme { .. } | FetchError::Reference { .. } => Outcome::Usage,
         FetchError::Tls { .. } | FetchError::Credentials { .. } => Outcome::Config,
         FetchError::Digest { .. } => Outcome::Refused,
+        _ => Outcome::Unreachable,
+    }
+}
+
+/// A server that cannot be reached or answers nonsense is unreachable;
+/// a token file that cannot be read is a configuration error.
+fn fleet_outcome(e: &crate::fleet::FleetError) -> Outcome {
+    use crate::fleet::FleetError as F;
+    match e {
+        F::Token { .. } | F::Config(_) => Outcome::Config,
+        F::Record(_) => Outcome::Failed,
         _ => Outcome::Unreachable,
     }
 }

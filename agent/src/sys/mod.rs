@@ -755,6 +755,16 @@ impl Watchdog {
     }
 }
 
+/// This machine's id for a fleet server: `/etc/machine-id`, else the host
+/// name (the first that is set).
+pub fn machine_id() -> Option<String> {
+    ["/etc/machine-id", "/proc/sys/kernel/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|t| t.trim().to_string())
+        .find(|t| !t.is_empty())
+}
+
 /// Current time as Unix seconds.
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now()

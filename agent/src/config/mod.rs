@@ -30,6 +30,9 @@ use serde::Deserialize;
 
 use crate::slot::{SlotClass, SlotGroup};
 
+mod hawkbit;
+pub use hawkbit::{HawkbitSettings, Secret, Token};
+
 pub const MAIN_FILE: &str = "etc/tandem/tandem.toml";
 pub const DROPIN_DIRS: [&str; 3] = [
     "usr/lib/tandem/conf.d",
@@ -85,6 +88,7 @@ struct RawConfig {
     oci: Option<RawOci>,
     install: Option<RawInstall>,
     health: Option<crate::health::RawHealth>,
+    hawkbit: Option<hawkbit::RawHawkbit>,
     slots: Option<BTreeMap<String, BTreeMap<String, RawSlot>>>,
 }
 
@@ -331,6 +335,8 @@ pub struct Settings {
     /// (`[install] adaptive`, default true).
     pub adaptive: bool,
     pub health: crate::health::HealthSettings,
+    /// `[hawkbit]`: the fleet server the daemon polls, if any.
+    pub hawkbit: Option<HawkbitSettings>,
     pub slots: BTreeMap<SlotGroup, BTreeMap<SlotClass, SlotDevice>>,
     /// Files read, in merge order.
     pub sources: Vec<PathBuf>,
@@ -481,6 +487,11 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
     let image = raw.image.unwrap_or_default();
     let health = crate::health::validate(raw.health.unwrap_or_default())
         .map_err(|(key, msg)| invalid(key, msg))?;
+    let hawkbit = raw
+        .hawkbit
+        .map(hawkbit::validate)
+        .transpose()
+        .map_err(|(key, msg)| invalid(key, msg))?;
     let http = raw.http.unwrap_or_default();
     let d = HttpSettings::default();
     let http = HttpSettings {
@@ -611,6 +622,7 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
         oci,
         adaptive: raw.install.and_then(|i| i.adaptive).unwrap_or(true),
         health,
+        hawkbit,
         slots,
         sources,
     })
