@@ -28,6 +28,7 @@ want mkfs.fat dosfstools
 want mcopy mtools
 want cpio cpio
 want /sbin/depmod kmod
+want /bin/busybox busybox-static
 want qemu-system-x86_64 qemu-system-x86
 want /usr/share/OVMF/OVMF_CODE_4M.fd ovmf
 if ((!demo)); then
@@ -45,7 +46,6 @@ want dbus-daemon dbus-daemon
 want busctl systemd
 want gdbus libglib2.0-bin
 want setpriv util-linux
-want /bin/busybox busybox-static
 # The debian image (QEMU scenario 9): its root filesystem.
 want mmdebstrap mmdebstrap
 # aarch64 (QEMU scenario 8): the cross compiler for ring's C and the static
