@@ -14,15 +14,7 @@ use tandem::bundle::manifest::Compression;
 use tandem::slot::SlotGroup::{A, B};
 
 fn tandem(fx: &Fx, args: &[&str]) -> Output {
-    let cfg = fx.path("tandem.toml");
-    Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .arg("--config")
-        .arg(cfg)
-        .arg("--root")
-        .arg(fx.dir.path())
-        .args(args)
-        .output()
-        .unwrap()
+    fx.tandem().args(args).output().unwrap()
 }
 
 fn ok(o: &Output) -> String {

@@ -1,6 +1,9 @@
 //! `bundle create` compresses frames on several threads: the bundle must be
 //! the same, byte for byte, whatever the number, and still verify.
 
+mod common;
+
+use common::text;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -169,14 +172,6 @@ fn tandem(args: &[&str]) -> Output {
         .env("SOURCE_DATE_EPOCH", "1795651200")
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

@@ -14,14 +14,6 @@ fn tandem(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn keygen_create_verify_install_status() {
     let fx = Fx::new(&["rootfs"]);

@@ -243,14 +243,6 @@ fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Waits for a `Completed` signal line and returns it.
 fn completed(lines: &Mutex<Vec<String>>, bus: &Bus) -> String {
     let start = Instant::now();

@@ -5,30 +5,14 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::http::{serve, Fault};
 use common::*;
 use tandem::bundle::manifest::Compression;
 
 fn run(fx: &Fx, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .arg("--root")
-        .arg(fx.dir.path())
-        .arg("--config")
-        .arg(fx.path("tandem.toml"))
-        .arg("--direct")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    fx.tandem().arg("--direct").args(args).output().unwrap()
 }
 
 /// Runs `args` and requires exit code `code` and `needle` in the output.

@@ -17,23 +17,7 @@ use tandem::bundle::manifest::Compression;
 use tandem::slot::SlotGroup::{A, B};
 
 fn tandem(fx: &Fx, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .arg("--config")
-        .arg(fx.path("tandem.toml"))
-        .arg("--root")
-        .arg(fx.dir.path())
-        .arg("--direct")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    fx.tandem().arg("--direct").args(args).output().unwrap()
 }
 
 fn poll(fx: &Fx) -> String {

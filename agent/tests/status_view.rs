@@ -398,11 +398,7 @@ fn the_schema_rejects_what_it_does_not_describe() {
 // ---- The binary on file-backed slots ----
 
 fn tandem(fx: &Fx, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .arg("--config")
-        .arg(fx.path("tandem.toml"))
-        .arg("--root")
-        .arg(fx.dir.path())
+    fx.tandem()
         .args(args)
         .env("TANDEM_NO_DAEMON", "1")
         .output()

@@ -111,6 +111,17 @@ impl Fx {
         self.dir.path().join(name)
     }
 
+    /// `tandem --config FX/tandem.toml --root FX`, for the caller to add
+    /// its flags and arguments to.
+    pub fn tandem(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"));
+        c.arg("--config")
+            .arg(self.path("tandem.toml"))
+            .arg("--root")
+            .arg(self.dir.path());
+        c
+    }
+
     /// The local main file: everything but what decides trust.
     pub fn config_text(&self) -> String {
         let p = self.dir.path().display();
@@ -338,4 +349,13 @@ pub fn signed_bundle(m: &Manifest, payloads: &[&[u8]], key: &SigningKey) -> Vec<
         members.push((n, p));
     }
     raw_archive(&members)
+}
+
+/// A command's stdout and stderr, for asserts and their messages.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
