@@ -5,15 +5,10 @@
 //! initramfs without --agent and --init. lintian and dpkg-deb are
 //! required with TANDEM_TEST_REQUIRE_TOOLS=1 (CI), skipped otherwise.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 fn run(cmd: &mut Command) -> String {
     let o = cmd.output().unwrap();
@@ -28,16 +23,8 @@ fn run(cmd: &mut Command) -> String {
 
 #[test]
 fn the_image_builder_package_is_lintian_clean_and_finds_its_payloads() {
-    let missing: Vec<&str> = ["dpkg-deb", "dpkg-architecture", "objdump", "lintian"]
-        .into_iter()
-        .filter(|t| !have(t))
-        .collect();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var("TANDEM_TEST_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "needs {missing:?} (TANDEM_TEST_REQUIRE_TOOLS=1; scripts/setup.sh installs them)"
-        );
-        eprintln!("SKIP tandem-image package: needs {missing:?}");
+    let tools = ["dpkg-deb", "dpkg-architecture", "objdump", "lintian"];
+    if !common::tools("tandem-image package", &tools) {
         return;
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -1,6 +1,8 @@
 //! OCI bases: layouts and docker archives this test writes itself (tar
 //! crate + gzip/zstd), applied with whiteouts, digests and path confinement.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -356,29 +358,15 @@ fn bad_images_are_refused_with_the_reason() {
 /// unless it is there already.
 #[test]
 fn a_recipe_builds_a_slot_image_from_an_oci_base() {
-    let have = |t: &str| {
-        std::process::Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    let missing: Vec<&str> = [
+    let tools = [
         "mksquashfs",
         "unsquashfs",
         "veritysetup",
         "apt-get",
         "dpkg-deb",
         "busybox",
-    ]
-    .into_iter()
-    .filter(|t| !have(t))
-    .collect();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var("TANDEM_TEST_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "needs {missing:?} (TANDEM_TEST_REQUIRE_TOOLS=1)"
-        );
-        eprintln!("SKIP: needs {missing:?}");
+    ];
+    if !common::tools("oci base", &tools) {
         return;
     }
     let d = tempfile::tempdir().unwrap();
