@@ -5,6 +5,7 @@
 
 pub mod boot;
 pub mod bundle;
+pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod control;
