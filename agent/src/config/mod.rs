@@ -30,7 +30,9 @@ use serde::Deserialize;
 
 use crate::slot::{SlotClass, SlotGroup};
 
+mod channel;
 mod hawkbit;
+pub use channel::{ChannelSettings, Strategy};
 pub use hawkbit::{HawkbitSettings, Secret, Token};
 
 pub const MAIN_FILE: &str = "etc/tandem/tandem.toml";
@@ -89,6 +91,7 @@ struct RawConfig {
     install: Option<RawInstall>,
     health: Option<crate::health::RawHealth>,
     hawkbit: Option<hawkbit::RawHawkbit>,
+    channel: Option<channel::RawChannel>,
     slots: Option<BTreeMap<String, BTreeMap<String, RawSlot>>>,
 }
 
@@ -337,6 +340,8 @@ pub struct Settings {
     pub health: crate::health::HealthSettings,
     /// `[hawkbit]`: the fleet server the daemon polls, if any.
     pub hawkbit: Option<HawkbitSettings>,
+    /// `[channel]`: the TUF update channel the daemon polls, if any.
+    pub channel: Option<ChannelSettings>,
     pub slots: BTreeMap<SlotGroup, BTreeMap<SlotClass, SlotDevice>>,
     /// Files read, in merge order.
     pub sources: Vec<PathBuf>,
@@ -387,13 +392,14 @@ impl Source {
 }
 
 /// Keys only the image may set, and whether `allow_local` opens them.
-const IMAGE_ONLY: [(&str, &str, bool); 6] = [
+const IMAGE_ONLY: [(&str, &str, bool); 7] = [
     ("keyring", "directory", true),
     ("keyring", "threshold", true),
     ("keyring", "allow_local", false),
     ("image", "version", false),
     ("image", "security_epoch", false),
     ("boot", "require_verity", false),
+    ("channel", "root", false),
 ];
 
 /// Refuses trust settings in local files (see the module docs).
@@ -490,6 +496,11 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
     let hawkbit = raw
         .hawkbit
         .map(hawkbit::validate)
+        .transpose()
+        .map_err(|(key, msg)| invalid(key, msg))?;
+    let channel = raw
+        .channel
+        .map(channel::validate)
         .transpose()
         .map_err(|(key, msg)| invalid(key, msg))?;
     let http = raw.http.unwrap_or_default();
@@ -623,6 +634,7 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
         adaptive: raw.install.and_then(|i| i.adaptive).unwrap_or(true),
         health,
         hawkbit,
+        channel,
         slots,
         sources,
     })
@@ -974,6 +986,13 @@ size = 67108864
         assert!(parse(&[image(BASE), local(opened)]).is_err());
         let s = parse(&[image(BASE), image("[boot]\nrequire_verity = true\n")]).unwrap();
         assert!(s.require_verity);
+        // The channel's root of trust ships in the image; its URL may be local.
+        let ch = "[channel]\nurl = \"https://u.example/tuf\"\n";
+        let root = "[channel]\nroot = \"/etc/evil-root.json\"\n";
+        let s = parse(&[image(BASE), local(ch)]).unwrap();
+        assert_eq!(s.channel.unwrap().url, "https://u.example/tuf");
+        let e = parse(&[image(BASE), image(ch), local(root)]).unwrap_err();
+        assert!(e.to_string().contains("channel.root"), "{e}");
     }
 
     #[test]
