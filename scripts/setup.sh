@@ -68,6 +68,9 @@ want groff groff-base
 /usr/bin/python3 -c 'from jsonschema import Draft202012Validator' 2>/dev/null ||
     need_pkgs+=(python3-jsonschema)
 want lintian lintian
+# The channel's FleetLock strategy: a real etcd behind the tests' FleetLock
+# server (agent/tests/fleetlock.rs).
+want etcd etcd-server
 want dpkg-architecture dpkg-dev
 want objdump binutils
 fi

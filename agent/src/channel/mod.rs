@@ -21,3 +21,38 @@ pub mod waves;
 pub mod window;
 
 pub use meta::{BundleMeta, Offer, Wave};
+
+use crate::fetch::{BundleSource, FetchError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The metadata was refused (expired, rolled back, badly signed, ...):
+    /// the device changes nothing.
+    #[error("channel metadata refused: {0}")]
+    Refused(String),
+    #[error("channel unreachable: {0}")]
+    Unreachable(String),
+    #[error("channel: {0}")]
+    Setup(String),
+    #[error(transparent)]
+    Record(#[from] record::RecordError),
+    #[error(transparent)]
+    Lock(#[from] fleetlock::LockError),
+}
+
+/// What a check of the channel lists.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub offers: Vec<Offer>,
+    /// Targets whose custom metadata this agent cannot use, and why.
+    pub unusable: Vec<decide::Skip>,
+}
+
+/// The channel as the loop sees it. The implementation runs the TUF
+/// client workflow; whatever it lists has passed it.
+pub trait Repository: Send {
+    /// Refreshes the metadata as of `now` and lists the role's bundles.
+    fn check(&mut self, now: u64) -> Result<Listing, ChannelError>;
+    /// The bundle of `offer`, pinned to its length and hash.
+    fn bundle(&self, offer: &Offer) -> Result<Box<dyn BundleSource>, FetchError>;
+}

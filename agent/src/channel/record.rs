@@ -33,6 +33,9 @@ pub struct ChannelRecord {
     /// (steady-state) once the booted group is committed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<Lock>,
+    /// Since when a reboot is postponed for logged-in users (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postponed_since: Option<u64>,
     #[serde(default)]
     pub counters: Counters,
 }
@@ -96,6 +99,7 @@ impl ChannelRecord {
             found: None,
             staged: None,
             lock: None,
+            postponed_since: None,
             counters: Counters::default(),
         }
     }

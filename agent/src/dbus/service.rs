@@ -400,6 +400,7 @@ impl Agent {
             force: opts.force,
             cancel: Some(cancel),
             approve: Some(approve),
+            stage: false,
         };
         let settings = &self.inner.settings;
         let r = match source {

@@ -16,6 +16,7 @@
 
 pub mod http;
 pub mod oci;
+pub mod pinned;
 
 use std::fs::File;
 use std::io::{BufReader, Read};

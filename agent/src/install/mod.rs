@@ -135,6 +135,10 @@ pub struct Options {
     /// bundle fails, the target group stays invalid.
     pub cancel: Option<Arc<AtomicBool>>,
     pub approve: Option<Approve>,
+    /// Write, sync and verify, but leave the group unarmed: the caller
+    /// arms it later (`tandem arm`; the channel loop when its strategy
+    /// lets it reboot).
+    pub stage: bool,
 }
 
 impl std::fmt::Debug for Options {
@@ -144,6 +148,7 @@ impl std::fmt::Debug for Options {
             .field("force", &self.force)
             .field("cancel", &self.cancel)
             .field("approve", &self.approve.is_some())
+            .field("stage", &self.stage)
             .finish()
     }
 }
@@ -204,8 +209,11 @@ pub enum Progress<'a> {
 
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// Trial boots the bootloader was armed with (None: no bootloader).
+    /// Trial boots the bootloader was armed with (None: no bootloader, or
+    /// `staged`).
     pub armed: Option<u32>,
+    /// Left unarmed on request ([`Options::stage`]).
+    pub staged: bool,
     pub target: SlotGroup,
     pub version: semver::Version,
     pub bytes: u64,
@@ -305,6 +313,7 @@ impl Job<'_, '_> {
         }
         let booted = booted_group(self.ctx)?;
         let target = booted.other();
+        let staged = opts.stage;
         self.op.target = Some(target);
         if !opts.force {
             let mark = match boot.as_deref_mut() {
@@ -562,7 +571,7 @@ impl Job<'_, '_> {
         // then the store records that it was armed. A power cut before
         // that leaves "installed, not armed", which `tandem arm` finishes.
         let mut armed = None;
-        if let Some(b) = boot {
+        if let Some(b) = boot.filter(|_| !staged) {
             crate::boot::arm_with_verity(b, target, verity.as_deref(), settings.boot_tries)
                 .map_err(|source| InstallError::Arm {
                     group: target,
@@ -579,6 +588,7 @@ impl Job<'_, '_> {
         }
         Ok(Report {
             armed,
+            staged,
             target,
             version: manifest.version,
             bytes,

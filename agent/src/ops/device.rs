@@ -134,6 +134,7 @@ pub fn install_source(
 pub fn describe_install(r: &install::Report) -> String {
     let armed = match r.armed {
         Some(n) => format!("slot group {} armed for {n} trial boot(s)", r.target),
+        None if r.staged => format!("slot group {} is staged, not armed", r.target),
         None => format!(
             "no bootloader configured: slot group {} is not armed",
             r.target

@@ -7,6 +7,7 @@
 //! `Completed` results and error names are spelled from it too, so a caller
 //! sees the same answer whichever way it asked.
 
+pub mod channel;
 mod device;
 pub mod fleet;
 
@@ -161,6 +162,8 @@ pub enum Error {
     Boot(#[from] BootError),
     #[error("fleet server: {0}")]
     Fleet(#[from] crate::fleet::FleetError),
+    #[error(transparent)]
+    Channel(#[from] crate::channel::ChannelError),
     #[error("{0}")]
     Usage(String),
     /// A bundle failed a check outside the install pipeline (`bundle verify`).
@@ -180,6 +183,7 @@ impl Error {
             Error::Install(e) => install_outcome(e),
             Error::Key(_) | Error::Write(_) | Error::Boot(_) | Error::Other(_) => Outcome::Failed,
             Error::Fleet(e) => fleet_outcome(e),
+            Error::Channel(e) => channel_outcome(e),
             Error::Bundle(e) => bundle_outcome(e),
             Error::State(e) => state_outcome(e),
             Error::Fetch(e) => fetch_outcome(e),
@@ -217,6 +221,16 @@ fn fleet_outcome(e: &crate::fleet::FleetError) -> Outcome {
         F::Token { .. } | F::Config(_) => Outcome::Config,
         F::Record(_) => Outcome::Failed,
         _ => Outcome::Unreachable,
+    }
+}
+
+fn channel_outcome(e: &crate::channel::ChannelError) -> Outcome {
+    use crate::channel::ChannelError as C;
+    match e {
+        C::Refused(_) => Outcome::Refused,
+        C::Unreachable(_) | C::Lock(_) => Outcome::Unreachable,
+        C::Setup(_) => Outcome::Config,
+        C::Record(_) => Outcome::Failed,
     }
 }
 

@@ -36,6 +36,8 @@ trait Unit {
 )]
 trait Login {
     fn reboot(&self, interactive: bool) -> zbus::Result<()>;
+    #[allow(clippy::type_complexity)]
+    fn list_sessions(&self) -> zbus::Result<Vec<(String, u32, String, String, OwnedObjectPath)>>;
 }
 
 /// How often a unit that is not active yet is asked again.
@@ -88,6 +90,17 @@ pub fn check_unit(unit: &str, timeout: Duration, tick: &mut dyn FnMut()) -> Resu
 
 /// Asks logind to reboot (non-interactively). An error means logind is not
 /// there or refused; the caller falls back to systemctl or reboot(2).
+/// The user names of the sessions logind knows (logged-in users), or an
+/// error when logind is not there.
+pub fn logind_sessions() -> zbus::Result<Vec<String>> {
+    let conn = Connection::system()?;
+    Ok(LoginProxyBlocking::new(&conn)?
+        .list_sessions()?
+        .into_iter()
+        .map(|(_, _, user, _, _)| user)
+        .collect())
+}
+
 pub fn logind_reboot() -> zbus::Result<()> {
     let conn = Connection::system()?;
     LoginProxyBlocking::new(&conn)?.reboot(false)
