@@ -16,6 +16,7 @@ use crate::channel::{fleetlock, metrics, waves, ChannelError, Offer, Repository}
 use crate::config::{ChannelSettings, Settings, Strategy};
 use crate::install::{self, Tracker};
 use crate::state::Store;
+use crate::sys::journal::{self, Event};
 use crate::{sys, timefmt};
 
 /// What one check did.
@@ -186,6 +187,11 @@ pub fn check_once(
     let listing = match repo.check(now) {
         Ok(l) => l,
         Err(e) => {
+            let kind = match e {
+                ChannelError::Refused(_) => Event::MetadataRefused,
+                _ => Event::CheckFailed,
+            };
+            journal::send(kind, &e.to_string(), &[("TANDEM_CHANNEL", &c.url)]);
             rec.counters.check_failures += 1;
             rec.last_check = Some(Check {
                 at: timefmt::rfc3339(now),
@@ -260,8 +266,23 @@ pub fn check_once(
                         let why = format!("waiting for a FleetLock reboot slot: {e}");
                         break ("wait", why, f);
                     }
+                    journal::send(
+                        Event::LockAcquired,
+                        &format!("FleetLock reboot slot of group {} granted", client.group),
+                        &[("TANDEM_LOCK_GROUP", &client.group)],
+                    );
                 }
                 super::arm(s)?;
+                let v = rec
+                    .staged
+                    .as_ref()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+                journal::send(
+                    Event::RebootScheduled,
+                    &format!("rebooting into slot group {group} for a trial of {v}"),
+                    &[("TANDEM_VERSION", &v), ("TANDEM_SLOT", group.as_str())],
+                );
                 rec.postponed_since = None;
                 save(s, &rec)?;
                 taken.push(format!("armed slot group {group}; rebooting into it"));
@@ -275,6 +296,17 @@ pub fn check_once(
         ok: true,
         message: message.clone(),
     });
+    if let Some(f) = found
+        .as_ref()
+        .filter(|f| rec.found.as_ref().map(|o| &o.version) != Some(&f.version))
+    {
+        let v = f.version.to_string();
+        journal::send(
+            Event::UpdateFound,
+            &format!("the channel offers {v}: {}", f.waiting_for),
+            &[("TANDEM_VERSION", &v), ("TANDEM_TARGET", &f.path)],
+        );
+    }
     rec.found = found.clone();
     save(s, &rec)?;
     export(s, c, &rec, if reboot { "rebooting" } else { step_name });
@@ -350,12 +382,24 @@ fn stage(
             rec.counters.bytes_fetched += rep.transfer.as_ref().map_or(rep.bytes, |t| t.fetched);
             save(s, rec)?;
             let text = super::describe_install(&rep);
+            let v = rep.version.to_string();
+            journal::send(
+                Event::UpdateStaged,
+                &text,
+                &[("TANDEM_VERSION", &v), ("TANDEM_SLOT", rep.target.as_str())],
+            );
             jobs.end(Ok(text.clone()));
             Ok(text)
         }
         Err(e) => {
             rec.counters.install_failures += 1;
             save(s, rec)?;
+            let v = o.meta.version.to_string();
+            journal::send(
+                Event::InstallFailed,
+                &format!("staging {v} failed: {e}"),
+                &[("TANDEM_VERSION", &v), ("TANDEM_TARGET", &o.path)],
+            );
             jobs.end(Err((e.outcome(), e.to_string())));
             Err(e)
         }

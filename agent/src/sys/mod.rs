@@ -3,6 +3,7 @@
 //! Everything here touches the outside world; the rest of the agent takes
 //! what it needs as arguments.
 
+pub mod journal;
 pub mod systemd;
 
 use std::fs::{File, OpenOptions};
