@@ -52,30 +52,58 @@ pub fn serve(body: Vec<u8>, faults: Vec<Fault>) -> Server {
     let log = Arc::new(Mutex::new(Log::default()));
     let log2 = log.clone();
     let body = Arc::new(body);
+    let lookup: Lookup =
+        Arc::new(move |p: &str| (p == "/bundle.tnd" || p == "/moved.tnd").then(|| body.clone()));
+    spawn(listener, lookup, faults, log2);
+    Server { url, log }
+}
+
+/// What a server answers for a request path (`None`: 404).
+type Lookup = Arc<dyn Fn(&str) -> Option<Arc<Vec<u8>>> + Send + Sync>;
+
+fn spawn(listener: TcpListener, lookup: Lookup, faults: Vec<Fault>, log: Arc<Mutex<Log>>) {
     std::thread::spawn(move || {
         for (i, conn) in listener.incoming().enumerate() {
             let Ok(conn) = conn else { continue };
             let fault = faults.get(i).cloned();
-            let body = body.clone();
-            let log = log2.clone();
+            let lookup = lookup.clone();
+            let log = log.clone();
             std::thread::spawn(move || {
-                let _ = handle(conn, &body, fault, &log);
+                let _ = handle(conn, &*lookup, fault, &log);
             });
         }
     });
+}
+
+/// Serves the files under `root` (read at each request, so a test can
+/// change them between requests) at `URL/PATH`; `url` has no trailing
+/// slash. Paths with `..` are 404.
+pub fn serve_dir(root: &std::path::Path) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let log = Arc::new(Mutex::new(Log::default()));
+    let root = root.to_path_buf();
+    let lookup: Lookup = Arc::new(move |p: &str| {
+        let rel = p.trim_start_matches('/');
+        if rel.split('/').any(|c| c == ".." || c.is_empty()) {
+            return None;
+        }
+        std::fs::read(root.join(rel)).ok().map(Arc::new)
+    });
+    spawn(listener, lookup, vec![], log.clone());
     Server { url, log }
 }
 
 fn handle(
     mut conn: TcpStream,
-    body: &[u8],
+    lookup: &(dyn Fn(&str) -> Option<Arc<Vec<u8>>> + Send + Sync),
     fault: Option<Fault>,
     log: &Mutex<Log>,
 ) -> std::io::Result<()> {
     let mut r = BufReader::new(conn.try_clone()?);
     let mut line = String::new();
     r.read_line(&mut line)?;
-    let path_ok = line.split_whitespace().nth(1) == Some("/bundle.tnd");
+    let found = line.split_whitespace().nth(1).and_then(lookup);
     let mut range = String::new();
     loop {
         let mut h = String::new();
@@ -97,9 +125,8 @@ fn handle(
         )?;
         return Ok(());
     }
-    let path_ok = path_ok || line.split_whitespace().nth(1) == Some("/moved.tnd");
-    let status = match (&fault, path_ok) {
-        (_, false) => Some(404),
+    let status = match (&fault, &found) {
+        (_, None) => Some(404),
         (Some(Fault::Status(s)), _) => Some(*s),
         _ => None,
     };
@@ -110,6 +137,7 @@ fn handle(
         )?;
         return Ok(());
     }
+    let body: &[u8] = found.as_deref().expect("checked");
     if matches!(fault, Some(Fault::IgnoreRange)) {
         range.clear();
     }
