@@ -22,3 +22,4 @@ pub mod status;
 pub mod sys;
 pub mod timefmt;
 pub mod trial;
+pub mod tuf;

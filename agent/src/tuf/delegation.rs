@@ -1,0 +1,225 @@
+//! Which roles may sign a target path, and the search of the delegation
+//! tree (specification §5.6.7): preorder depth-first from `targets`, in
+//! the order each role lists its delegations; a terminating role that
+//! matches ends the search below it and stops its siblings; each role is
+//! visited once and at most `max_delegations` are.
+
+use std::collections::BTreeSet;
+
+use sha2::Digest;
+
+use super::metadata::{DelegatedRole, Delegations, TargetFile, Targets, ROOT, TARGETS};
+use super::TufError;
+
+/// Shell-style glob match of one path segment: `*` (any run), `?` (one
+/// character), `[abc]`, `[a-z]`, `[!abc]`.
+fn segment_matches(pattern: &[char], text: &[char]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some(('*', rest)) => (0..=text.len()).any(|i| segment_matches(rest, &text[i..])),
+        Some(('?', rest)) => !text.is_empty() && segment_matches(rest, &text[1..]),
+        Some(('[', rest)) => match (class(rest), text.split_first()) {
+            (Some((matches, after)), Some((&c, tail))) => {
+                matches(c) && segment_matches(after, tail)
+            }
+            (None, Some((&c, tail))) => c == '[' && segment_matches(rest, tail),
+            (_, None) => false,
+        },
+        Some((&p, rest)) => text.first() == Some(&p) && segment_matches(rest, &text[1..]),
+    }
+}
+
+type Class<'a> = (Box<dyn Fn(char) -> bool + 'a>, &'a [char]);
+
+/// A `[...]` class after its `[`: the predicate and what follows `]`;
+/// `None` if unterminated (then `[` is literal).
+fn class(p: &[char]) -> Option<Class<'_>> {
+    let (negate, body) = match p.first() {
+        Some('!') => (true, &p[1..]),
+        _ => (false, p),
+    };
+    // A `]` right after `[` or `[!` is a member.
+    let end = body.iter().skip(1).position(|&c| c == ']')? + 1;
+    let members = &body[..end];
+    let rest = &body[end + 1..];
+    let f = move |c: char| {
+        let mut i = 0;
+        let mut hit = false;
+        while i < members.len() {
+            if i + 2 < members.len() && members[i + 1] == '-' {
+                hit |= members[i] <= c && c <= members[i + 2];
+                i += 3;
+            } else {
+                hit |= members[i] == c;
+                i += 1;
+            }
+        }
+        hit != negate
+    };
+    Some((Box::new(f), rest))
+}
+
+/// Whether target `path` matches delegation `pattern`: the same number of
+/// `/`-separated segments, each matching its glob (`*` never crosses `/`).
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    let pats: Vec<&str> = pattern.split('/').collect();
+    let parts: Vec<&str> = path.split('/').collect();
+    pats.len() == parts.len()
+        && pats.iter().zip(&parts).all(|(p, t)| {
+            let p: Vec<char> = p.chars().collect();
+            let t: Vec<char> = t.chars().collect();
+            segment_matches(&p, &t)
+        })
+}
+
+impl DelegatedRole {
+    /// Whether this role may sign `target_path`.
+    pub fn is_delegated_path(&self, target_path: &str) -> bool {
+        if let Some(paths) = &self.paths {
+            return paths.iter().any(|p| path_matches(p, target_path));
+        }
+        if let Some(prefixes) = &self.path_hash_prefixes {
+            let digest = hex::encode(sha2::Sha256::digest(target_path.as_bytes()));
+            return prefixes.iter().any(|p| digest.starts_with(p.as_str()));
+        }
+        false
+    }
+}
+
+impl Delegations {
+    /// The roles that may sign `target_path`, in order, each with whether
+    /// it is terminating.
+    pub fn roles_for_target(&self, target_path: &str) -> Vec<(String, bool)> {
+        if let Some(s) = &self.succinct_roles {
+            return vec![(s.role_for(target_path), true)];
+        }
+        self.roles
+            .iter()
+            .flatten()
+            .filter(|r| r.is_delegated_path(target_path))
+            .map(|r| (r.name.clone(), r.terminating))
+            .collect()
+    }
+}
+
+/// Loads role `name` as delegated by `parent`, through the trusted set.
+pub trait Loader {
+    fn load(&mut self, name: &str, parent: &str) -> Result<Targets, TufError>;
+}
+
+/// The target file for `target_path`, searching the tree from `targets`;
+/// `Ok(None)` when no role visited lists it.
+pub fn find(
+    loader: &mut dyn Loader,
+    target_path: &str,
+    max_delegations: usize,
+) -> Result<Option<TargetFile>, TufError> {
+    let mut stack = vec![(TARGETS.to_string(), ROOT.to_string())];
+    let mut visited = BTreeSet::new();
+    while visited.len() <= max_delegations {
+        let Some((name, parent)) = stack.pop() else {
+            break;
+        };
+        if visited.contains(&name) {
+            continue;
+        }
+        let targets = loader.load(&name, &parent)?;
+        if let Some(t) = targets.targets.get(target_path) {
+            return Ok(Some(t.clone()));
+        }
+        visited.insert(name.clone());
+        let Some(d) = &targets.delegations else {
+            continue;
+        };
+        let mut children = Vec::new();
+        for (child, terminating) in d.roles_for_target(target_path) {
+            children.push((child, name.clone()));
+            if terminating {
+                stack.clear();
+                break;
+            }
+        }
+        stack.extend(children.into_iter().rev());
+    }
+    if !stack.is_empty() {
+        tracing::warn!(
+            target_path,
+            max_delegations,
+            "TUF: stopped after the maximum number of delegations"
+        );
+    }
+    Ok(None)
+}
+
+/// Loads the roles of the tree from `targets`, preorder, until `role` is
+/// loaded (every delegation is followed, whatever its paths); `Ok(None)`
+/// when it is not reached within `max_delegations` roles.
+pub fn reach(
+    loader: &mut dyn Loader,
+    role: &str,
+    max_delegations: usize,
+) -> Result<Option<Targets>, TufError> {
+    let mut stack = vec![(TARGETS.to_string(), ROOT.to_string())];
+    let mut visited = BTreeSet::new();
+    while visited.len() <= max_delegations {
+        let Some((name, parent)) = stack.pop() else {
+            break;
+        };
+        if !visited.insert(name.clone()) {
+            continue;
+        }
+        let targets = loader.load(&name, &parent)?;
+        if name == role {
+            return Ok(Some(targets));
+        }
+        let Some(d) = &targets.delegations else {
+            continue;
+        };
+        if let Some(s) = &d.succinct_roles {
+            if s.is_bin(role) {
+                stack.push((role.to_string(), name.clone()));
+            }
+            continue;
+        }
+        let children: Vec<_> = d
+            .roles
+            .iter()
+            .flatten()
+            .map(|r| (r.name.clone(), name.clone()))
+            .collect();
+        stack.extend(children.into_iter().rev());
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        let cases = [
+            ("*", "file.txt", true),
+            ("*", "dir/file.txt", false),
+            ("dir/*", "dir/file.txt", true),
+            ("dir/*", "dir/sub/file.txt", false),
+            ("*/*", "dir/file.txt", true),
+            ("dir/*.tnd", "dir/os-1.tnd", true),
+            ("dir/*.tnd", "dir/os-1.tar", false),
+            ("f?le", "file", true),
+            ("f?le", "fle", false),
+            ("[ab]c", "bc", true),
+            ("[!ab]c", "bc", false),
+            ("[a-c]x", "bx", true),
+            ("[a-c]x", "dx", false),
+            ("[x", "[x", true),
+            ("exact/path", "exact/path", true),
+            ("exact/path", "exact/path2", false),
+            ("", "", true),
+            ("*", "", true),
+        ];
+        for (pat, path, want) in cases {
+            assert_eq!(path_matches(pat, path), want, "{pat} vs {path}");
+        }
+    }
+}
