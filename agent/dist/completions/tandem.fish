@@ -41,6 +41,9 @@ complete -c tandem -n "__fish_tandem_needs_command" -f -a "rollback" -d 'Make th
 complete -c tandem -n "__fish_tandem_needs_command" -f -a "cancel" -d 'Stop the daemon\'s running install (the target group stays invalid)'
 complete -c tandem -n "__fish_tandem_needs_command" -f -a "daemon" -d 'Serve the D-Bus API on the system bus (docs/dbus.md); run by tandem.service'
 complete -c tandem -n "__fish_tandem_needs_command" -f -a "hawkbit" -d 'Talk to the hawkBit (DDI) fleet server of [hawkbit] (docs/fleet.md)'
+complete -c tandem -n "__fish_tandem_needs_command" -f -a "check" -d 'Check the update channel of [channel] now and act as its strategy says: stage an update, arm it when the strategy allows (the daemon does this on its interval; docs/channel.md)'
+complete -c tandem -n "__fish_tandem_needs_command" -f -a "apply" -d 'Arm the update the channel loop staged and reboot into it (the manual strategy; under fleet_lock after taking a reboot slot)'
+complete -c tandem -n "__fish_tandem_needs_command" -f -a "repo" -d 'Publish a channel: a static TUF repository of bundles (docs/channel.md)'
 complete -c tandem -n "__fish_tandem_needs_command" -f -a "status" -d 'Show both slot groups, the booted and primary slot, and the last operation'
 complete -c tandem -n "__fish_tandem_using_subcommand keygen" -s o -l output -d 'Path prefix for the key files' -r -F
 complete -c tandem -n "__fish_tandem_using_subcommand keygen" -l comment -d 'Comment stored with the public key' -r
@@ -167,6 +170,81 @@ complete -c tandem -n "__fish_tandem_using_subcommand hawkbit; and __fish_seen_s
 complete -c tandem -n "__fish_tandem_using_subcommand hawkbit; and __fish_seen_subcommand_from poll" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
 complete -c tandem -n "__fish_tandem_using_subcommand hawkbit; and __fish_seen_subcommand_from poll" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
 complete -c tandem -n "__fish_tandem_using_subcommand hawkbit; and __fish_seen_subcommand_from poll" -s h -l help -d 'Print help'
+complete -c tandem -n "__fish_tandem_using_subcommand check" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand check" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand check" -l json -d 'Print the result as JSON (docs/channel.md)'
+complete -c tandem -n "__fish_tandem_using_subcommand check" -l reboot -d 'Reboot if the check armed a group (the daemon always does)'
+complete -c tandem -n "__fish_tandem_using_subcommand check" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
+complete -c tandem -n "__fish_tandem_using_subcommand check" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
+complete -c tandem -n "__fish_tandem_using_subcommand check" -s h -l help -d 'Print help'
+complete -c tandem -n "__fish_tandem_using_subcommand apply" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand apply" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand apply" -l no-reboot -d 'Arm it, but do not reboot'
+complete -c tandem -n "__fish_tandem_using_subcommand apply" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
+complete -c tandem -n "__fish_tandem_using_subcommand apply" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
+complete -c tandem -n "__fish_tandem_using_subcommand apply" -s h -l help -d 'Print help'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and not __fish_seen_subcommand_from init add remove pause resume timestamp rotate-root list" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and not __fish_seen_subcommand_from init add remove pause resume timestamp rotate-root list" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and not __fish_seen_subcommand_from init add remove pause resume timestamp rotate-root list" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and not __fish_seen_subcommand_from init add remove pause resume timestamp rotate-root list" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and not __fish_seen_subcommand_from init add remove pause resume timestamp rotate-root list" -s h -l help -d 'Print help'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and not __fish_seen_subcommand_from init add remove pause resume timestamp rotate-root list" -f -a "init" -d 'Create a repository: keys, root, targets delegating to each channel, snapshot, timestamp'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and not __fish_seen_subcommand_from init add remove pause resume timestamp rotate-root list" -f -a "add" -d 'Publish a bundle in a channel (version, compatible and epoch from its manifest)'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and not __fish_seen_subcommand_from init add remove pause resume timestamp rotate-root list" -f -a "remove" -d 'Withdraw a target: devices stop seeing it at their next check'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and not __fish_seen_subcommand_from init add remove pause resume timestamp rotate-root list" -f -a "pause" -d 'Pause a target\'s rollout: devices that have not started do not start'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and not __fish_seen_subcommand_from init add remove pause resume timestamp rotate-root list" -f -a "resume" -d 'Resume a paused rollout'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and not __fish_seen_subcommand_from init add remove pause resume timestamp rotate-root list" -f -a "timestamp" -d 'Re-sign timestamp.json with a new expiry (the online key\'s only job; run it more often than --expires-hours)'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and not __fish_seen_subcommand_from init add remove pause resume timestamp rotate-root list" -f -a "rotate-root" -d 'Replace the root key: root version+1 signed by the old and the new key (the old one is kept as keys/root.key.N)'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and not __fish_seen_subcommand_from init add remove pause resume timestamp rotate-root list" -f -a "list" -d 'List a channel\'s targets with their versions and rollout plans'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from init" -l channel -d 'A channel (a delegated role listing CHANNEL/* targets); repeatable' -r
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from init" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from init" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from init" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from init" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from init" -s h -l help -d 'Print help'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from add" -l channel -r
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from add" -l wave -d 'A rollout wave PERCENT@HOURS (from now), e.g. --wave 10@0 --wave 100@24; repeatable; none: everyone at once' -r
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from add" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from add" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from add" -l paused -d 'Publish it paused (`tandem repo resume` starts it)'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from add" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from add" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from remove" -l channel -r
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from remove" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from remove" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from remove" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from pause" -l channel -r
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from pause" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from pause" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from pause" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from pause" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from pause" -s h -l help -d 'Print help'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from resume" -l channel -r
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from resume" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from resume" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from resume" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from resume" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from resume" -s h -l help -d 'Print help'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from timestamp" -l expires-hours -d 'Validity of the new timestamp' -r
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from timestamp" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from timestamp" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from timestamp" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from timestamp" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from timestamp" -s h -l help -d 'Print help'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from rotate-root" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from rotate-root" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from rotate-root" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from rotate-root" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from rotate-root" -s h -l help -d 'Print help'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from list" -l channel -r
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from list" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from list" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from list" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c tandem -n "__fish_tandem_using_subcommand status" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
 complete -c tandem -n "__fish_tandem_using_subcommand status" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
 complete -c tandem -n "__fish_tandem_using_subcommand status" -l json -d 'Print the report as JSON (versioned: docs/status.md, docs/status.schema.json)'

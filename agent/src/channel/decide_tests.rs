@@ -1,3 +1,5 @@
+#![allow(clippy::type_complexity)] // the tables read best as tuples
+
 use super::*;
 use crate::channel::{BundleMeta, Wave};
 use crate::state::Failure;

@@ -6,7 +6,6 @@
 //! - [`meta`]: what a target's custom metadata says about its bundle;
 //! - [`waves`]: when this device's slice of a rollout opens;
 //! - [`decide`]: which target to take, and the next step of the loop;
-//! - [`window`]: maintenance windows (the `periodic` strategy);
 //! - [`record`]: what the loop persists between checks (`channel.json`).
 //!
 //! Edges: [`fleetlock`] (the FleetLock protocol over HTTP) and
@@ -18,7 +17,6 @@ pub mod meta;
 pub mod metrics;
 pub mod record;
 pub mod waves;
-pub mod window;
 
 pub use meta::{BundleMeta, Offer, Wave};
 

@@ -7,6 +7,7 @@
 
 mod bundle;
 mod progress;
+mod repo;
 pub mod status_view;
 
 use std::io::IsTerminal;
@@ -99,6 +100,27 @@ enum Command {
     /// Talk to the hawkBit (DDI) fleet server of [hawkbit] (docs/fleet.md)
     #[command(subcommand)]
     Hawkbit(HawkbitCmd),
+    /// Check the update channel of [channel] now and act as its strategy
+    /// says: stage an update, arm it when the strategy allows (the daemon
+    /// does this on its interval; docs/channel.md)
+    Check {
+        /// Print the result as JSON (docs/channel.md)
+        #[arg(long)]
+        json: bool,
+        /// Reboot if the check armed a group (the daemon always does)
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// Arm the update the channel loop staged and reboot into it (the
+    /// manual strategy; under fleet_lock after taking a reboot slot)
+    Apply {
+        /// Arm it, but do not reboot
+        #[arg(long)]
+        no_reboot: bool,
+    },
+    /// Publish a channel: a static TUF repository of bundles (docs/channel.md)
+    #[command(subcommand)]
+    Repo(repo::RepoCmd),
     /// Show both slot groups, the booted and primary slot, and the last operation
     Status {
         /// Print the report as JSON (versioned: docs/status.md,
@@ -243,6 +265,33 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::Check { json, reboot } => {
+            let s = load()?;
+            let mut ch = crate::ops::channel_tuf::TufChannel::open(&s)?;
+            let c = ops::channel::check_once(&s, &mut ch, &ops::fleet::NoJobs)?;
+            if json {
+                let v = serde_json::json!({
+                    "check_version": 1,
+                    "step": c.step,
+                    "message": c.message,
+                    "found": c.found,
+                    "reboot": c.reboot,
+                });
+                println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+            } else {
+                println!("{}", c.message);
+            }
+            if c.reboot && reboot {
+                eprintln!("rebooting into the new slot group");
+                ops::reboot()?;
+            }
+            Ok(())
+        }
+        Command::Apply { no_reboot } => {
+            println!("{}", ops::channel::apply(&load()?, !no_reboot)?);
+            Ok(())
+        }
+        Command::Repo(cmd) => repo::run(cmd),
         Command::Status { json } => {
             // From the daemon when it runs (any user may ask it; the state
             // store is root's alone), else from the state files directly.

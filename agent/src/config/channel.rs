@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::channel::window::{self, Schedule, Weekday, Window};
+use crate::window::{self, Schedule, Weekday, Window};
 
 /// Where an image keeps the channel's root metadata.
 pub const DEFAULT_ROOT: &str = "/usr/lib/tandem/channel/root.json";

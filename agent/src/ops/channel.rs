@@ -79,15 +79,15 @@ fn gate(c: &ChannelSettings, rec: &mut ChannelRecord, now: u64) -> Gate {
         },
         Strategy::FleetLock { .. } => Gate::NeedsLock,
         Strategy::Periodic(sched) => match sched.gate(now) {
-            crate::channel::window::Gate::Open { .. } => Gate::Open,
-            crate::channel::window::Gate::Closed { opens } => Gate::Closed {
+            crate::window::Gate::Open { .. } => Gate::Open,
+            crate::window::Gate::Closed { opens } => Gate::Closed {
                 why: format!(
                     "the next maintenance window opens at {}",
                     timefmt::rfc3339(opens)
                 ),
                 until: Some(opens),
             },
-            crate::channel::window::Gate::Never => Gate::Closed {
+            crate::window::Gate::Never => Gate::Closed {
                 why: "no maintenance window is configured".into(),
                 until: None,
             },
@@ -211,7 +211,7 @@ pub fn check_once(
     let mut reboot = false;
     // A step that changes the device (release, stage) is followed by the
     // next one at once: immediate means stage and reboot in one check.
-    let (step_name, message, found) = loop {
+    let (step_name, message, mut found) = loop {
         let state = Store::new(&s.state_dir).load()?;
         let run = running(s, &state);
         let g = gate(c, &mut rec, now);
@@ -263,6 +263,9 @@ pub fn check_once(
                     });
                     save(s, &rec)?;
                     if let Err(e) = client.pre_reboot() {
+                        // Not granted: nothing to give back.
+                        rec.lock = None;
+                        save(s, &rec)?;
                         let why = format!("waiting for a FleetLock reboot slot: {e}");
                         break ("wait", why, f);
                     }
@@ -272,7 +275,10 @@ pub fn check_once(
                         &[("TANDEM_LOCK_GROUP", &client.group)],
                     );
                 }
-                super::arm(s)?;
+                // Armed already (a check that did not reboot): as it is.
+                if !state.slot(group).armed {
+                    super::arm(s)?;
+                }
                 let v = rec
                     .staged
                     .as_ref()
@@ -291,6 +297,9 @@ pub fn check_once(
             }
         }
     };
+    if let Some(f) = found.as_mut().filter(|_| !reboot) {
+        f.waiting_for = message.clone();
+    }
     rec.last_check = Some(Check {
         at: timefmt::rfc3339(now),
         ok: true,

@@ -8,6 +8,7 @@
 //! sees the same answer whichever way it asked.
 
 pub mod channel;
+pub mod channel_tuf;
 mod device;
 pub mod fleet;
 
