@@ -307,7 +307,7 @@ fn install_reports_progress_and_completed_to_a_foreign_client() {
     bus.serve(&fx);
     assert_eq!(bus.property("Operation"), "s \"idle\"");
     assert_eq!(bus.property("BootedSlot"), "s \"a\"");
-    assert_eq!(bus.property("Version"), "u 2");
+    assert_eq!(bus.property("Version"), "u 3");
     let lines = bus.monitor();
 
     let o = bus.call("Install", &["sa{sv}", &server.url, "0"]);
@@ -825,4 +825,67 @@ fn the_daemon_polls_its_hawkbit_server_and_installs_as_a_job() {
     assert_eq!(g.device("dev-daemon").unwrap()["last_state"], "Running");
     assert!(g.device_log("dev-daemon").contains("waiting for a reboot"));
     assert_eq!(bus.property("Operation"), "s \"idle\"");
+}
+
+#[test]
+fn the_daemon_checks_its_channel_and_check_asks_it_now() {
+    if !runnable("the_daemon_checks_its_channel_and_check_asks_it_now") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("repo");
+    let o = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["repo", "init"])
+        .arg(&r)
+        .args(["--channel", "stable"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let srv = common::http::serve_dir(&r.join("repository"));
+    let mut fx = Fx::new(&["rootfs"]);
+    let env = fx.path("grubenv");
+    tandem::boot::grub::create(&env).unwrap();
+    fx.extra_image_config = format!(
+        "[channel]\nroot = \"{}\"\n",
+        r.join("repository/1.root.json").display()
+    );
+    // Manual: the daemon stages, and never reboots this test machine.
+    fx.extra_config = format!(
+        "[boot]\nbackend = \"grub\"\ngrubenv = \"{}\"\n[channel]\nurl = \"{}\"\nrole = \"stable\"\nstrategy = \"manual\"\ninterval_secs = 3600\n",
+        env.display(),
+        srv.url
+    );
+    fx.write_config();
+    let mut bus = Bus::start("");
+    bus.serve(&fx);
+    let lines = bus.monitor();
+    wait_for(Duration::from_secs(20), "the first check at start", || {
+        fx.path("state/channel.json").exists()
+    });
+    let img = pattern(200_000, 4);
+    let b = fx.bundle(
+        "os-1.1.0.tnd",
+        "1.1.0",
+        &[("rootfs", &img, Compression::Zstd)],
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["repo", "add"])
+        .arg(&r)
+        .args(["--channel", "stable"])
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = bus.call("Check", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let done = completed(&lines, &bus);
+    assert!(
+        done.contains("('install', 'success', 'installed 1.1.0 into slot group b")
+            && done.contains("staged, not armed"),
+        "{done}\n{}",
+        bus.daemon_log()
+    );
+    assert_eq!(fx.slot(B, "rootfs")[..img.len()], img[..]);
+    assert!(!fx.state().slot(B).armed, "manual: staged only");
+    assert_eq!(bus.property("Version"), "u 3");
 }

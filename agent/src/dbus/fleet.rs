@@ -14,9 +14,20 @@ use super::OBJECT_PATH;
 use crate::install::Snapshot;
 use crate::ops::{self, Outcome};
 
-struct Jobs {
+/// The daemon's job slot, for a loop thread (hawkBit, channel).
+pub(super) struct Jobs {
     agent: Agent,
     emitter: SignalEmitter<'static>,
+}
+
+impl Jobs {
+    pub(super) fn new(agent: Agent, emitter: SignalEmitter<'static>) -> Jobs {
+        Jobs { agent, emitter }
+    }
+
+    pub(super) fn agent(&self) -> &Agent {
+        &self.agent
+    }
 }
 
 impl ops::fleet::Jobs for Jobs {

@@ -4,6 +4,7 @@
 //! are edge effects and live in `sys::systemd`.
 
 pub mod auth;
+mod channel;
 pub mod client;
 mod fleet;
 pub mod service;
@@ -15,7 +16,7 @@ pub const OBJECT_PATH: &str = "/dev/tandem/Agent1";
 /// Interface name; the trailing digit is its major version.
 pub const INTERFACE: &str = "dev.tandem.Agent1";
 /// Minor revision of the interface, published as the `Version` property.
-pub const INTERFACE_VERSION: u32 = 2;
+pub const INTERFACE_VERSION: u32 = 3;
 
 /// polkit action for Install and Cancel.
 pub const ACTION_INSTALL: &str = "dev.tandem.install";

@@ -645,6 +645,25 @@ impl Agent {
         self.control("rollback", &emitter, ops::rollback).await
     }
 
+    /// Asks the channel loop (`[channel]`) to check the channel now instead
+    /// of at the end of its interval, and returns at once; an install it
+    /// starts shows in `Operation`/`Progress` and ends with `Completed`.
+    async fn check(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), AgentError> {
+        authorize(conn, &hdr, ACTION_INSTALL).await?;
+        if super::channel::check_now() {
+            Ok(())
+        } else {
+            Err(AgentError::of(
+                Outcome::Config,
+                "no update channel: the configuration has no [channel] table".into(),
+            ))
+        }
+    }
+
     /// The same JSON document as `tandem status --json` (docs/status.md).
     async fn get_status(&self) -> Result<String, AgentError> {
         let me = self.clone();
@@ -747,11 +766,15 @@ pub fn serve(settings: Settings) -> Result<(), ops::Error> {
             .map_or("the system bus".into(), |n| n.to_string())
     );
     let fleet = super::fleet::start(&handle, &conn)?;
+    let channel = super::channel::start(&handle, &conn)?;
     let signal = signals.forever().next().unwrap_or(SIGTERM);
     tracing::info!(signal, "stop requested");
     handle.stop(STOP_WAIT);
     if let Some(f) = fleet {
         f.stop();
+    }
+    if let Some(c) = channel {
+        c.stop();
     }
     drop(conn);
     tracing::info!("stopped");
