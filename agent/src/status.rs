@@ -49,6 +49,31 @@ pub struct Status {
     pub last_operation: Option<OperationStatus>,
     /// Versions that failed on this device, newest last.
     pub failures: Vec<crate::state::Failure>,
+    /// The update channel (`[channel]`), when one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<ChannelStatus>,
+}
+
+/// What the channel loop last did and what it waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStatus {
+    pub url: String,
+    pub role: String,
+    pub strategy: String,
+    /// RFC 3339; null before the first check.
+    pub last_check: Option<String>,
+    pub last_check_ok: Option<bool>,
+    pub last_check_message: Option<String>,
+    /// The update the last check found for this device.
+    pub found_version: Option<String>,
+    /// When this device's rollout wave opens, if it has not yet.
+    pub wave_opens_at: Option<String>,
+    /// What the found update waits for.
+    pub waiting_for: Option<String>,
+    /// The version the loop staged in the other group.
+    pub staged: Option<String>,
+    /// The FleetLock group whose reboot slot this device holds.
+    pub lock_group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,6 +217,7 @@ pub fn build(settings: &Settings, state: &State, seen: &Observed<'_>) -> Status 
             .as_ref()
             .map(|o| operation(o, lock_held)),
         failures: state.failures.clone(),
+        channel: None,
     }
 }
 

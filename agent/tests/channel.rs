@@ -170,6 +170,24 @@ fn update_commit_fallback_next_version_and_a_replayed_timestamp() {
     );
     assert_eq!((fx.snapshot(), std::fs::read(&env).unwrap()), before);
 
+    let st: serde_json::Value = serde_json::from_str(&ok(&fx, &["status", "--json"])).unwrap();
+    let ch = &st["channel"];
+    assert_eq!(
+        (ch["role"].as_str(), ch["strategy"].as_str()),
+        (Some("stable"), Some("immediate")),
+        "{st}"
+    );
+    assert_eq!(ch["last_check_ok"], false, "{st}");
+    assert!(
+        ch["last_check_message"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{st}"
+    );
+    assert_eq!(ch["staged"], "1.3.0", "{st}");
+    assert!(ok(&fx, &["status"]).contains("channel:    http://127.0.0.1:"));
+
     let prom = std::fs::read_to_string(fx.path("tandem.prom")).unwrap();
     assert!(prom.contains("tandem_last_check_success 0\n"), "{prom}");
     assert!(prom.contains("tandem_check_failures_total 1\n"), "{prom}");

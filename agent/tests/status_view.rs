@@ -302,6 +302,23 @@ fn library_states() -> Vec<(&'static str, Status)> {
         ..Default::default()
     };
     out.push(("boot-unreadable", build(&st4, A, Some(&v), false)));
+
+    // On a channel: an update staged under fleet_lock, waiting for a slot.
+    let mut ch = out[0].1.clone();
+    ch.channel = Some(tandem::status::ChannelStatus {
+        url: "https://updates.example.com/tuf".into(),
+        role: "stable".into(),
+        strategy: "fleet_lock".into(),
+        last_check: Some("2026-12-01T09:00:00Z".into()),
+        last_check_ok: Some(true),
+        last_check_message: Some("waiting for a FleetLock reboot slot: group web is full".into()),
+        found_version: Some("1.2.0".into()),
+        wave_opens_at: None,
+        waiting_for: Some("waiting for a FleetLock reboot slot: group web is full".into()),
+        staged: Some("1.2.0".into()),
+        lock_group: None,
+    });
+    out.push(("channel-staged", ch));
     out
 }
 

@@ -82,7 +82,46 @@ pub fn render(st: &Status, color: bool) -> String {
         Some(o) => operation(&mut out, o, p),
     }
     failures(&mut out, st, p);
+    if let Some(c) = &st.channel {
+        channel(&mut out, c, p);
+    }
     out
+}
+
+fn channel(out: &mut String, c: &crate::status::ChannelStatus, p: Paint) {
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "channel:    {} ({}, strategy {})",
+        printable(&c.url),
+        printable(&c.role),
+        c.strategy
+    );
+    let check = match (&c.last_check, c.last_check_ok) {
+        (None, _) => "never".to_string(),
+        (Some(at), Some(false)) => format!("{} {}", printable(at), p.red("failed")),
+        (Some(at), _) => printable(at),
+    };
+    let _ = writeln!(out, "  last check: {check}");
+    if let Some(m) = c.last_check_message.as_deref().filter(|m| !m.is_empty()) {
+        let _ = writeln!(out, "    {}", printable(m));
+    }
+    if let Some(v) = &c.found_version {
+        let wave = c.wave_opens_at.as_deref().map_or(String::new(), |t| {
+            format!(", its wave opens {}", printable(t))
+        });
+        let _ = writeln!(out, "  update:     {}{wave}", p.bold(&printable(v)));
+    }
+    if let Some(v) = &c.staged {
+        let _ = writeln!(out, "  staged:     {}", printable(v));
+    }
+    if let Some(g) = &c.lock_group {
+        let _ = writeln!(
+            out,
+            "  FleetLock:  holds a reboot slot of group {}",
+            printable(g)
+        );
+    }
 }
 
 fn group(g: Option<SlotGroup>) -> String {

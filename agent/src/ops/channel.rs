@@ -454,6 +454,46 @@ pub fn apply(s: &Settings, reboot: bool) -> Result<String, Error> {
     ))
 }
 
+/// The channel part of `status` (a record that cannot be read shows as
+/// its error in `last_check_message`).
+pub fn status(s: &Settings) -> Option<crate::status::ChannelStatus> {
+    let c = s.channel.as_ref()?;
+    let (rec, err) = match record::load(&s.state_dir) {
+        Ok(r) => (r, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let found = rec.as_ref().and_then(|r| r.found.clone());
+    Some(crate::status::ChannelStatus {
+        url: crate::fetch::redact(&c.url),
+        role: c.role.clone(),
+        strategy: c.strategy.name().into(),
+        last_check: rec
+            .as_ref()
+            .and_then(|r| r.last_check.as_ref())
+            .map(|l| l.at.clone()),
+        last_check_ok: rec
+            .as_ref()
+            .and_then(|r| r.last_check.as_ref())
+            .map(|l| l.ok),
+        last_check_message: err.or_else(|| {
+            rec.as_ref()
+                .and_then(|r| r.last_check.as_ref())
+                .map(|l| l.message.clone())
+        }),
+        found_version: found.as_ref().map(|f| f.version.to_string()),
+        wave_opens_at: found.as_ref().and_then(|f| f.opens_at.clone()),
+        waiting_for: found.map(|f| f.waiting_for),
+        staged: rec
+            .as_ref()
+            .and_then(|r| r.staged.as_ref())
+            .map(|v| v.to_string()),
+        lock_group: rec
+            .as_ref()
+            .and_then(|r| r.lock.as_ref())
+            .map(|l| l.group.clone()),
+    })
+}
+
 /// Writes the metrics file, if one is configured; a failure is logged.
 fn export(s: &Settings, c: &ChannelSettings, rec: &ChannelRecord, what: &str) {
     let Some(path) = &c.metrics_file else { return };

@@ -228,4 +228,8 @@ pub fn status(s: &Settings) -> Result<status::Status, Error> {
             data_degraded,
         },
     ))
+    .map(|mut st| {
+        st.channel = super::channel::status(s);
+        st
+    })
 }
