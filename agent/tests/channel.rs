@@ -113,6 +113,17 @@ fn update_commit_fallback_next_version_and_a_replayed_timestamp() {
     let (_d, r, srv) = publisher();
     let (mut fx, env) = device(&r, &srv, "strategy = \"immediate\"", PASS);
 
+    // The root of trust must be protected like the keyring.
+    let root = r.join("repository/1.root.json");
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let o = tandem(&fx, &["check"]);
+    assert!(
+        !o.status.success() && text(&o).contains("mode 0666"),
+        "{}",
+        text(&o)
+    );
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+
     let first = check_json(&fx);
     assert_eq!(first["step"], "idle", "{first}");
     assert!(first["found"].is_null(), "{first}");

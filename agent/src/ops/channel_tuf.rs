@@ -67,6 +67,8 @@ impl TufChannel {
 /// verified image, and a root in the store is only ever one the client
 /// reached from it.
 fn seed_root(store: &DirStore, c: &ChannelSettings) -> Result<(), ChannelError> {
+    crate::sys::check_trusted_file(&c.root)
+        .map_err(|why| setup(format!("{}: {why}", c.root.display())))?;
     let image = std::fs::read(&c.root).map_err(|e| {
         setup(format!(
             "{}: {e} (the image must ship the channel's root metadata; [channel] root)",
