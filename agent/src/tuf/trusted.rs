@@ -313,3 +313,7 @@ impl TrustedSet {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "trusted_tests.rs"]
+mod tests;
