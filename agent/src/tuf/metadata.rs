@@ -195,21 +195,24 @@ impl RoleKeys for SuccinctRoles {
 }
 
 impl SuccinctRoles {
+    /// `bit_length` as used: at most 32 (metadata with more is refused at
+    /// parse time; this keeps a hand-made value from overflowing).
+    fn bits(&self) -> u32 {
+        self.bit_length.min(32)
+    }
+
+    /// The highest bin number and the hex width of bin names.
+    fn bins(&self) -> (u64, usize) {
+        let max = (1u64 << self.bits()) - 1;
+        (max, format!("{max:x}").len())
+    }
+
     /// The bin role responsible for `target_path`.
     pub fn role_for(&self, target_path: &str) -> String {
         let digest = sha2::Sha256::digest(target_path.as_bytes());
         let first = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
-        let bin = if self.bit_length == 0 {
-            0
-        } else {
-            first >> (32 - self.bit_length)
-        };
-        let max = if self.bit_length >= 32 {
-            u32::MAX
-        } else {
-            (1u32 << self.bit_length) - 1
-        };
-        let width = format!("{max:x}").len();
+        let bin = u64::from(first) >> (32 - self.bits());
+        let (_, width) = self.bins();
         format!("{}-{bin:0width$x}", self.name_prefix)
     }
 
@@ -221,8 +224,7 @@ impl SuccinctRoles {
         else {
             return false;
         };
-        let max = (1u64 << self.bit_length) - 1;
-        let width = format!("{max:x}").len();
+        let (max, width) = self.bins();
         suffix.len() == width && u64::from_str_radix(suffix, 16).is_ok_and(|n| n <= max)
     }
 }

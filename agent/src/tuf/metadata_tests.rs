@@ -111,4 +111,26 @@ fn hash_bins() {
     assert!(s.is_bin(&name));
     assert!(!s.is_bin("bin-100"));
     assert!(!s.is_bin("other-00"));
+    // Names as python-tuf's SuccinctRoles.get_role_for_target gives them.
+    let cases = [
+        (1, "file.txt", "bin-1"),
+        (8, "file.txt", "bin-aa"),
+        (8, "dir/os-1.2.tnd", "bin-e2"),
+        (13, "file.txt", "bin-155b"),
+        (32, "dir/os-1.2.tnd", "bin-e2cae179"),
+    ];
+    for (bits, path, want) in cases {
+        let s = SuccinctRoles {
+            bit_length: bits,
+            ..s.clone()
+        };
+        assert_eq!(s.role_for(path), want, "{bits} {path}");
+        assert!(s.is_bin(want));
+    }
+    // A hand-made bit length past 32 does not overflow.
+    let wide = SuccinctRoles {
+        bit_length: 64,
+        ..s.clone()
+    };
+    assert!(wide.is_bin(&wide.role_for("x")));
 }
