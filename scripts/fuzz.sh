@@ -154,6 +154,14 @@ c" saved_entry=0
         "$(printf 'ab%.0s' $(seq 32))" "$(printf 'cd%.0s' $(seq 32))" "$(printf 'ef%.0s' $(seq 32))" | seed manifest verity
     printf '{"schema":1,"slots":{"a":{"state":"good"},"b":{"state":"invalid"}},"security_epoch_floor":0,"failures":[]}' |
         seed state minimal
+    # TUF metadata: a root, a timestamp, targets with a delegation; globs.
+    printf '\0{"signed":{"_type":"root","spec_version":"1.0.31","version":1,"expires":"2030-01-01T00:00:00Z","consistent_snapshot":true,"keys":{"k":{"keytype":"ed25519","scheme":"ed25519","keyval":{"public":"%s"}}},"roles":{"root":{"keyids":["k"],"threshold":1},"timestamp":{"keyids":["k"],"threshold":1},"snapshot":{"keyids":["k"],"threshold":1},"targets":{"keyids":["k"],"threshold":1}}},"signatures":[{"keyid":"k","sig":"%s"}]}' \
+        "$(printf 'ab%.0s' $(seq 32))" "$(printf 'cd%.0s' $(seq 64))" | seed tuf_metadata root
+    printf '\1{"signed":{"_type":"timestamp","spec_version":"1.0","version":2,"expires":"2030-01-01T00:00:00Z","meta":{"snapshot.json":{"version":2,"length":10,"hashes":{"sha256":"%s"}}}},"signatures":[]}' \
+        "$(printf 'ab%.0s' $(seq 32))" | seed tuf_metadata timestamp
+    printf '\3{"signed":{"_type":"targets","spec_version":"1.0","version":1,"expires":"2030-01-01T00:00:00Z","targets":{"os.tnd":{"length":1,"hashes":{"sha256":"00"},"custom":{"v":1}}},"delegations":{"keys":{},"roles":[{"name":"stable","keyids":[],"threshold":1,"terminating":true,"paths":["stable/*","[a-c]?*"]},{"name":"bins","keyids":[],"threshold":1,"terminating":false,"path_hash_prefixes":["ab"]}]}},"signatures":[]}' |
+        seed tuf_metadata targets
+    printf '\4dir/*.t[!x]d\ndir/os.tnd' | seed tuf_metadata glob
     printf '\0{"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"@1","platform":{"architecture":"amd64"}}]}\n--\n{"layers":[{"digest":"sha256:%s"}]}' \
         "$(printf '0%.0s' $(seq 64))" | seed oci index
     printf '\1[{"RepoTags":["fuzz"],"Layers":["abc/layer.tar","blobs/sha256/%s"]}]' \

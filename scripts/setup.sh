@@ -71,6 +71,9 @@ want lintian lintian
 # The channel's FleetLock strategy: a real etcd behind the tests' FleetLock
 # server (agent/tests/fleetlock.rs).
 want etcd etcd-server
+# The TUF conformance suite (scripts/tuf-conformance.sh) runs the client
+# under faketime.
+want faketime faketime
 want dpkg-architecture dpkg-dev
 want objdump binutils
 fi
@@ -148,6 +151,18 @@ if ((!demo)) && ! "$GOOSEBIT_VENV/bin/python" -c 'import goosebit, wheel' 2>/dev
         python3 -m venv "$GOOSEBIT_VENV"
     }
     "$GOOSEBIT_VENV/bin/pip" install -q 'goosebit==0.2.12' wheel
+fi
+# python-tuf (PyPI), for agent/tests/tuf_interop.rs: its repository
+# library makes the repository our TUF client must consume.
+PYTUF_VENV=${TANDEM_PYTUF_VENV:-/opt/tandem/python-tuf-venv}
+if ((!demo)) && ! "$PYTUF_VENV/bin/python" -c 'import tuf.api.metadata, securesystemslib.signer' 2>/dev/null; then
+    say "python-tuf into $PYTUF_VENV (PyPI)"
+    python3 -m venv "$PYTUF_VENV" 2>/dev/null || {
+        rm -rf "$PYTUF_VENV"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        python3 -m venv "$PYTUF_VENV"
+    }
+    "$PYTUF_VENV/bin/pip" install -q 'tuf==6.0.0' 'securesystemslib[crypto]==1.3.1'
 fi
 say "ok ($(cargo --version))"
 

@@ -28,8 +28,10 @@ struct Args {
     metadata_dir: PathBuf,
     #[arg(long)]
     metadata_url: Option<String>,
+    /// Repeatable: targets are processed in order by one updater, and the
+    /// first that fails stops the command.
     #[arg(long)]
-    target_name: Option<String>,
+    target_name: Vec<String>,
     #[arg(long)]
     target_dir: Option<PathBuf>,
     #[arg(long)]
@@ -81,10 +83,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
         Command::Refresh => updater(args)?.refresh(now())?,
         Command::Download => {
-            let name = args
-                .target_name
-                .as_deref()
-                .context("--target-name is required")?;
+            if args.target_name.is_empty() {
+                return Err(anyhow!("--target-name is required"));
+            }
             let dir = args
                 .target_dir
                 .as_deref()
@@ -95,11 +96,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 .context("--target-base-url is required")?;
             let mut up = updater(args)?;
             up.refresh(now())?;
-            let info = up
-                .get_target_info(name)?
-                .ok_or_else(|| anyhow!("target {name:?} is not in the repository"))?;
-            if up.find_cached_target(name, &info, dir).is_none() {
-                up.download_target(name, &info, base, dir)?;
+            for name in &args.target_name {
+                let info = up
+                    .get_target_info(name)?
+                    .ok_or_else(|| anyhow!("target {name:?} is not in the repository"))?;
+                if up.find_cached_target(name, &info, dir).is_none() {
+                    up.download_target(name, &info, base, dir)?;
+                }
             }
         }
     }

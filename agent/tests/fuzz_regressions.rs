@@ -26,6 +26,8 @@ mod signatures;
 mod state;
 #[path = "../../fuzz/checks/tar_header.rs"]
 mod tar_header;
+#[path = "../../fuzz/checks/tuf_metadata.rs"]
+mod tuf_metadata;
 #[path = "../../fuzz/checks/uboot_env.rs"]
 mod uboot_env;
 #[path = "../../fuzz/checks/uboot_text.rs"]
@@ -53,7 +55,7 @@ fn replay(target: &str, check: Check) -> usize {
 
 #[test]
 fn every_kept_input_passes_its_target_check() {
-    let targets: [(&str, Check); 12] = [
+    let targets: [(&str, Check); 13] = [
         ("bls_entry", bls_entry::check),
         ("bundle", bundle::check),
         ("chunk_index", chunk_index::check),
@@ -66,6 +68,7 @@ fn every_kept_input_passes_its_target_check() {
         ("signatures", signatures::check),
         ("state", state::check),
         ("tar_header", tar_header::check),
+        ("tuf_metadata", tuf_metadata::check),
         ("uboot_env", uboot_env::check),
         ("uboot_text", uboot_text::check),
     ];

@@ -301,7 +301,7 @@ struct RoleLoader<'a, F: Fetcher, S: MetadataStore> {
 
 impl<F: Fetcher, S: MetadataStore> Loader for RoleLoader<'_, F, S> {
     fn load(&mut self, name: &str, parent: &str) -> Result<Targets, TufError> {
-        if let Some(t) = self.set.targets(name) {
+        if let Some(t) = self.set.targets_via(name, parent)? {
             return Ok(t.clone());
         }
         if let Some(local) = self.store.load(name)? {

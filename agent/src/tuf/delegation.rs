@@ -11,52 +11,103 @@ use sha2::Digest;
 use super::metadata::{DelegatedRole, Delegations, TargetFile, Targets, ROOT, TARGETS};
 use super::TufError;
 
-/// Shell-style glob match of one path segment: `*` (any run), `?` (one
-/// character), `[abc]`, `[a-z]`, `[!abc]`.
-fn segment_matches(pattern: &[char], text: &[char]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some(('*', rest)) => (0..=text.len()).any(|i| segment_matches(rest, &text[i..])),
-        Some(('?', rest)) => !text.is_empty() && segment_matches(rest, &text[1..]),
-        Some(('[', rest)) => match (class(rest), text.split_first()) {
-            (Some((matches, after)), Some((&c, tail))) => {
-                matches(c) && segment_matches(after, tail)
+/// One element of a segment pattern.
+enum Token {
+    Star,
+    Any,
+    Char(char),
+    /// `[...]`: members (single characters or `a-z` ranges), negated.
+    Class(Vec<(char, char)>, bool),
+}
+
+impl Token {
+    fn matches(&self, c: char) -> bool {
+        match self {
+            Token::Star => true,
+            Token::Any => true,
+            Token::Char(p) => *p == c,
+            Token::Class(members, negate) => {
+                members.iter().any(|(lo, hi)| *lo <= c && c <= *hi) != *negate
             }
-            (None, Some((&c, tail))) => c == '[' && segment_matches(rest, tail),
-            (_, None) => false,
-        },
-        Some((&p, rest)) => text.first() == Some(&p) && segment_matches(rest, &text[1..]),
+        }
     }
 }
 
-type Class<'a> = (Box<dyn Fn(char) -> bool + 'a>, &'a [char]);
-
-/// A `[...]` class after its `[`: the predicate and what follows `]`;
-/// `None` if unterminated (then `[` is literal).
-fn class(p: &[char]) -> Option<Class<'_>> {
-    let (negate, body) = match p.first() {
-        Some('!') => (true, &p[1..]),
-        _ => (false, p),
-    };
-    // A `]` right after `[` or `[!` is a member.
-    let end = body.iter().skip(1).position(|&c| c == ']')? + 1;
-    let members = &body[..end];
-    let rest = &body[end + 1..];
-    let f = move |c: char| {
-        let mut i = 0;
-        let mut hit = false;
-        while i < members.len() {
-            if i + 2 < members.len() && members[i + 1] == '-' {
-                hit |= members[i] <= c && c <= members[i + 2];
-                i += 3;
-            } else {
-                hit |= members[i] == c;
-                i += 1;
+/// Shell-style glob tokens: `*` (any run), `?` (one character), `[abc]`,
+/// `[a-z]`, `[!abc]` (a `]` first in a class is a member; an unterminated
+/// `[` is literal).
+fn tokens(pattern: &str) -> Vec<Token> {
+    let p: Vec<char> = pattern.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            '*' => out.push(Token::Star),
+            '?' => out.push(Token::Any),
+            '[' => {
+                let mut j = i + 1;
+                let negate = p.get(j) == Some(&'!');
+                if negate {
+                    j += 1;
+                }
+                let start = j;
+                // The first member may be `]`.
+                match p[start..].iter().skip(1).position(|&c| c == ']') {
+                    Some(k) if start < p.len() => {
+                        let end = start + 1 + k;
+                        let body = &p[start..end];
+                        let mut members = Vec::new();
+                        let mut m = 0;
+                        while m < body.len() {
+                            if m + 2 < body.len() && body[m + 1] == '-' {
+                                members.push((body[m], body[m + 2]));
+                                m += 3;
+                            } else {
+                                members.push((body[m], body[m]));
+                                m += 1;
+                            }
+                        }
+                        out.push(Token::Class(members, negate));
+                        i = end;
+                    }
+                    _ => out.push(Token::Char('[')),
+                }
             }
+            c => out.push(Token::Char(c)),
         }
-        hit != negate
-    };
-    Some((Box::new(f), rest))
+        i += 1;
+    }
+    out
+}
+
+/// Whether `text` matches the glob `pattern` (one segment), in
+/// O(len(pattern) × len(text)): on a mismatch only the last `*` backtracks.
+fn segment_matches(pattern: &str, text: &str) -> bool {
+    let pat = tokens(pattern);
+    let text: Vec<char> = text.chars().collect();
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pat.get(p) {
+            Some(Token::Star) => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(tok) if tok.matches(text[t]) => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pat[p..].iter().all(|tok| matches!(tok, Token::Star))
 }
 
 /// Whether target `path` matches delegation `pattern`: the same number of
@@ -64,12 +115,7 @@ fn class(p: &[char]) -> Option<Class<'_>> {
 pub fn path_matches(pattern: &str, path: &str) -> bool {
     let pats: Vec<&str> = pattern.split('/').collect();
     let parts: Vec<&str> = path.split('/').collect();
-    pats.len() == parts.len()
-        && pats.iter().zip(&parts).all(|(p, t)| {
-            let p: Vec<char> = p.chars().collect();
-            let t: Vec<char> = t.chars().collect();
-            segment_matches(&p, &t)
-        })
+    pats.len() == parts.len() && pats.iter().zip(&parts).all(|(p, t)| segment_matches(p, t))
 }
 
 impl DelegatedRole {
@@ -217,9 +263,22 @@ mod tests {
             ("exact/path", "exact/path2", false),
             ("", "", true),
             ("*", "", true),
+            ("[]x]", "]", true),
+            ("[]x]", "x", true),
+            ("[!]]", "a", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXbY", false),
+            ("*.tnd", ".tnd", true),
         ];
         for (pat, path, want) in cases {
             assert_eq!(path_matches(pat, path), want, "{pat} vs {path}");
         }
+    }
+
+    #[test]
+    fn many_stars_do_not_backtrack_exponentially() {
+        let pattern = "*a".repeat(40) + "b";
+        let text = "a".repeat(5000);
+        assert!(!path_matches(&pattern, &text));
     }
 }

@@ -8,7 +8,7 @@
 //! not-yet-final local copy still serves as the floor for rollback checks
 //! of the one fetched next, as python-tuf does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::keys::{Key, RoleKeys};
 use super::metadata::{
@@ -25,6 +25,9 @@ pub struct TrustedSet {
     timestamp: Option<Parsed<Timestamp>>,
     snapshot: Option<Parsed<Snapshot>>,
     targets: BTreeMap<String, Parsed<Targets>>,
+    /// (role, delegator) pairs whose signatures were checked: a role
+    /// reached again through another delegator is checked again.
+    verified: BTreeSet<(String, String)>,
 }
 
 fn expired<T: Signed>(role: &str, md: &T, now: u64) -> TufError {
@@ -57,6 +60,7 @@ impl TrustedSet {
             timestamp: None,
             snapshot: None,
             targets: BTreeMap::new(),
+            verified: BTreeSet::new(),
         })
     }
 
@@ -72,6 +76,27 @@ impl TrustedSet {
     /// A targets role accepted in this refresh (`targets` or delegated).
     pub fn targets(&self, role: &str) -> Option<&Targets> {
         self.targets.get(role).map(|p| &p.signed)
+    }
+
+    /// The accepted `role` as `delegator` delegates it: `Ok(None)` if it
+    /// is not loaded yet; an error if it was accepted through another
+    /// delegator and `delegator`'s keys for it do not sign it (a role
+    /// two delegators name must satisfy each on its own path).
+    pub fn targets_via(
+        &mut self,
+        role: &str,
+        delegator: &str,
+    ) -> Result<Option<&Targets>, TufError> {
+        let Some(parsed) = self.targets.get(role) else {
+            return Ok(None);
+        };
+        let pair = (role.to_string(), delegator.to_string());
+        if !self.verified.contains(&pair) {
+            let (keys, entry) = self.delegation(role, delegator)?;
+            metadata::verify(role, parsed, entry, keys)?;
+            self.verified.insert(pair);
+        }
+        Ok(self.targets(role))
     }
 
     /// §5.3: the next root, signed by a threshold of the trusted root's
@@ -283,6 +308,12 @@ impl TrustedSet {
             return Err(expired(role, &new.signed, self.now));
         }
         self.targets.insert(role.to_string(), new);
+        self.verified
+            .insert((role.to_string(), delegator.to_string()));
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "trusted_tests.rs"]
+mod tests;

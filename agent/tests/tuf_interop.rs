@@ -1,0 +1,244 @@
+//! Our TUF client (`tandem::tuf`) consumes a repository made with
+//! python-tuf (agent/tests/tuf/make_repo.py), served on 127.0.0.1 by a
+//! small file server the test starts: the first refresh and download, a
+//! delegated target (and a path the delegated role may not sign), a root
+//! rotation, then a tampered target, a replayed old timestamp and an
+//! expired timestamp, each refused with the trusted metadata unchanged.
+//!
+//! python-tuf lives in a venv: `TANDEM_PYTUF_VENV`, default
+//! /opt/tandem/python-tuf-venv (scripts/setup.sh makes it).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::tools;
+use tandem::config::HttpSettings;
+use tandem::tuf::client::{MetadataStore, Updater};
+use tandem::tuf::http::HttpFetcher;
+use tandem::tuf::metadata::{self, Root, Timestamp};
+use tandem::tuf::store::DirStore;
+use tandem::tuf::{Limits, TufError};
+
+const DEFAULT_VENV: &str = "/opt/tandem/python-tuf-venv";
+
+fn venv() -> Option<PathBuf> {
+    let v =
+        PathBuf::from(std::env::var_os("TANDEM_PYTUF_VENV").unwrap_or_else(|| DEFAULT_VENV.into()));
+    let ok = Command::new(v.join("bin/python"))
+        .args(["-c", "import tuf.api.metadata, securesystemslib.signer"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(v)
+}
+
+/// Serves files under the current directory of `root` (switchable), one
+/// request per connection; a missing file is a 404.
+struct FileServer {
+    root: Arc<Mutex<PathBuf>>,
+    url: String,
+}
+
+impl FileServer {
+    fn start(dir: &Path) -> FileServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let root = Arc::new(Mutex::new(dir.to_path_buf()));
+        let shared = root.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                // Drain the headers.
+                let mut h = String::new();
+                while reader.read_line(&mut h).is_ok_and(|n| n > 2) {
+                    h.clear();
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let file = shared.lock().unwrap().join(path.trim_start_matches('/'));
+                let body = if path.contains("..") {
+                    None
+                } else {
+                    std::fs::read(&file).ok()
+                };
+                let head = match &body {
+                    Some(b) => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        b.len()
+                    ),
+                    None => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .into()
+                    }
+                };
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(body.as_deref().unwrap_or_default());
+            }
+        });
+        FileServer { root, url }
+    }
+
+    fn serve(&self, dir: PathBuf) {
+        *self.root.lock().unwrap() = dir;
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn version_of<T: metadata::Signed>(store: &DirStore, role: &str) -> u64 {
+    let data = store.load(role).unwrap().expect("stored");
+    metadata::parse::<T>(role, &data).unwrap().signed.version()
+}
+
+#[test]
+fn python_tuf_repository() {
+    let Some(venv) = venv() else {
+        tools::skip(
+            "tuf_interop",
+            &format!("python-tuf in a venv (TANDEM_PYTUF_VENV, default {DEFAULT_VENV})"),
+        );
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let made = Command::new(venv.join("bin/python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tuf/make_repo.py"))
+        .arg(&repo)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "make_repo.py: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let contents: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.join("targets.json")).unwrap()).unwrap();
+    let content = |path: &str| hex::decode(contents[path].as_str().unwrap()).unwrap();
+
+    let server = FileServer::start(&repo.join("v1"));
+    let meta_dir = work.path().join("metadata");
+    let dest = work.path().join("downloads");
+    std::fs::create_dir_all(&meta_dir).unwrap();
+    std::fs::create_dir_all(&dest).unwrap();
+    let store = DirStore::new(&meta_dir);
+    store
+        .save("root", &std::fs::read(repo.join("root.json")).unwrap())
+        .unwrap();
+    let updater = || {
+        let settings = HttpSettings {
+            retries: 0,
+            ..HttpSettings::default()
+        };
+        Updater::new(
+            HttpFetcher::new(&settings).unwrap(),
+            DirStore::new(&meta_dir),
+            &format!("{}/metadata/", server.url),
+            Limits::default(),
+        )
+    };
+    let targets_url = format!("{}/targets/", server.url);
+
+    // v1: refresh, a top-level target with its custom metadata.
+    let mut up = updater();
+    up.refresh(now()).unwrap();
+    let info = up
+        .get_target_info("os-1.0.tnd")
+        .unwrap()
+        .expect("os-1.0.tnd listed");
+    assert_eq!(info.custom["tandem"]["version"], "1.0.0");
+    let file = up
+        .download_target("os-1.0.tnd", &info, &targets_url, &dest)
+        .unwrap();
+    assert_eq!(std::fs::read(&file).unwrap(), content("os-1.0.tnd"));
+
+    // The delegated role: its target found and downloaded; the path it
+    // lists but may not sign is not.
+    let info = up
+        .get_target_info("stable/os-1.1.tnd")
+        .unwrap()
+        .expect("delegated target");
+    let file = up
+        .download_target("stable/os-1.1.tnd", &info, &targets_url, &dest)
+        .unwrap();
+    assert_eq!(std::fs::read(&file).unwrap(), content("stable/os-1.1.tnd"));
+    assert!(up.get_target_info("rogue.tnd").unwrap().is_none());
+    let listed: Vec<String> = up
+        .targets_of_role("stable")
+        .unwrap()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(listed, ["stable/os-1.1.tnd"]);
+    assert!(
+        store.load("stable").unwrap().is_some(),
+        "the delegated role is stored"
+    );
+
+    // v2: the root key rotated; a new target.
+    server.serve(repo.join("v2"));
+    let mut up = updater();
+    up.refresh(now()).unwrap();
+    assert_eq!(version_of::<Root>(&store, "root"), 2);
+    assert_eq!(version_of::<Timestamp>(&store, "timestamp"), 2);
+    let info = up
+        .get_target_info("os-1.2.tnd")
+        .unwrap()
+        .expect("os-1.2.tnd listed");
+    assert!(up.find_cached_target("os-1.2.tnd", &info, &dest).is_none());
+
+    // A mirror serving other bytes for os-1.2.tnd: refused, nothing written.
+    server.serve(repo.join("tampered"));
+    let mut up = updater();
+    up.refresh(now()).unwrap();
+    let err = up
+        .download_target("os-1.2.tnd", &info, &targets_url, &dest)
+        .unwrap_err();
+    assert!(matches!(err, TufError::Mismatch { .. }), "{err}");
+    assert!(up.find_cached_target("os-1.2.tnd", &info, &dest).is_none());
+    assert!(!Updater::<HttpFetcher, DirStore>::target_file_path("os-1.2.tnd", &dest).exists());
+
+    // The old timestamp replayed: a rollback, the trusted one stays.
+    server.serve(repo.join("replay"));
+    let err = updater().refresh(now()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TufError::Rollback {
+                trusted: 2,
+                got: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(version_of::<Timestamp>(&store, "timestamp"), 2);
+
+    // An expired timestamp: refused and not stored.
+    server.serve(repo.join("expired"));
+    let err = updater().refresh(now()).unwrap_err();
+    assert!(matches!(err, TufError::Expired { .. }), "{err}");
+    assert_eq!(version_of::<Timestamp>(&store, "timestamp"), 2);
+
+    // Back to v2, the genuine target downloads.
+    server.serve(repo.join("v2"));
+    let mut up = updater();
+    up.refresh(now()).unwrap();
+    let file = up
+        .download_target("os-1.2.tnd", &info, &targets_url, &dest)
+        .unwrap();
+    assert_eq!(std::fs::read(&file).unwrap(), content("os-1.2.tnd"));
+}
