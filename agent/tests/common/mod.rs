@@ -6,6 +6,7 @@
 pub mod fleetlock;
 pub mod goosebit;
 pub mod http;
+pub mod pytuf;
 pub mod tls;
 pub mod tools;
 
