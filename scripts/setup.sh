@@ -139,30 +139,31 @@ if ((!demo)) && ! python3 -c 'import oras.client' 2>/dev/null; then
     python3 -m pip install -q oras 2>/dev/null ||
         python3 -m pip install -q --break-system-packages oras
 fi
-# gooseBit (PyPI), a hawkBit DDI server for agent/tests/hawkbit.rs, in its
-# own venv (it pins FastAPI, Tortoise and friends); `wheel` so that the
-# test can pip-install fleet/goosebit-tandem from the working tree.
-GOOSEBIT_VENV=${TANDEM_GOOSEBIT_VENV:-/opt/tandem/goosebit-venv}
-if ((!demo)) && ! "$GOOSEBIT_VENV/bin/python" -c 'import goosebit, wheel' 2>/dev/null; then
-    say "gooseBit into $GOOSEBIT_VENV (PyPI)"
-    python3 -m venv "$GOOSEBIT_VENV" 2>/dev/null || {
-        rm -rf "$GOOSEBIT_VENV"
+# A venv at $1 where python can `import $2`, else made with pip install $3...
+venv_with() {
+    local dir=$1 imports=$2
+    shift 2
+    "$dir/bin/python" -c "import $imports" 2>/dev/null && return
+    say "$* into $dir (PyPI)"
+    python3 -m venv "$dir" 2>/dev/null || {
+        rm -rf "$dir"
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-        python3 -m venv "$GOOSEBIT_VENV"
+        python3 -m venv "$dir"
     }
-    "$GOOSEBIT_VENV/bin/pip" install -q 'goosebit==0.2.12' wheel
-fi
-# python-tuf (PyPI), for agent/tests/tuf_interop.rs: its repository
-# library makes the repository our TUF client must consume.
-PYTUF_VENV=${TANDEM_PYTUF_VENV:-/opt/tandem/python-tuf-venv}
-if ((!demo)) && ! "$PYTUF_VENV/bin/python" -c 'import tuf.api.metadata, securesystemslib.signer' 2>/dev/null; then
-    say "python-tuf into $PYTUF_VENV (PyPI)"
-    python3 -m venv "$PYTUF_VENV" 2>/dev/null || {
-        rm -rf "$PYTUF_VENV"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-        python3 -m venv "$PYTUF_VENV"
-    }
-    "$PYTUF_VENV/bin/pip" install -q 'tuf==6.0.0' 'securesystemslib[crypto]==1.3.1'
+    "$dir/bin/pip" install -q "$@"
+}
+if ((!demo)); then
+    # gooseBit, a hawkBit DDI server for agent/tests/hawkbit.rs, in its own
+    # venv (it pins FastAPI, Tortoise and friends); `wheel` so that the test
+    # can pip-install fleet/goosebit-tandem from the working tree.
+    venv_with "${TANDEM_GOOSEBIT_VENV:-/opt/tandem/goosebit-venv}" 'goosebit, wheel' \
+        'goosebit==0.2.12' wheel
+    # python-tuf, the other TUF implementation: its repository library makes
+    # what our client consumes (agent/tests/tuf_interop.rs), its ngclient
+    # consumes what `tandem repo` makes (agent/tests/tuf_ngclient.rs).
+    venv_with "${TANDEM_PYTUF_VENV:-/opt/tandem/python-tuf-venv}" \
+        'tuf.api.metadata, tuf.ngclient, securesystemslib.signer' \
+        'tuf==6.0.0' 'securesystemslib[crypto]==1.3.1'
 fi
 say "ok ($(cargo --version))"
 

@@ -5,7 +5,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use super::fleet::Jobs;
 use super::service::Agent;
@@ -26,18 +25,7 @@ pub(super) fn check_now() -> bool {
     true
 }
 
-pub(super) struct Running {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
-
-impl Running {
-    pub(super) fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.thread.join();
-        RUNNING.store(false, Ordering::SeqCst);
-    }
-}
+use super::fleet::Running;
 
 /// Starts the loop if `[channel]` is set.
 pub(super) fn start(
@@ -70,6 +58,7 @@ pub(super) fn start(
                 .unwrap_or_default();
             tracing::info!(%url, "checking the update channel");
             ops::channel::run(jobs.agent().settings(), &mut repo, &jobs, &flag, &CHECK_NOW);
+            RUNNING.store(false, Ordering::SeqCst);
         })
         .map_err(|e| ops::Error::Other(format!("cannot start the channel thread: {e}")))?;
     Ok(Some(Running { stop, thread }))

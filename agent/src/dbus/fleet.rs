@@ -48,9 +48,10 @@ impl ops::fleet::Jobs for Jobs {
     }
 }
 
+/// A loop thread (hawkBit, channel) and its stop flag.
 pub(super) struct Running {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) thread: JoinHandle<()>,
 }
 
 impl Running {

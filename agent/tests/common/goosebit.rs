@@ -7,6 +7,7 @@
 //! installed from the working tree into a per-run directory on
 //! PYTHONPATH, so the code under test is this checkout's.
 
+use super::free_port;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -129,14 +130,6 @@ impl Drop for GooseBit {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl GooseBit {

@@ -44,6 +44,16 @@ pub struct Fx {
     pub extra_image_config: String,
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a server
+/// started as a separate process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     let mut x: u32 = 0x9E37_79B9 ^ seed as u32;
     (0..len)
