@@ -312,3 +312,69 @@ fn a_fleet_lock_group_of_one_reboots_one_host_at_a_time() {
     assert_eq!(check_json(&two)["step"], "reboot", "two goes after one");
     assert_eq!(reboot(&two, &env2), B);
 }
+
+#[test]
+fn a_bundle_elsewhere_is_pinned_by_the_channel() {
+    let (_d, r, srv) = publisher();
+    let (fx, _env) = device(&r, &srv, "strategy = \"manual\"", PASS);
+    let img = pattern(150_000, 21);
+    let b = fx.bundle(
+        "os-1.1.0.tnd",
+        "1.1.0",
+        &[("rootfs", &img, Compression::Zstd)],
+    );
+    let other = fx.bundle(
+        "os-1.2.0.tnd",
+        "1.2.0",
+        &[("rootfs", &img, Compression::Zstd)],
+    );
+
+    // A mirror serves another signed bundle under the name: refused, slot b untouched.
+    let mirror = http::serve(std::fs::read(&other).unwrap(), vec![]);
+    let args = [
+        "add",
+        r.to_str().unwrap(),
+        "--channel",
+        "stable",
+        b.to_str().unwrap(),
+        "--location",
+        &mirror.url,
+    ];
+    repo(&args);
+    let before = fx.snapshot();
+    let o = tandem(&fx, &["check"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("the channel's metadata"), "{}", text(&o));
+    assert_eq!(fx.snapshot(), before);
+    assert!(
+        !r.join("repository/targets/stable").exists()
+            || std::fs::read_dir(r.join("repository/targets/stable"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "hashed, not copied"
+    );
+
+    // The right bytes there: taken.
+    repo(&[
+        "remove",
+        r.to_str().unwrap(),
+        "--channel",
+        "stable",
+        "os-1.1.0.tnd",
+    ]);
+    let good = http::serve(std::fs::read(&b).unwrap(), vec![]);
+    let args = [
+        "add",
+        r.to_str().unwrap(),
+        "--channel",
+        "stable",
+        b.to_str().unwrap(),
+        "--location",
+        &good.url,
+    ];
+    repo(&args);
+    let c = check_json(&fx);
+    assert_eq!(c["step"], "staged", "{c}");
+    assert_eq!(&fx.slot(B, "rootfs")[..img.len()], &img[..]);
+}

@@ -667,7 +667,7 @@ _tandem() {
             return 0
             ;;
         tandem__subcmd__repo__subcmd__add)
-            opts="-v -h --channel --wave --paused --config --root --verbose --direct --help"
+            opts="-v -h --channel --wave --paused --location --config --root --verbose --direct --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -678,6 +678,10 @@ _tandem() {
                     return 0
                     ;;
                 --wave)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --location)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -204,6 +204,7 @@ complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subc
 complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from init" -s h -l help -d 'Print help'
 complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from add" -l channel -r
 complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from add" -l wave -d 'A rollout wave PERCENT@HOURS (from now), e.g. --wave 10@0 --wave 100@24; repeatable; none: everyone at once' -r
+complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from add" -l location -d 'Devices fetch it from here instead (oci://HOST/REPO:TAG or an http(s) URL); the file is only hashed: its length and hash pin it' -r
 complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from add" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
 complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from add" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
 complete -c tandem -n "__fish_tandem_using_subcommand repo; and __fish_seen_subcommand_from add" -l paused -d 'Publish it paused (`tandem repo resume` starts it)'

@@ -35,6 +35,10 @@ pub enum RepoCmd {
         /// Publish it paused (`tandem repo resume` starts it)
         #[arg(long)]
         paused: bool,
+        /// Devices fetch it from here instead (oci://HOST/REPO:TAG or an
+        /// http(s) URL); the file is only hashed: its length and hash pin it
+        #[arg(long)]
+        location: Option<String>,
     },
     /// Withdraw a target: devices stop seeing it at their next check
     Remove {
@@ -110,6 +114,7 @@ pub fn run(cmd: RepoCmd) -> Result<(), Error> {
             bundle,
             waves,
             paused,
+            location,
         } => {
             let r = open(&dir)?;
             let waves = waves
@@ -123,6 +128,7 @@ pub fn run(cmd: RepoCmd) -> Result<(), Error> {
                     bundle: &bundle,
                     waves,
                     paused,
+                    location,
                 },
                 exp,
                 now,

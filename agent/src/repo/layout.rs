@@ -159,19 +159,25 @@ impl Repo {
     }
 
     /// Copies a bundle to `targets/CHANNEL/SHA256.NAME` (hashing as it
-    /// copies, synced); returns its length and SHA-256 (hex).
+    /// copies, synced; `copy` false: only hashes it); returns its length
+    /// and SHA-256 (hex).
     pub(super) fn store_target(
         &self,
         channel: &str,
         name: &str,
         src: &Path,
+        copy: bool,
     ) -> Result<(u64, String), RepoError> {
         use std::io::{Read, Write};
         let dir = self.metadata_dir().join("targets").join(channel);
         std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
         let tmp = dir.join(format!(".{name}.partial"));
         let mut input = std::fs::File::open(src).map_err(Self::io(src))?;
-        let mut out = std::fs::File::create(&tmp).map_err(Self::io(&tmp))?;
+        let mut out = if copy {
+            Some(std::fs::File::create(&tmp).map_err(Self::io(&tmp))?)
+        } else {
+            None
+        };
         let mut h = Sha256::new();
         let mut n = 0u64;
         let mut buf = vec![0u8; 1 << 20];
@@ -181,11 +187,16 @@ impl Repo {
                 break;
             }
             h.update(&buf[..k]);
-            out.write_all(&buf[..k]).map_err(Self::io(&tmp))?;
+            if let Some(o) = out.as_mut() {
+                o.write_all(&buf[..k]).map_err(Self::io(&tmp))?;
+            }
             n += k as u64;
         }
-        out.sync_all().map_err(Self::io(&tmp))?;
         let sha = hex::encode(h.finalize());
+        let Some(out) = out else {
+            return Ok((n, sha));
+        };
+        out.sync_all().map_err(Self::io(&tmp))?;
         let dest = dir.join(format!("{sha}.{name}"));
         std::fs::rename(&tmp, &dest).map_err(Self::io(&dest))?;
         std::fs::File::open(&dir)

@@ -309,6 +309,9 @@ pub struct Addition<'a> {
     pub waves: Vec<Wave>,
     /// Publish paused (start it with `tandem repo resume`).
     pub paused: bool,
+    /// Where devices fetch the bundle instead (an `oci://` reference or an
+    /// HTTP(S) URL): the file is hashed, not copied into `targets/`.
+    pub location: Option<String>,
 }
 
 /// Adds a bundle to a channel: copies it under its hash, lists it with its
@@ -336,8 +339,12 @@ pub fn add(repo: &Repo, a: &Addition<'_>, exp: Expiry, now: u64) -> Result<Strin
         security_epoch: m.security_epoch,
         waves: a.waves.clone(),
         paused: a.paused,
-        location: None,
+        location: a.location.clone(),
     };
+    if let Some(l) = &a.location {
+        crate::fetch::Source::parse(l)
+            .map_err(|e| RepoError::Usage(format!("--location {l:?}: {e}")))?;
+    }
     drop(b);
     let name = a
         .bundle
@@ -354,7 +361,7 @@ pub fn add(repo: &Repo, a: &Addition<'_>, exp: Expiry, now: u64) -> Result<Strin
                 a.bundle.display()
             ))
         })?;
-    let (length, sha) = repo.store_target(a.channel, name, a.bundle)?;
+    let (length, sha) = repo.store_target(a.channel, name, a.bundle, a.location.is_none())?;
     let path = format!("{}/{name}", a.channel);
     update_channel(repo, a.channel, exp, now, |t| {
         if let Some((old, f)) = t.targets.iter().find(|(p, f)| {
