@@ -186,22 +186,7 @@ pub fn check_once(
     rec.counters.checks += 1;
     let listing = match repo.check(now) {
         Ok(l) => l,
-        Err(e) => {
-            let kind = match e {
-                ChannelError::Refused(_) => Event::MetadataRefused,
-                _ => Event::CheckFailed,
-            };
-            journal::send(kind, &e.to_string(), &[("TANDEM_CHANNEL", &c.url)]);
-            rec.counters.check_failures += 1;
-            rec.last_check = Some(Check {
-                at: timefmt::rfc3339(now),
-                ok: false,
-                message: e.to_string(),
-            });
-            save(s, &rec)?;
-            export(s, c, &rec, "error");
-            return Err(e.into());
-        }
+        Err(e) => return Err(failed_check(s, c, &mut rec, now, e)),
     };
     rec.clock_floor = now;
     for u in &listing.unusable {
@@ -211,7 +196,7 @@ pub fn check_once(
     let mut reboot = false;
     // A step that changes the device (release, stage) is followed by the
     // next one at once: immediate means stage and reboot in one check.
-    let (step_name, message, mut found) = loop {
+    let (message, mut found) = loop {
         let state = Store::new(&s.state_dir).load()?;
         let run = running(s, &state);
         let g = gate(c, &mut rec, now);
@@ -231,94 +216,54 @@ pub fn check_once(
         let f = found(&choice, &step);
         tracing::debug!(?step, "channel step");
         match step {
-            Step::Idle(why) => break ("idle", why, f),
-            Step::Wait { why, .. } => break ("wait", why, f),
+            Step::Idle(why) | Step::Wait { why, .. } => break (why, f),
             Step::ReleaseLock => {
                 fleet_lock(s, c)?
                     .steady_state()
                     .map_err(ChannelError::from)?;
-                rec.lock = None;
+                let group = rec.lock.take().map(|l| l.group).unwrap_or_default();
                 save(s, &rec)?;
+                journal::send(
+                    Event::LockReleased,
+                    &format!("FleetLock slot of group {group} released (steady state)"),
+                    &[("TANDEM_LOCK_GROUP", &group)],
+                );
                 taken.push("released the FleetLock slot (steady state)".to_string());
             }
-            Step::Install(o) if taken.len() < 3 => {
-                let text = stage(s, repo, jobs, &o, &mut rec)?;
-                taken.push(text);
-            }
-            Step::Install(o) => {
-                break (
-                    "wait",
-                    format!("{} again in one check: not now", o.meta.version),
-                    f,
-                )
-            }
+            Step::Install(o) if taken.len() < 3 => taken.push(stage(s, repo, jobs, &o, &mut rec)?),
+            Step::Install(o) => break (format!("{}: again at the next check", o.meta.version), f),
             Step::Apply { group, lock } => {
-                if lock {
-                    let client = fleet_lock(s, c)?;
-                    // Persist before asking: after a crash the slot is released.
-                    rec.lock = Some(Lock {
-                        group: client.group.clone(),
-                        id: client.id.clone(),
-                        since: timefmt::rfc3339(now),
-                    });
-                    save(s, &rec)?;
-                    if let Err(e) = client.pre_reboot() {
-                        // Not granted: nothing to give back.
-                        rec.lock = None;
-                        save(s, &rec)?;
-                        let why = format!("waiting for a FleetLock reboot slot: {e}");
-                        break ("wait", why, f);
-                    }
-                    journal::send(
-                        Event::LockAcquired,
-                        &format!("FleetLock reboot slot of group {} granted", client.group),
-                        &[("TANDEM_LOCK_GROUP", &client.group)],
-                    );
+                if let Err(why) = arm_for_reboot(s, c, &mut rec, &state, group, lock, now)? {
+                    break (why, f);
                 }
-                // Armed already (a check that did not reboot): as it is.
-                if !state.slot(group).armed {
-                    super::arm(s)?;
-                }
-                let v = rec
-                    .staged
-                    .as_ref()
-                    .map(|v| v.to_string())
-                    .unwrap_or_default();
-                journal::send(
-                    Event::RebootScheduled,
-                    &format!("rebooting into slot group {group} for a trial of {v}"),
-                    &[("TANDEM_VERSION", &v), ("TANDEM_SLOT", group.as_str())],
-                );
-                rec.postponed_since = None;
-                save(s, &rec)?;
                 taken.push(format!("armed slot group {group}; rebooting into it"));
                 reboot = true;
-                break ("reboot", String::new(), f);
+                break (String::new(), f);
             }
         }
     };
     if let Some(f) = found.as_mut().filter(|_| !reboot) {
         f.waiting_for = message.clone();
     }
+    let state = Store::new(&s.state_dir).load()?;
+    let step = if reboot {
+        "reboot"
+    } else if staged_in_other(s, &state, &rec) {
+        "staged"
+    } else if found.is_some() {
+        "wait"
+    } else {
+        "idle"
+    };
     rec.last_check = Some(Check {
         at: timefmt::rfc3339(now),
         ok: true,
         message: message.clone(),
     });
-    if let Some(f) = found
-        .as_ref()
-        .filter(|f| rec.found.as_ref().map(|o| &o.version) != Some(&f.version))
-    {
-        let v = f.version.to_string();
-        journal::send(
-            Event::UpdateFound,
-            &format!("the channel offers {v}: {}", f.waiting_for),
-            &[("TANDEM_VERSION", &v), ("TANDEM_TARGET", &f.path)],
-        );
-    }
+    announce_found(&rec, found.as_ref());
     rec.found = found.clone();
     save(s, &rec)?;
-    export(s, c, &rec, if reboot { "rebooting" } else { step_name });
+    export(s, c, &rec, step);
     taken.push(message);
     let message = taken
         .into_iter()
@@ -326,23 +271,113 @@ pub fn check_once(
         .collect::<Vec<_>>()
         .join("; ");
     Ok(Checked {
-        step: if taken_staged(&rec) && step_name != "reboot" {
-            "staged"
-        } else {
-            step_name
-        },
+        step,
         message,
         found,
         reboot,
     })
 }
 
-fn taken_staged(rec: &ChannelRecord) -> bool {
-    rec.staged.is_some()
-        && rec
-            .found
-            .as_ref()
-            .is_some_and(|f| Some(&f.version) == rec.staged.as_ref())
+/// Records and exports a failed check; the error to return.
+fn failed_check(
+    s: &Settings,
+    c: &ChannelSettings,
+    rec: &mut ChannelRecord,
+    now: u64,
+    e: ChannelError,
+) -> Error {
+    let kind = match e {
+        ChannelError::Refused(_) => Event::MetadataRefused,
+        _ => Event::CheckFailed,
+    };
+    journal::send(kind, &e.to_string(), &[("TANDEM_CHANNEL", &c.url)]);
+    rec.counters.check_failures += 1;
+    rec.last_check = Some(Check {
+        at: timefmt::rfc3339(now),
+        ok: false,
+        message: e.to_string(),
+    });
+    if let Err(se) = save(s, rec) {
+        tracing::warn!("cannot record the failed check: {se}");
+    }
+    export(s, c, rec, "error");
+    e.into()
+}
+
+/// Takes the FleetLock slot if `lock`, then arms `group`. `Ok(Err(why))`:
+/// not now (the slot was refused).
+fn arm_for_reboot(
+    s: &Settings,
+    c: &ChannelSettings,
+    rec: &mut ChannelRecord,
+    state: &crate::state::State,
+    group: crate::slot::SlotGroup,
+    lock: bool,
+    now: u64,
+) -> Result<Result<(), String>, Error> {
+    if lock {
+        let client = fleet_lock(s, c)?;
+        // Persist before asking: after a crash the slot is released.
+        rec.lock = Some(Lock {
+            group: client.group.clone(),
+            id: client.id.clone(),
+            since: timefmt::rfc3339(now),
+        });
+        save(s, rec)?;
+        if let Err(e) = client.pre_reboot() {
+            // Not granted: nothing to give back.
+            rec.lock = None;
+            save(s, rec)?;
+            return Ok(Err(format!("waiting for a FleetLock reboot slot: {e}")));
+        }
+        journal::send(
+            Event::LockAcquired,
+            &format!("FleetLock reboot slot of group {} granted", client.group),
+            &[("TANDEM_LOCK_GROUP", &client.group)],
+        );
+    }
+    // Armed already (a check that did not reboot): as it is.
+    if !state.slot(group).armed {
+        super::arm(s)?;
+    }
+    let v = rec
+        .staged
+        .as_ref()
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    journal::send(
+        Event::RebootScheduled,
+        &format!("rebooting into slot group {group} for a trial of {v}"),
+        &[("TANDEM_VERSION", &v), ("TANDEM_SLOT", group.as_str())],
+    );
+    rec.postponed_since = None;
+    save(s, rec)?;
+    Ok(Ok(()))
+}
+
+/// Whether the other group holds, installed and untried, what the loop staged.
+fn staged_in_other(s: &Settings, state: &crate::state::State, rec: &ChannelRecord) -> bool {
+    let Some(b) = super::booted_slot(s) else {
+        return false;
+    };
+    let other = state.slot(b.other());
+    other.state == crate::fsm::SlotState::Installed
+        && rec.staged.is_some()
+        && other.version == rec.staged
+}
+
+/// A journal entry when the check found a different update than the last.
+fn announce_found(rec: &ChannelRecord, found: Option<&Found>) {
+    let Some(f) = found.filter(|f| rec.found.as_ref().map(|o| &o.version) != Some(&f.version))
+    else {
+        return;
+    };
+    let v = f.version.to_string();
+    journal::send(
+        Event::UpdateFound,
+        &format!("the channel offers {v}: {}", f.waiting_for),
+        &[("TANDEM_VERSION", &v), ("TANDEM_TARGET", &f.path)],
+    );
 }
 
 /// Installs `o` into the other group, unarmed, in the daemon's job slot.
