@@ -5,6 +5,9 @@
 //! rotation, then a tampered target, a replayed old timestamp and an
 //! expired timestamp, each refused with the trusted metadata unchanged.
 //!
+//! The HTTP fetcher against hostile servers needs no python: an endless
+//! body is cut at the limit, a trickle by the minimum rate.
+//!
 //! python-tuf lives in a venv: `TANDEM_PYTUF_VENV`, default
 //! /opt/tandem/python-tuf-venv (scripts/setup.sh makes it).
 
@@ -15,11 +18,11 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::tools;
 use tandem::config::HttpSettings;
-use tandem::tuf::client::{MetadataStore, Updater};
+use tandem::tuf::client::{Fetcher, MetadataStore, Updater};
 use tandem::tuf::http::HttpFetcher;
 use tandem::tuf::metadata::{self, Root, Timestamp};
 use tandem::tuf::store::DirStore;
@@ -241,4 +244,86 @@ fn python_tuf_repository() {
         .download_target("os-1.2.tnd", &info, &targets_url, &dest)
         .unwrap();
     assert_eq!(std::fs::read(&file).unwrap(), content("os-1.2.tnd"));
+}
+
+/// A server that answers every request with `head`, then `chunk` every
+/// `every` until the client hangs up.
+fn hostile(head: &'static str, chunk: &'static [u8], every: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/metadata/timestamp.json",
+        listener.local_addr().unwrap()
+    );
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                if conn.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                while conn.write_all(chunk).is_ok() {
+                    std::thread::sleep(every);
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn an_endless_body_is_cut_at_the_limit() {
+    let url = hostile(
+        "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+        &[b'x'; 4096],
+        Duration::ZERO,
+    );
+    let f = HttpFetcher::new(&HttpSettings::default()).unwrap();
+    let err = f.fetch(&url, 16_384).unwrap_err();
+    assert!(
+        matches!(err, TufError::TooLong { limit: 16_384, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("timestamp.json"), "{err}");
+}
+
+#[test]
+fn a_declared_length_over_the_limit_is_refused_before_reading() {
+    let url = hostile(
+        "HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n",
+        b"",
+        Duration::from_secs(1),
+    );
+    let f = HttpFetcher::new(&HttpSettings::default()).unwrap();
+    let err = f.fetch(&url, 16_384).unwrap_err();
+    assert!(matches!(err, TufError::TooLong { .. }), "{err}");
+}
+
+#[test]
+fn a_trickle_is_cut_off_by_the_minimum_rate() {
+    let url = hostile(
+        "HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n",
+        b"x",
+        Duration::from_millis(100),
+    );
+    let settings = HttpSettings {
+        min_rate_bytes: 1000,
+        min_rate_window_secs: 1,
+        ..HttpSettings::default()
+    };
+    let started = std::time::Instant::now();
+    let err = HttpFetcher::new(&settings)
+        .unwrap()
+        .fetch(&url, 16_384)
+        .unwrap_err();
+    assert!(err.to_string().contains("too slow"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }

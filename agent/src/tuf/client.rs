@@ -52,6 +52,16 @@ fn with_slash(url: &str) -> String {
     }
 }
 
+/// Where `role`'s metadata is under `base` (ending in `/`): `ROLE.json`,
+/// or `VERSION.ROLE.json` (root always; the others under consistent
+/// snapshots), the name percent-encoded.
+pub fn metadata_url(base: &str, role: &str, version: Option<u64>) -> String {
+    match version {
+        Some(v) => format!("{base}{v}.{}.json", quote(role)),
+        None => format!("{base}{}.json", quote(role)),
+    }
+}
+
 /// A TUF client of one repository.
 pub struct Updater<F: Fetcher, S: MetadataStore> {
     fetcher: F,
@@ -86,10 +96,7 @@ impl<F: Fetcher, S: MetadataStore> Updater<F, S> {
     }
 
     fn url(&self, role: &str, version: Option<u64>) -> String {
-        match version {
-            Some(v) => format!("{}{v}.{}.json", self.metadata_url, quote(role)),
-            None => format!("{}{}.json", self.metadata_url, quote(role)),
-        }
+        metadata_url(&self.metadata_url, role, version)
     }
 
     /// Brings the top-level metadata up to date as of `now` (Unix seconds,
@@ -326,10 +333,7 @@ impl<F: Fetcher, S: MetadataStore> Loader for RoleLoader<'_, F, S> {
             })?;
         let limit = meta.length.unwrap_or(self.limits.targets_max_length);
         let version = self.set.root().consistent_snapshot.then_some(meta.version);
-        let url = match version {
-            Some(v) => format!("{}{v}.{}.json", self.metadata_url, quote(name)),
-            None => format!("{}{}.json", self.metadata_url, quote(name)),
-        };
+        let url = metadata_url(self.metadata_url, name, version);
         let data = self.fetcher.fetch(&url, limit)?;
         self.set.update_targets(&data, name, parent)?;
         self.store.save(name, &data)?;

@@ -1,8 +1,14 @@
 //! [`HttpFetcher`]: metadata and targets over HTTP(S) with the project's
 //! client (rustls, `[http]` CAs and client certificate, timeouts), reading
 //! at most the limit the client gives, following redirects by hand.
+//!
+//! A server that trickles (TUF's slow-retrieval attack) is bounded as the
+//! bundle source bounds it: by `[http]`'s `deadline_secs` for the whole
+//! fetch and `min_rate_bytes` per `min_rate_window_secs`, besides the
+//! stall timeout of each read.
 
 use std::io::Read;
+use std::time::{Duration, Instant};
 
 use super::client::Fetcher;
 use super::TufError;
@@ -13,6 +19,10 @@ use crate::fetch::redact;
 /// Fetches by URL with one HTTP agent.
 pub struct HttpFetcher {
     agent: ureq::Agent,
+    /// The whole fetch; `None` = no limit.
+    deadline: Option<Duration>,
+    /// At least this many bytes per window, unless the body ends first.
+    min_rate: Option<(u64, Duration)>,
 }
 
 impl HttpFetcher {
@@ -21,7 +31,62 @@ impl HttpFetcher {
             url: "(HTTP client)".into(),
             reason: e.to_string(),
         })?;
-        Ok(HttpFetcher { agent })
+        let deadline =
+            (settings.deadline_secs > 0).then(|| Duration::from_secs(settings.deadline_secs));
+        let min_rate =
+            (settings.min_rate_bytes > 0 && settings.min_rate_window_secs > 0).then(|| {
+                (
+                    settings.min_rate_bytes,
+                    Duration::from_secs(settings.min_rate_window_secs),
+                )
+            });
+        Ok(HttpFetcher {
+            agent,
+            deadline,
+            min_rate,
+        })
+    }
+
+    /// The body, at most `max_len + 1` bytes, within the time bounds.
+    fn read_body(
+        &self,
+        mut body: impl Read,
+        max_len: u64,
+        started: Instant,
+    ) -> Result<Vec<u8>, String> {
+        let mut data = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        let (mut window_start, mut window_bytes) = (Instant::now(), 0u64);
+        while data.len() as u64 <= max_len {
+            let left = max_len.saturating_add(1) - data.len() as u64;
+            let want = left.min(buf.len() as u64) as usize;
+            let n = body
+                .read(&mut buf[..want])
+                .map_err(|e| format!("reading the body: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            data.extend_from_slice(&buf[..n]);
+            window_bytes += n as u64;
+            if self.deadline.is_some_and(|d| started.elapsed() > d) {
+                return Err(format!(
+                    "not done after {} s",
+                    self.deadline.unwrap_or_default().as_secs()
+                ));
+            }
+            if let Some((min, window)) = self.min_rate {
+                if window_start.elapsed() >= window {
+                    if window_bytes < min {
+                        return Err(format!(
+                            "too slow: {window_bytes} bytes in {} s (minimum {min})",
+                            window.as_secs()
+                        ));
+                    }
+                    (window_start, window_bytes) = (Instant::now(), 0);
+                }
+            }
+        }
+        Ok(data)
     }
 }
 
@@ -32,6 +97,7 @@ impl Fetcher for HttpFetcher {
             url: shown.clone(),
             reason,
         };
+        let started = Instant::now();
         let mut current = url.to_string();
         let mut redirects = 0;
         let resp = loop {
@@ -68,11 +134,9 @@ impl Fetcher for HttpFetcher {
                 });
             }
         }
-        let mut data = Vec::new();
-        resp.into_reader()
-            .take(max_len.saturating_add(1))
-            .read_to_end(&mut data)
-            .map_err(|e| fail(format!("reading the body: {e}")))?;
+        let data = self
+            .read_body(resp.into_reader(), max_len, started)
+            .map_err(fail)?;
         if data.len() as u64 > max_len {
             return Err(TufError::TooLong {
                 url: shown,

@@ -67,6 +67,16 @@ impl Key {
         }
     }
 
+    /// The conventional key id (python-tuf's and go-tuf's): the hex
+    /// SHA-256 of the key's canonical JSON. For publishers naming a new
+    /// key; the client never recomputes ids.
+    pub fn compute_keyid(&self) -> String {
+        use sha2::Digest;
+        let value = serde_json::to_value(self).expect("a key serializes");
+        let canonical = super::canonical::to_bytes(&value).unwrap_or_default();
+        hex::encode(sha2::Sha256::digest(canonical))
+    }
+
     /// Whether `sig` (hex) is this key's signature of `msg`. An unknown
     /// scheme, a malformed key or signature is `false`, not an error: one
     /// bad signature must not make metadata with enough good ones invalid.
@@ -282,6 +292,15 @@ mod tests {
         for (i, (role, sigs, want)) in cases.into_iter().enumerate() {
             assert_eq!(count_valid(&role, &keys, &sigs, msg), want, "case {i}");
         }
+    }
+
+    #[test]
+    fn key_ids_as_python_tuf_computes_them() {
+        let key = Key::ed25519(&[0xab; 32]);
+        assert_eq!(
+            key.compute_keyid(),
+            "05584cc3bfabb85de26cb80479f075fa802c97add45fd61feebaa0423da7f57a"
+        );
     }
 
     #[test]
