@@ -72,11 +72,7 @@ const SPEC: &str = "1.0.31";
 /// The TUF key entry and key id of an ed25519 key.
 pub fn tuf_key(k: &SigningKey) -> (String, Key) {
     let key = Key::ed25519(k.verifying_key().as_bytes());
-    let v = serde_json::to_value(&key).expect("plain data");
-    let id = hex::encode(Sha256::digest(
-        crate::tuf::canonical::to_bytes(&v).expect("canonical"),
-    ));
-    (id, key)
+    (key.compute_keyid(), key)
 }
 
 /// Signs `signed` with `keys`: the file's bytes.
