@@ -64,6 +64,23 @@ fn python_tuf_consumes_a_tandem_repo() {
         "--wave",
         "100@1",
     ]);
+    // The same version again under another name: refused, nothing copied.
+    let again = d.path().join("os-1.1.0-again.tnd");
+    std::fs::copy(&b, &again).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["repo", "add", rs, "--channel", "stable"])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && text(&o).contains("already publishes 1.1.0"),
+        "{}",
+        text(&o)
+    );
+    let stored = std::fs::read_dir(r.join("repository/targets/stable"))
+        .unwrap()
+        .count();
+    assert_eq!(stored, 1, "the refused bundle was not copied");
     let srv = http::serve_dir(&r.join("repository"));
     let root = r.join("repository/1.root.json");
     let work = d.path().join("client");

@@ -357,25 +357,30 @@ pub fn add(repo: &Repo, a: &Addition<'_>, exp: Expiry, now: u64) -> Result<Strin
                 a.bundle.display()
             ))
         })?;
-    let (length, sha) = repo.store_target(a.channel, name, a.bundle, a.location.is_none())?;
     let path = format!("{}/{name}", a.channel);
     update_channel(repo, a.channel, exp, now, |t| {
-        if let Some((old, f)) = t.targets.iter().find(|(p, f)| {
-            *p != &path
-                && crate::channel::meta::parse_custom(&f.custom)
-                    .is_ok_and(|o| o.version == meta.version && o.compatible == meta.compatible)
-        }) {
-            let _ = f;
+        let same = |f: &TargetFile| {
+            crate::channel::meta::parse_custom(&f.custom)
+                .is_ok_and(|o| o.version == meta.version && o.compatible == meta.compatible)
+        };
+        if let Some(old) = t
+            .targets
+            .iter()
+            .find(|(p, f)| **p != path && same(f))
+            .map(|(p, _)| p)
+        {
             return Err(RepoError::Usage(format!(
                 "{old} already publishes {} for {}",
                 meta.version, meta.compatible
             )));
         }
+        // Only once the change is known to be allowed: nothing is copied for a refusal.
+        let (length, sha) = repo.store_target(a.channel, name, a.bundle, a.location.is_none())?;
         t.targets.insert(
             path.clone(),
             TargetFile {
                 length,
-                hashes: BTreeMap::from([("sha256".to_string(), sha.clone())]),
+                hashes: BTreeMap::from([("sha256".to_string(), sha)]),
                 custom: serde_json::json!({ "tandem": meta }),
                 unknown: Map::new(),
             },
@@ -443,24 +448,16 @@ fn update_channel(
     now: u64,
     change: impl FnOnce(&mut Targets) -> Result<(), RepoError>,
 ) -> Result<(), RepoError> {
-    check_channel(channel)?;
-    let snap = repo.snapshot()?;
-    let file = format!("{channel}.json");
-    let v = snap.meta.get(&file).map(|m| m.version).ok_or_else(|| {
-        RepoError::Usage(format!(
-            "the repository has no channel {channel:?} (init --channel {channel})"
-        ))
-    })?;
-    let mut t: Targets = repo.read_signed(&format!("{v}.{file}"))?;
+    let (snap, v, mut t) = channel_role(repo, channel)?;
     change(&mut t)?;
     t.version = v + 1;
     t.expires = expires(now, exp.targets);
     repo.write_meta(
-        &format!("{}.{file}", v + 1),
+        &format!("{}.{channel}.json", v + 1),
         &sign(&t, &[&repo.key(channel)?]),
     )?;
     let mut meta = snap.meta.clone();
-    meta.insert(file, meta_of(v + 1, None));
+    meta.insert(format!("{channel}.json"), meta_of(v + 1, None));
     publish_snapshot(repo, snap.version + 1, meta, exp, now)
 }
 
@@ -495,14 +492,22 @@ pub fn rotate_root(repo: &Repo, exp: Expiry, now: u64) -> Result<u64, RepoError>
     Ok(v + 1)
 }
 
-/// What a channel lists, for `tandem repo list`.
-pub fn list(repo: &Repo, channel: &str) -> Result<Vec<(String, Value)>, RepoError> {
+/// The current snapshot, and the version and signed part of `channel`'s role in it.
+fn channel_role(repo: &Repo, channel: &str) -> Result<(Snapshot, u64, Targets), RepoError> {
+    check_channel(channel)?;
     let snap = repo.snapshot()?;
     let file = format!("{channel}.json");
-    let v =
-        snap.meta.get(&file).map(|m| m.version).ok_or_else(|| {
-            RepoError::Usage(format!("the repository has no channel {channel:?}"))
-        })?;
-    let t: Targets = repo.read_signed(&format!("{v}.{file}"))?;
+    let v = snap.meta.get(&file).map(|m| m.version).ok_or_else(|| {
+        RepoError::Usage(format!(
+            "the repository has no channel {channel:?} (init --channel {channel})"
+        ))
+    })?;
+    let t = repo.read_signed(&format!("{v}.{file}"))?;
+    Ok((snap, v, t))
+}
+
+/// What a channel lists, for `tandem repo list`.
+pub fn list(repo: &Repo, channel: &str) -> Result<Vec<(String, Value)>, RepoError> {
+    let (_, _, t) = channel_role(repo, channel)?;
     Ok(t.targets.into_iter().map(|(p, f)| (p, f.custom)).collect())
 }
