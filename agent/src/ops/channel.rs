@@ -14,13 +14,15 @@ use crate::channel::decide::{self, Choice, Device, Gate, Step};
 use crate::channel::record::{self, ChannelRecord, Check, Found, Lock};
 use crate::channel::{fleetlock, metrics, waves, ChannelError, Offer, Repository};
 use crate::config::{ChannelSettings, Settings, Strategy};
+use crate::fsm::SlotState;
 use crate::install::{self, Tracker};
-use crate::state::Store;
+use crate::slot::SlotGroup;
+use crate::state::{State, Store};
 use crate::sys::journal::{self, Event};
 use crate::{sys, timefmt};
 
 /// What one check did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Checked {
     /// `idle`, `wait`, `staged`, `reboot`, ... (the last step taken).
     pub step: &'static str,
@@ -28,7 +30,6 @@ pub struct Checked {
     pub message: String,
     pub found: Option<Found>,
     /// The loop armed a group and asks for the reboot.
-    #[serde(skip)]
     pub reboot: bool,
 }
 
@@ -52,9 +53,8 @@ fn load_record(s: &Settings) -> Result<ChannelRecord, Error> {
     )
 }
 
+/// Saves the record ([`exclusive`] made the state directory).
 fn save(s: &Settings, r: &ChannelRecord) -> Result<(), Error> {
-    sys::private_dir(&s.state_dir)
-        .map_err(|e| Error::Other(format!("{}: {e}", s.state_dir.display())))?;
     record::save(&s.state_dir, r).map_err(ChannelError::from)?;
     Ok(())
 }
@@ -69,9 +69,10 @@ fn exclusive(s: &Settings) -> Result<std::fs::File, Error> {
     Ok(f)
 }
 
-/// The gate of the configured strategy at `now`.
-fn gate(c: &ChannelSettings, rec: &mut ChannelRecord, now: u64) -> Gate {
-    let g = match &c.strategy {
+/// The gate of the configured strategy at `now` (logged-in users are
+/// asked about only when a reboot is due: [`postpone_for_users`]).
+fn gate(c: &ChannelSettings, now: u64) -> Gate {
+    match &c.strategy {
         Strategy::Immediate => Gate::Open,
         Strategy::Manual => Gate::Closed {
             why: "the strategy is manual: `tandem apply` reboots into it".into(),
@@ -92,18 +93,13 @@ fn gate(c: &ChannelSettings, rec: &mut ChannelRecord, now: u64) -> Gate {
                 until: None,
             },
         },
-    };
-    if g == Gate::Open || g == Gate::NeedsLock {
-        if let Some(closed) = postpone_for_users(c, rec, now) {
-            return closed;
-        }
     }
-    g
 }
 
 /// Postpones a reboot while users are logged in, at most
 /// `postpone_while_logged_in_secs` from the first time it was postponed.
-fn postpone_for_users(c: &ChannelSettings, rec: &mut ChannelRecord, now: u64) -> Option<Gate> {
+/// `Some(why)` while the reboot waits.
+fn postpone_for_users(c: &ChannelSettings, rec: &mut ChannelRecord, now: u64) -> Option<String> {
     if c.postpone_while_logged_in_secs == 0 {
         return None;
     }
@@ -114,14 +110,13 @@ fn postpone_for_users(c: &ChannelSettings, rec: &mut ChannelRecord, now: u64) ->
     }
     let since = *rec.postponed_since.get_or_insert(now);
     let until = since.saturating_add(c.postpone_while_logged_in_secs);
-    (now < until).then(|| Gate::Closed {
-        why: format!(
+    (now < until).then(|| {
+        format!(
             "{} user session(s) open ({}); postponing the reboot until {} at the latest",
             users.len(),
             users.join(", "),
             timefmt::rfc3339(until)
-        ),
-        until: Some(until),
+        )
     })
 }
 
@@ -146,30 +141,25 @@ fn fleet_lock(s: &Settings, c: &ChannelSettings) -> Result<fleetlock::Client, Er
 }
 
 /// The running version: the booted group's record, else the image's.
-fn running(s: &Settings, st: &crate::state::State) -> Option<semver::Version> {
-    super::booted_slot(s)
+fn running(s: &Settings, booted: Option<SlotGroup>, st: &State) -> Option<semver::Version> {
+    booted
         .and_then(|g| st.slot(g).version.clone())
         .or_else(|| s.image_version.clone())
 }
 
-fn found(choice: &Choice, step: &Step) -> Option<Found> {
+/// The update a choice names; what it waits for is filled in at the end
+/// of the check.
+fn found(choice: &Choice) -> Option<Found> {
     let (o, opens) = match choice {
         Choice::Take(o) | Choice::Paused(o) => (o, None),
         Choice::Wait { offer, opens_at } => (offer, *opens_at),
         Choice::UpToDate => return None,
     };
-    let waiting_for = match step {
-        Step::Idle(w) => w.clone(),
-        Step::Wait { why, .. } => why.clone(),
-        Step::ReleaseLock => "the FleetLock release".into(),
-        Step::Install(_) => "its install".into(),
-        Step::Apply { .. } => "its reboot".into(),
-    };
     Some(Found {
         version: o.meta.version.clone(),
         path: o.path.clone(),
         opens_at: opens.filter(|&t| t > 0).map(timefmt::rfc3339),
-        waiting_for,
+        waiting_for: String::new(),
     })
 }
 
@@ -192,17 +182,18 @@ pub fn check_once(
     for u in &listing.unusable {
         tracing::warn!(target_path = %u.path, "channel target passed over: {}", u.why);
     }
+    let booted = super::booted_slot(s);
+    let g = gate(c, now);
     let mut taken = Vec::new();
     let mut reboot = false;
     // A step that changes the device (release, stage) is followed by the
     // next one at once: immediate means stage and reboot in one check.
-    let (message, mut found) = loop {
+    let (message, mut found, state) = loop {
         let state = Store::new(&s.state_dir).load()?;
-        let run = running(s, &state);
-        let g = gate(c, &mut rec, now);
+        let run = running(s, booted, &state);
         let d = Device {
             compatible: &s.compatible,
-            booted: super::booted_slot(s),
+            booted,
             state: &state,
             running: run.as_ref(),
             seed: rec.seed,
@@ -213,42 +204,51 @@ pub fn check_once(
             tracing::debug!(target_path = %k.path, "passed over: {}", k.why);
         }
         let step = decide::step(&d, &choice, &g, rec.lock.is_some());
-        let f = found(&choice, &step);
+        let f = found(&choice);
         tracing::debug!(?step, "channel step");
         match step {
-            Step::Idle(why) | Step::Wait { why, .. } => break (why, f),
-            Step::ReleaseLock => {
-                fleet_lock(s, c)?
-                    .steady_state()
-                    .map_err(ChannelError::from)?;
-                let group = rec.lock.take().map(|l| l.group).unwrap_or_default();
-                save(s, &rec)?;
-                journal::send(
-                    Event::LockReleased,
-                    &format!("FleetLock slot of group {group} released (steady state)"),
-                    &[("TANDEM_LOCK_GROUP", &group)],
-                );
-                taken.push("released the FleetLock slot (steady state)".to_string());
-            }
+            Step::Idle(why) | Step::Wait { why, .. } => break (why, f, state),
+            Step::ReleaseLock => taken.push(release_lock(s, c, &mut rec)?),
             Step::Install(o) if taken.len() < 3 => taken.push(stage(s, repo, jobs, &o, &mut rec)?),
-            Step::Install(o) => break (format!("{}: again at the next check", o.meta.version), f),
+            Step::Install(o) => {
+                break (
+                    format!("{}: again at the next check", o.meta.version),
+                    f,
+                    state,
+                )
+            }
             Step::Apply { group, lock } => {
+                if let Some(why) = postpone_for_users(c, &mut rec, now) {
+                    let v = rec
+                        .staged
+                        .as_ref()
+                        .map(|v| v.to_string())
+                        .unwrap_or_default();
+                    break (
+                        format!("{v} is staged in slot group {group}; {why}"),
+                        f,
+                        state,
+                    );
+                }
                 if let Err(why) = arm_for_reboot(s, c, &mut rec, &state, group, lock, now)? {
-                    break (why, f);
+                    break (why, f, state);
                 }
                 taken.push(format!("armed slot group {group}; rebooting into it"));
                 reboot = true;
-                break (String::new(), f);
+                break (String::new(), f, state);
             }
         }
     };
-    if let Some(f) = found.as_mut().filter(|_| !reboot) {
-        f.waiting_for = message.clone();
+    if let Some(f) = found.as_mut() {
+        f.waiting_for = if reboot {
+            "its reboot".into()
+        } else {
+            message.clone()
+        };
     }
-    let state = Store::new(&s.state_dir).load()?;
     let step = if reboot {
         "reboot"
-    } else if staged_in_other(s, &state, &rec) {
+    } else if staged_in_other(booted, &state, &rec) {
         "staged"
     } else if found.is_some() {
         "wait"
@@ -263,7 +263,7 @@ pub fn check_once(
     announce_found(&rec, found.as_ref());
     rec.found = found.clone();
     save(s, &rec)?;
-    export(s, c, &rec, step);
+    export(s, c, &rec, booted, Some(&state), step);
     taken.push(message);
     let message = taken
         .into_iter()
@@ -300,43 +300,82 @@ fn failed_check(
     if let Err(se) = save(s, rec) {
         tracing::warn!("cannot record the failed check: {se}");
     }
-    export(s, c, rec, "error");
+    let booted = super::booted_slot(s);
+    export(
+        s,
+        c,
+        rec,
+        booted,
+        Store::new(&s.state_dir).load().ok().as_ref(),
+        "error",
+    );
     e.into()
 }
 
-/// Takes the FleetLock slot if `lock`, then arms `group`. `Ok(Err(why))`:
-/// not now (the slot was refused).
+/// Asks the FleetLock server for a reboot slot, recorded before it is
+/// asked (after a crash the next check releases it) and forgotten when
+/// refused. `Ok(Err(e))`: refused or unreachable.
+fn take_lock(
+    s: &Settings,
+    c: &ChannelSettings,
+    rec: &mut ChannelRecord,
+    now: u64,
+) -> Result<Result<(), fleetlock::LockError>, Error> {
+    let client = fleet_lock(s, c)?;
+    rec.lock = Some(Lock {
+        group: client.group.clone(),
+        id: client.id.clone(),
+        since: timefmt::rfc3339(now),
+    });
+    save(s, rec)?;
+    if let Err(e) = client.pre_reboot() {
+        rec.lock = None;
+        save(s, rec)?;
+        return Ok(Err(e));
+    }
+    journal::send(
+        Event::LockAcquired,
+        &format!("FleetLock reboot slot of group {} granted", client.group),
+        &[("TANDEM_LOCK_GROUP", &client.group)],
+    );
+    Ok(Ok(()))
+}
+
+/// Gives the FleetLock slot back (steady state).
+fn release_lock(
+    s: &Settings,
+    c: &ChannelSettings,
+    rec: &mut ChannelRecord,
+) -> Result<String, Error> {
+    fleet_lock(s, c)?
+        .steady_state()
+        .map_err(ChannelError::from)?;
+    let group = rec.lock.take().map(|l| l.group).unwrap_or_default();
+    save(s, rec)?;
+    journal::send(
+        Event::LockReleased,
+        &format!("FleetLock slot of group {group} released (steady state)"),
+        &[("TANDEM_LOCK_GROUP", &group)],
+    );
+    Ok("released the FleetLock slot (steady state)".to_string())
+}
+
+/// Takes the FleetLock slot if `lock`, then arms `group` (unless it is
+/// armed already: a check that did not reboot). `Ok(Err(why))`: not now.
 fn arm_for_reboot(
     s: &Settings,
     c: &ChannelSettings,
     rec: &mut ChannelRecord,
-    state: &crate::state::State,
-    group: crate::slot::SlotGroup,
+    state: &State,
+    group: SlotGroup,
     lock: bool,
     now: u64,
 ) -> Result<Result<(), String>, Error> {
     if lock {
-        let client = fleet_lock(s, c)?;
-        // Persist before asking: after a crash the slot is released.
-        rec.lock = Some(Lock {
-            group: client.group.clone(),
-            id: client.id.clone(),
-            since: timefmt::rfc3339(now),
-        });
-        save(s, rec)?;
-        if let Err(e) = client.pre_reboot() {
-            // Not granted: nothing to give back.
-            rec.lock = None;
-            save(s, rec)?;
+        if let Err(e) = take_lock(s, c, rec, now)? {
             return Ok(Err(format!("waiting for a FleetLock reboot slot: {e}")));
         }
-        journal::send(
-            Event::LockAcquired,
-            &format!("FleetLock reboot slot of group {} granted", client.group),
-            &[("TANDEM_LOCK_GROUP", &client.group)],
-        );
     }
-    // Armed already (a check that did not reboot): as it is.
     if !state.slot(group).armed {
         super::arm(s)?;
     }
@@ -356,14 +395,12 @@ fn arm_for_reboot(
 }
 
 /// Whether the other group holds, installed and untried, what the loop staged.
-fn staged_in_other(s: &Settings, state: &crate::state::State, rec: &ChannelRecord) -> bool {
-    let Some(b) = super::booted_slot(s) else {
+fn staged_in_other(booted: Option<SlotGroup>, state: &State, rec: &ChannelRecord) -> bool {
+    let Some(b) = booted else {
         return false;
     };
     let other = state.slot(b.other());
-    other.state == crate::fsm::SlotState::Installed
-        && rec.staged.is_some()
-        && other.version == rec.staged
+    other.state == SlotState::Installed && rec.staged.is_some() && other.version == rec.staged
 }
 
 /// A journal entry when the check found a different update than the last.
@@ -459,32 +496,26 @@ pub fn apply(s: &Settings, reboot: bool) -> Result<String, Error> {
     let state = Store::new(&s.state_dir).load()?;
     let booted = super::booted_slot(s)
         .ok_or_else(|| Error::Usage("the booted slot group is unknown".into()))?;
-    let other = state.slot(booted.other());
-    let staged = rec.staged.clone().filter(|v| {
-        other.state == crate::fsm::SlotState::Installed && other.version.as_ref() == Some(v)
-    });
-    let Some(v) = staged else {
+    let (Some(v), true) = (
+        rec.staged.clone(),
+        staged_in_other(Some(booted), &state, &rec),
+    ) else {
         return Err(Error::Usage(format!(
             "nothing is staged: slot group {} holds no update the channel loop installed (`tandem check` stages one)",
             booted.other()
         )));
     };
+    let now = sys::now_unix();
     if matches!(c.strategy, Strategy::FleetLock { .. }) {
-        let client = fleet_lock(s, c)?;
-        rec.lock = Some(Lock {
-            group: client.group.clone(),
-            id: client.id.clone(),
-            since: timefmt::rfc3339(sys::now_unix()),
-        });
-        save(s, &rec)?;
-        client.pre_reboot().map_err(ChannelError::from)?;
+        take_lock(s, c, &mut rec, now)?.map_err(ChannelError::from)?;
     }
-    let g = super::arm(s)?;
+    arm_for_reboot(s, c, &mut rec, &state, booted.other(), false, now)?.map_err(Error::Other)?;
     if reboot {
         super::reboot()?;
     }
     Ok(format!(
-        "armed slot group {g} with {v}{}",
+        "armed slot group {} with {v}{}",
+        booted.other(),
         if reboot { "; rebooting" } else { "" }
     ))
 }
@@ -497,48 +528,38 @@ pub fn status(s: &Settings) -> Option<crate::status::ChannelStatus> {
         Ok(r) => (r, None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let found = rec.as_ref().and_then(|r| r.found.clone());
+    let rec = rec.as_ref();
+    let last = rec.and_then(|r| r.last_check.as_ref());
+    let found = rec.and_then(|r| r.found.as_ref());
     Some(crate::status::ChannelStatus {
         url: crate::fetch::redact(&c.url),
         role: c.role.clone(),
         strategy: c.strategy.name().into(),
-        last_check: rec
-            .as_ref()
-            .and_then(|r| r.last_check.as_ref())
-            .map(|l| l.at.clone()),
-        last_check_ok: rec
-            .as_ref()
-            .and_then(|r| r.last_check.as_ref())
-            .map(|l| l.ok),
-        last_check_message: err.or_else(|| {
-            rec.as_ref()
-                .and_then(|r| r.last_check.as_ref())
-                .map(|l| l.message.clone())
-        }),
-        found_version: found.as_ref().map(|f| f.version.to_string()),
-        wave_opens_at: found.as_ref().and_then(|f| f.opens_at.clone()),
-        waiting_for: found.map(|f| f.waiting_for),
-        staged: rec
-            .as_ref()
-            .and_then(|r| r.staged.as_ref())
-            .map(|v| v.to_string()),
-        lock_group: rec
-            .as_ref()
-            .and_then(|r| r.lock.as_ref())
-            .map(|l| l.group.clone()),
+        last_check: last.map(|l| l.at.clone()),
+        last_check_ok: last.map(|l| l.ok),
+        last_check_message: err.or_else(|| last.map(|l| l.message.clone())),
+        found_version: found.map(|f| f.version.to_string()),
+        wave_opens_at: found.and_then(|f| f.opens_at.clone()),
+        waiting_for: found.map(|f| f.waiting_for.clone()),
+        staged: rec.and_then(|r| r.staged.as_ref()).map(|v| v.to_string()),
+        lock_group: rec.and_then(|r| r.lock.as_ref()).map(|l| l.group.clone()),
     })
 }
 
 /// Writes the metrics file, if one is configured; a failure is logged.
-fn export(s: &Settings, c: &ChannelSettings, rec: &ChannelRecord, what: &str) {
+fn export(
+    s: &Settings,
+    c: &ChannelSettings,
+    rec: &ChannelRecord,
+    booted: Option<SlotGroup>,
+    state: Option<&State>,
+    what: &str,
+) {
     let Some(path) = &c.metrics_file else { return };
-    let state = Store::new(&s.state_dir).load().ok();
-    let booted = super::booted_slot(s);
     let m = metrics::Metrics {
         booted_slot: booted.map(|g| g.to_string()),
         booted_version: state
-            .as_ref()
-            .and_then(|st| running(s, st))
+            .and_then(|st| running(s, booted, st))
             .map(|v| v.to_string()),
         available_version: rec.found.as_ref().map(|f| f.version.to_string()),
         state: what.into(),
@@ -552,7 +573,7 @@ fn export(s: &Settings, c: &ChannelSettings, rec: &ChannelRecord, what: &str) {
         check_failures: rec.counters.check_failures,
         installs: rec.counters.installs,
         install_failures: rec.counters.install_failures,
-        fallbacks: state.as_ref().map_or(0, |st| st.failures.len() as u64),
+        fallbacks: state.map_or(0, |st| st.failures.len() as u64),
         bytes_fetched: rec.counters.bytes_fetched,
     };
     if let Err(e) = metrics::write(path, &m) {
