@@ -14,6 +14,8 @@ pub struct Pinned {
     inner: Box<dyn BundleSource>,
     length: u64,
     sha256: Option<String>,
+    /// The inner source's length was found to be `length`.
+    checked: bool,
 }
 
 impl Pinned {
@@ -23,6 +25,7 @@ impl Pinned {
             inner,
             length,
             sha256,
+            checked: false,
         }
     }
 }
@@ -33,6 +36,9 @@ impl BundleSource for Pinned {
     }
 
     fn size(&mut self) -> Result<u64, FetchError> {
+        if self.checked {
+            return Ok(self.length);
+        }
         let n = self.inner.size()?;
         if n != self.length {
             return Err(FetchError::Digest {
@@ -42,6 +48,7 @@ impl BundleSource for Pinned {
                 actual: format!("{n} bytes"),
             });
         }
+        self.checked = true;
         Ok(n)
     }
 
