@@ -8,6 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use common::channel::{publisher, repo};
 use common::fleetlock::{Etcd, FleetLock};
 use common::*;
 use tandem::boot::grub::GrubStore;
@@ -25,25 +26,6 @@ fn ok(fx: &Fx, args: &[&str]) -> String {
     text(&o)
 }
 
-fn repo(args: &[&str]) -> String {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .arg("repo")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "tandem repo {args:?}: {}", text(&o));
-    text(&o)
-}
-
-/// A publisher's directory with a `stable` channel, and its server.
-fn publisher() -> (tempfile::TempDir, PathBuf, http::Server) {
-    let d = tempfile::tempdir().unwrap();
-    let r = d.path().join("repo");
-    repo(&["init", r.to_str().unwrap(), "--channel", "stable"]);
-    let srv = http::serve_dir(&r.join("repository"));
-    (d, r, srv)
-}
-
 /// A device booted from a with the GRUB backend on a grubenv file, on the
 /// channel of `srv` with `strategy` (extra `[channel]` lines allowed), the
 /// repository's first root shipped in its image.
@@ -51,10 +33,7 @@ fn device(r: &Path, srv: &http::Server, strategy: &str, health: &str) -> (Fx, Pa
     let mut fx = Fx::new(&["rootfs"]);
     let env = fx.path("grubenv");
     tandem::boot::grub::create(&env).unwrap();
-    fx.extra_image_config = format!(
-        "[channel]\nroot = \"{}\"\n",
-        r.join("repository/1.root.json").display()
-    );
+    channel::ship_root(&mut fx, r);
     set_health(&mut fx, &env, srv, strategy, health);
     (fx, env)
 }

@@ -832,23 +832,11 @@ fn the_daemon_checks_its_channel_and_check_asks_it_now() {
     if !runnable("the_daemon_checks_its_channel_and_check_asks_it_now") {
         return;
     }
-    let d = tempfile::tempdir().unwrap();
-    let r = d.path().join("repo");
-    let o = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["repo", "init"])
-        .arg(&r)
-        .args(["--channel", "stable"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    let srv = common::http::serve_dir(&r.join("repository"));
+    let (_d, r, srv) = common::channel::publisher();
     let mut fx = Fx::new(&["rootfs"]);
     let env = fx.path("grubenv");
     tandem::boot::grub::create(&env).unwrap();
-    fx.extra_image_config = format!(
-        "[channel]\nroot = \"{}\"\n",
-        r.join("repository/1.root.json").display()
-    );
+    common::channel::ship_root(&mut fx, &r);
     // Manual: the daemon stages, and never reboots this test machine.
     fx.extra_config = format!(
         "[boot]\nbackend = \"grub\"\ngrubenv = \"{}\"\n[channel]\nurl = \"{}\"\nrole = \"stable\"\nstrategy = \"manual\"\ninterval_secs = 3600\n",
@@ -868,14 +856,13 @@ fn the_daemon_checks_its_channel_and_check_asks_it_now() {
         "1.1.0",
         &[("rootfs", &img, Compression::Zstd)],
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["repo", "add"])
-        .arg(&r)
-        .args(["--channel", "stable"])
-        .arg(&b)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    common::channel::repo(&[
+        "add",
+        r.to_str().unwrap(),
+        "--channel",
+        "stable",
+        b.to_str().unwrap(),
+    ]);
     let o = bus.call("Check", &[]);
     assert!(o.status.success(), "{}", text(&o));
     let done = completed(&lines, &bus);

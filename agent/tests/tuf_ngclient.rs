@@ -8,17 +8,9 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::channel::repo;
 use common::*;
 use tandem::bundle::manifest::Compression;
-
-fn repo(args: &[&str]) {
-    let o = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .arg("repo")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "tandem repo {args:?}: {}", text(&o));
-}
 
 fn ngclient(venv: &Path, srv: &http::Server, root: &Path, work: &Path, target: &str) -> Output {
     Command::new(venv.join("bin/python"))

@@ -3,6 +3,7 @@
 //! well-formed (through the library's writer) and crafted by hand.
 #![allow(dead_code)]
 
+pub mod channel;
 pub mod fleetlock;
 pub mod goosebit;
 pub mod http;
