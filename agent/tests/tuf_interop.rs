@@ -15,9 +15,8 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::tools;
@@ -27,73 +26,6 @@ use tandem::tuf::http::HttpFetcher;
 use tandem::tuf::metadata::{self, Root, Timestamp};
 use tandem::tuf::store::DirStore;
 use tandem::tuf::{Limits, TufError};
-
-const DEFAULT_VENV: &str = "/opt/tandem/python-tuf-venv";
-
-fn venv() -> Option<PathBuf> {
-    let v =
-        PathBuf::from(std::env::var_os("TANDEM_PYTUF_VENV").unwrap_or_else(|| DEFAULT_VENV.into()));
-    let ok = Command::new(v.join("bin/python"))
-        .args(["-c", "import tuf.api.metadata, securesystemslib.signer"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(v)
-}
-
-/// Serves files under the current directory of `root` (switchable), one
-/// request per connection; a missing file is a 404.
-struct FileServer {
-    root: Arc<Mutex<PathBuf>>,
-    url: String,
-}
-
-impl FileServer {
-    fn start(dir: &Path) -> FileServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let root = Arc::new(Mutex::new(dir.to_path_buf()));
-        let shared = root.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                // Drain the headers.
-                let mut h = String::new();
-                while reader.read_line(&mut h).is_ok_and(|n| n > 2) {
-                    h.clear();
-                }
-                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let file = shared.lock().unwrap().join(path.trim_start_matches('/'));
-                let body = if path.contains("..") {
-                    None
-                } else {
-                    std::fs::read(&file).ok()
-                };
-                let head = match &body {
-                    Some(b) => format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        b.len()
-                    ),
-                    None => {
-                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                            .into()
-                    }
-                };
-                let _ = conn.write_all(head.as_bytes());
-                let _ = conn.write_all(body.as_deref().unwrap_or_default());
-            }
-        });
-        FileServer { root, url }
-    }
-
-    fn serve(&self, dir: PathBuf) {
-        *self.root.lock().unwrap() = dir;
-    }
-}
 
 fn now() -> u64 {
     SystemTime::now()
@@ -109,10 +41,13 @@ fn version_of<T: metadata::Signed>(store: &DirStore, role: &str) -> u64 {
 
 #[test]
 fn python_tuf_repository() {
-    let Some(venv) = venv() else {
+    let Some(venv) = common::pytuf::venv() else {
         tools::skip(
             "tuf_interop",
-            &format!("python-tuf in a venv (TANDEM_PYTUF_VENV, default {DEFAULT_VENV})"),
+            &format!(
+                "python-tuf in a venv (TANDEM_PYTUF_VENV, default {})",
+                common::pytuf::DEFAULT_VENV
+            ),
         );
         return;
     };
@@ -132,7 +67,7 @@ fn python_tuf_repository() {
         serde_json::from_slice(&std::fs::read(repo.join("targets.json")).unwrap()).unwrap();
     let content = |path: &str| hex::decode(contents[path].as_str().unwrap()).unwrap();
 
-    let server = FileServer::start(&repo.join("v1"));
+    let server = common::http::serve_dir(&repo.join("v1"));
     let meta_dir = work.path().join("metadata");
     let dest = work.path().join("downloads");
     std::fs::create_dir_all(&meta_dir).unwrap();
@@ -192,7 +127,7 @@ fn python_tuf_repository() {
     );
 
     // v2: the root key rotated; a new target.
-    server.serve(repo.join("v2"));
+    server.serve_from(repo.join("v2"));
     let mut up = updater();
     up.refresh(now()).unwrap();
     assert_eq!(version_of::<Root>(&store, "root"), 2);
@@ -204,7 +139,7 @@ fn python_tuf_repository() {
     assert!(up.find_cached_target("os-1.2.tnd", &info, &dest).is_none());
 
     // A mirror serving other bytes for os-1.2.tnd: refused, nothing written.
-    server.serve(repo.join("tampered"));
+    server.serve_from(repo.join("tampered"));
     let mut up = updater();
     up.refresh(now()).unwrap();
     let err = up
@@ -215,7 +150,7 @@ fn python_tuf_repository() {
     assert!(!Updater::<HttpFetcher, DirStore>::target_file_path("os-1.2.tnd", &dest).exists());
 
     // The old timestamp replayed: a rollback, the trusted one stays.
-    server.serve(repo.join("replay"));
+    server.serve_from(repo.join("replay"));
     let err = updater().refresh(now()).unwrap_err();
     assert!(
         matches!(
@@ -231,13 +166,13 @@ fn python_tuf_repository() {
     assert_eq!(version_of::<Timestamp>(&store, "timestamp"), 2);
 
     // An expired timestamp: refused and not stored.
-    server.serve(repo.join("expired"));
+    server.serve_from(repo.join("expired"));
     let err = updater().refresh(now()).unwrap_err();
     assert!(matches!(err, TufError::Expired { .. }), "{err}");
     assert_eq!(version_of::<Timestamp>(&store, "timestamp"), 2);
 
     // Back to v2, the genuine target downloads.
-    server.serve(repo.join("v2"));
+    server.serve_from(repo.join("v2"));
     let mut up = updater();
     up.refresh(now()).unwrap();
     let file = up

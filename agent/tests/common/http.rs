@@ -42,6 +42,20 @@ pub struct Log {
 pub struct Server {
     pub url: String,
     pub log: Arc<Mutex<Log>>,
+    /// The directory a [`serve_dir`] server serves (switchable).
+    root: Option<Arc<Mutex<std::path::PathBuf>>>,
+}
+
+impl Server {
+    /// Serves `dir` from the next request on ([`serve_dir`] servers only).
+    pub fn serve_from(&self, dir: std::path::PathBuf) {
+        *self
+            .root
+            .as_ref()
+            .expect("a serve_dir server")
+            .lock()
+            .unwrap() = dir;
+    }
 }
 
 /// Serves `body` at `/bundle.tnd`. Request number i (from 0) suffers
@@ -55,7 +69,11 @@ pub fn serve(body: Vec<u8>, faults: Vec<Fault>) -> Server {
     let lookup: Lookup =
         Arc::new(move |p: &str| (p == "/bundle.tnd" || p == "/moved.tnd").then(|| body.clone()));
     spawn(listener, lookup, faults, log2);
-    Server { url, log }
+    Server {
+        url,
+        log,
+        root: None,
+    }
 }
 
 /// What a server answers for a request path (`None`: 404).
@@ -76,22 +94,29 @@ fn spawn(listener: TcpListener, lookup: Lookup, faults: Vec<Fault>, log: Arc<Mut
 }
 
 /// Serves the files under `root` (read at each request, so a test can
-/// change them between requests) at `URL/PATH`; `url` has no trailing
-/// slash. Paths with `..` are 404.
+/// change them between requests, or switch to another directory with
+/// [`Server::serve_from`]) at `URL/PATH`; `url` has no trailing slash.
+/// Paths with `..` are 404.
 pub fn serve_dir(root: &std::path::Path) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let log = Arc::new(Mutex::new(Log::default()));
-    let root = root.to_path_buf();
+    let root = Arc::new(Mutex::new(root.to_path_buf()));
+    let shared = root.clone();
     let lookup: Lookup = Arc::new(move |p: &str| {
         let rel = p.trim_start_matches('/');
         if rel.split('/').any(|c| c == ".." || c.is_empty()) {
             return None;
         }
-        std::fs::read(root.join(rel)).ok().map(Arc::new)
+        let file = shared.lock().unwrap().join(rel);
+        std::fs::read(file).ok().map(Arc::new)
     });
     spawn(listener, lookup, vec![], log.clone());
-    Server { url, log }
+    Server {
+        url,
+        log,
+        root: Some(root),
+    }
 }
 
 fn handle(
