@@ -2,13 +2,15 @@
 # Builds what the QEMU demo and scenarios boot, into OUT (default
 # work-out/images): a static tandem agent, the minimal image 1.0.0 as a
 # GPT disk (slot a), and signed bundles 1.1.0 (good), 1.2.0 (its health
-# check fails), 1.3.0 (its init crashes) and 1.4.0 (it hangs). Reuses the
-# kernel download in /var/cache/tandem-image. Then the aarch64 images
+# check fails), 1.3.0 (its init crashes) and 1.4.0 (it hangs); the
+# channel variant into OUT/channel (below). Reuses the kernel download in
+# /var/cache/tandem-image. Then the aarch64 images
 # (scripts/build-images-arm64.sh) into OUT/arm64.
 #
 #   scripts/build-images.sh [--demo] [OUT]
 #
-# --demo builds only what scripts/demo.sh boots: 1.0.0, 1.1.0 and 1.2.0.
+# --demo builds only what scripts/demo.sh boots: the plain 1.0.0 disk (the
+# rig probes with it) and the channel variant's 1.0.0, 1.1.0 and 1.2.0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/tools.sh
@@ -27,15 +29,37 @@ img_common=(--agent "$agent" --init "$init" --key "$out/vendor.key" --out "$out"
 # Alone first: it fills the kernel and busybox cache the others read.
 build_image "minimal 1.0.0 (disk)" "$recipe" --disk
 wait_images
-build_image "minimal 1.1.0 (bundle)" "$recipe" --version 1.1.0
-build_image "minimal 1.2.0 (bundle, failing health check)" "$recipe" --version 1.2.0 \
-    --file /usr/lib/tandem/health-check="$f/health-check-broken"
 if ((!demo)); then
+    build_image "minimal 1.1.0 (bundle)" "$recipe" --version 1.1.0
+    build_image "minimal 1.2.0 (bundle, failing health check)" "$recipe" --version 1.2.0 \
+        --file /usr/lib/tandem/health-check="$f/health-check-broken"
     build_image "minimal 1.3.0 (bundle, init crashes: kernel panic)" "$recipe" --version 1.3.0 \
         --file /sbin/init="$f/init-crash"
     build_image "minimal 1.4.0 (bundle, boot hangs with the watchdog armed)" "$recipe" --version 1.4.0 \
         --file /usr/lib/tandem/on-boot="$f/on-boot-hang"
 fi
+wait_images
+
+# The channel variant (the demo, scenarios 12 and 13): the first root of a
+# TUF repository in the image, [channel] pointing at the rig's server and
+# the init starting the daemon's loop. Its keys stay beside vendor.key, so
+# a rebuild ships the same root. A scenario publishes 1.1.0 (good), 1.2.0
+# (its health check fails) and 1.3.0 (good) to a copy of the repository.
+ch=$out/channel
+if [[ ! -f $ch/repo/keys/root.key ]]; then
+    rm -rf "$ch/repo"
+    "$agent" repo init "$ch/repo" --channel stable >/dev/null
+fi
+img_out=$ch
+img_common=(--agent "$agent" --init "$init" --key "$out/vendor.key" --out "$ch" --cache /var/cache/tandem-image
+    --file /usr/lib/tandem/channel/root.json="$ch/repo/repository/1.root.json"
+    --file /etc/tandem/conf.d/60-channel.toml="$f/channel.toml"
+    --file /usr/lib/tandem/on-ready="$f/on-ready-daemon")
+build_image "minimal 1.0.0 (disk, channel)" "$recipe" --disk
+build_image "minimal 1.1.0 (bundle, channel)" "$recipe" --version 1.1.0
+build_image "minimal 1.2.0 (bundle, channel, failing health check)" "$recipe" --version 1.2.0 \
+    --file /usr/lib/tandem/health-check="$f/health-check-broken"
+((demo)) || build_image "minimal 1.3.0 (bundle, channel)" "$recipe" --version 1.3.0
 wait_images
 if ((!demo)); then
     scripts/build-images-arm64.sh "$out/arm64" "$out/vendor.key"

@@ -3,8 +3,10 @@
 # A->B->A, health-check / kernel-panic / watchdog fallbacks, power cuts at
 # random moments (POWER_CUTS, default 20; SEED to repeat a run), hostile
 # bundles, an offline update from a second disk, aarch64 with U-Boot
-# (scenario 8; ONLY=8 runs it alone), and the debian image with systemd
-# (scenario 9; ONLY=9 runs it alone). Two VMs at a time.
+# (scenario 8; ONLY=8 runs it alone), the debian image with systemd
+# (scenario 9; ONLY=9 runs it alone), the update channel with no command
+# typed (12) and two guests in a FleetLock group (13; ONLY="12 ,13 " runs
+# both). Two VMs at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/tools.sh

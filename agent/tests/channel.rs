@@ -136,10 +136,24 @@ fn update_commit_fallback_next_version_and_a_replayed_timestamp() {
     );
     set_health(&mut fx, &env, &srv, "strategy = \"immediate\"", PASS);
     assert_eq!(reboot(&fx, &env), B, "the bootloader falls back");
+    // What fell back is no longer "staged", even before the next check.
+    let staged = |fx: &Fx| {
+        let st: serde_json::Value = serde_json::from_str(&ok(fx, &["status", "--json"])).unwrap();
+        st["channel"]["staged"].clone()
+    };
+    assert_eq!(staged(&fx), serde_json::Value::Null);
     let before = fx.snapshot();
     let c = check_json(&fx);
     assert_eq!(c["step"], "idle", "1.2.0 is not retried: {c}");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .contains("passed over 1.2.0: it failed on this device"),
+        "the check says why 1.2.0 is left: {c}"
+    );
     assert_eq!(fx.snapshot(), before, "nothing written");
+    assert_eq!(staged(&fx), serde_json::Value::Null);
 
     // 1.3.0 is taken.
     let img3 = publish(&fx, &r, "1.3.0", &[]);

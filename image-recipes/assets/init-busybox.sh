@@ -39,6 +39,9 @@ echo "TANDEM-BOOTED slot=$slot version=$(cat /usr/lib/tandem/version)"
 tandem boot-check
 echo "TANDEM-BOOTCHECK rc=$?"
 echo "TANDEM-READY slot=$slot"
+# The image's services (the channel variant's daemon), once this boot is
+# judged: a trial boot that fell back never gets here.
+[ -x /usr/lib/tandem/on-ready ] && /usr/lib/tandem/on-ready &
 # A shell on the serial console (PL011 on aarch64), for the operator and
 # the test rig.
 tty=ttyS0

@@ -69,7 +69,7 @@ fn serve_one(mut c: TcpStream, root: &Path) -> std::io::Result<()> {
     }
     let path = first.split_whitespace().nth(1).unwrap_or("/");
     let name = path.trim_start_matches('/');
-    let file: Option<PathBuf> = (!name.is_empty() && !name.contains("..") && !name.contains('/'))
+    let file: Option<PathBuf> = safe_path(name)
         .then(|| root.join(name))
         .filter(|p| p.is_file());
     let Some(file) = file else {
@@ -100,6 +100,15 @@ fn serve_one(mut c: TcpStream, root: &Path) -> std::io::Result<()> {
     }
     std::io::copy(&mut f, &mut c)?;
     Ok(())
+}
+
+/// A request path the server may open under its root: components that
+/// are not empty and do not start with a dot (no `..`, no hidden files).
+fn safe_path(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && !c.starts_with('.'))
 }
 
 /// Copies stdin to `addr` and `addr` back to stdout until both sides close:
@@ -166,6 +175,22 @@ mod tests {
             r.ends_with("\r\n\r\n89") && r.contains("bytes 8-9/10"),
             "{r}"
         );
+        // Subdirectories (a TUF repository's targets/ROLE/), nothing above
+        // the root and nothing hidden.
+        std::fs::create_dir_all(d.path().join("repo/targets")).unwrap();
+        std::fs::write(d.path().join("repo/targets/t.tnd"), b"abc").unwrap();
+        std::fs::write(d.path().join("repo/.key"), b"secret").unwrap();
+        let r = get("GET /repo/targets/t.tnd HTTP/1.1\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("abc"), "{r}");
+        for bad in [
+            "/repo/.key",
+            "/repo//targets/t.tnd",
+            "/repo/targets/../.key",
+            "/repo/targets",
+        ] {
+            let r = get(&format!("GET {bad} HTTP/1.1\r\n\r\n"));
+            assert!(r.starts_with("HTTP/1.1 404"), "{bad}: {r}");
+        }
         assert!(get("GET /../etc/passwd HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(get("GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
     }

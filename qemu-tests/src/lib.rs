@@ -6,6 +6,7 @@
 //! CI. See qemu-tests/README.md.
 
 pub mod aarch64;
+pub mod channel;
 pub mod console;
 pub mod debian;
 pub mod http;

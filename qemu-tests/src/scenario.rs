@@ -361,50 +361,6 @@ pub fn install_with(
     Ok(())
 }
 
-/// The demo: update A to B (health passes, committed), then a broken update
-/// that fails its health check and falls back.
-pub fn demo(fx: &Fixture, quiet: bool) -> Result<Timeline, RigError> {
-    let mut t = Timeline::new(quiet);
-    let server = fx.serve()?;
-    let disk = fx.fresh_disk("demo")?;
-    let mut vm = Vm::start(&fx.config("demo", disk, Some(&server)))?;
-    t.step("started QEMU (q35, OVMF, TCG) on a fresh copy of the disk");
-    booted(&mut vm, 'a', &mut t)?;
-
-    install_and_reboot(&mut vm, "minimal-1.1.0.tnd", &mut t)?;
-    vm.expect("tandem: booting slot b", BOOT)?;
-    t.step("GRUB chose slot b for its one trial boot");
-    vm.expect("TANDEM-BOOTED slot=b", BOOT)?;
-    t.step("slot b (1.1.0) is up: kernel, initramfs, switch_root");
-    vm.expect("slot b committed", BOOT)?;
-    vm.expect("TANDEM-READY slot=b", BOOT)?;
-    t.step("health check passed on slot b: committed");
-
-    install_and_reboot(&mut vm, "minimal-1.2.0.tnd", &mut t)?;
-    vm.expect("tandem: booting slot a", BOOT)?;
-    t.step("GRUB chose slot a (1.2.0) for its trial boot");
-    vm.expect("TANDEM-BOOTED slot=a", BOOT)?;
-    let l = vm.expect("FAILED on slot a", BOOT)?;
-    t.step(format!("health check failed: {}", l.text.trim()));
-    vm.expect("tandem: booting slot b", BOOT)?;
-    t.step("rebooted; GRUB fell back to slot b");
-    booted(&mut vm, 'b', &mut t)?;
-    let code = vm.run("tandem status", Duration::from_secs(30))?;
-    if code != 0 {
-        return Err(RigError::Setup(format!("tandem status exited {code}")));
-    }
-    let st = vm.run(
-        "tandem status --json | grep -q '\"state\": \"bad\"'",
-        Duration::from_secs(30),
-    )?;
-    if st != 0 {
-        return Err(RigError::Setup("status does not show slot a as bad".into()));
-    }
-    t.step("status: b committed (1.1.0), a bad, failure of 1.2.0 recorded");
-    vm.power_cut()?;
-    Ok(t)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

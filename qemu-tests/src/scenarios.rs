@@ -298,7 +298,7 @@ pub fn power_cuts(
         let delay = rng.below(window_ms);
         vm.send(cmd)?;
         std::thread::sleep(Duration::from_millis(delay));
-        let took = vm.power_cut()?;
+        let cut = vm.power_cut()?;
         per_phase[phase] += 1;
         cfg.name = format!("{name}-{i}");
         vm = Vm::start(&cfg)?;
@@ -311,7 +311,9 @@ pub fn power_cuts(
                 "cut {i} ({what} +{delay} ms, seed {seed}): tandem status exited {code} afterwards"
             )));
         }
-        t.step(format!("cut {i:2} during {what} at +{delay} ms (QMP quit {} ms): booted {slot}→{now}, status reads", took.as_millis()));
+        t.step(format!(
+            "cut {i:2} during {what} at +{delay} ms ({cut}): booted {slot}→{now}, status reads"
+        ));
         slot = now;
         if phase == 4 {
             // Whatever the cut left, commit what runs before going on, so
@@ -336,7 +338,8 @@ type Scenario = (
     Box<dyn FnOnce(&Fixture, &mut Timeline) -> Result<(), RigError> + Send>,
 );
 
-/// The suite in CI order (longest first, so two workers finish together).
+/// The suite in CI order (longest first, so two workers finish together;
+/// the one with two VMs last).
 pub fn suite(cuts: usize, seed: u64) -> Vec<Scenario> {
     suite_with_phases(cuts, seed, PHASES.len())
 }
@@ -361,6 +364,10 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
             "9 debian (systemd) update and fallback".into(),
             Box::new(crate::debian::systemd_update_and_fallback),
         ),
+        (
+            "12 update channel (TUF), no command typed".into(),
+            Box::new(crate::channel::channel_updates),
+        ),
         ("1 update A->B->A".into(), Box::new(update_both_ways)),
         ("4 watchdog fallback".into(), Box::new(watchdog_hang)),
         ("3 kernel panic fallback".into(), Box::new(kernel_panic)),
@@ -377,30 +384,60 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
         ("6 hostile bundles".into(), Box::new(hostile)),
     ];
     v.extend(crate::lastresort::scenarios());
+    // Last: it waits for both workers' VMs, and the scenarios before it
+    // are the short ones.
+    v.push((
+        format!("13 FleetLock group of one {TWO_VMS}"),
+        Box::new(crate::channel::fleet_lock_pair),
+    ));
     if cuts == 0 {
         v.drain(..2);
     }
     v
 }
 
-/// Runs scenarios (optionally only those whose name contains `only`) on two
+/// Whether `--only` selects the scenario `name`: no filter, or one of
+/// its comma-separated parts is in the name.
+fn selected(name: &str, only: Option<&str>) -> bool {
+    only.is_none_or(|o| o.split(',').any(|part| name.contains(part)))
+}
+
+/// Marks a scenario that boots two VMs at once: it runs while the other
+/// worker waits, so no more than two VMs ever share the two cores.
+pub const TWO_VMS: &str = "(two VMs)";
+
+/// VMs that may run at once.
+const VM_SLOTS: usize = 2;
+
+/// Runs scenarios (optionally only those whose name contains one of the
+/// comma-separated parts of `only`) on two
 /// workers; prints results; returns (passed, failed).
 pub fn run_all(fx: &Fixture, scenarios: Vec<Scenario>, only: Option<&str>) -> (usize, usize) {
+    let slots = Arc::new((Mutex::new(VM_SLOTS), std::sync::Condvar::new()));
     let queue: Vec<Scenario> = scenarios
         .into_iter()
-        .filter(|(n, _)| only.is_none_or(|o| n.contains(o)))
+        .filter(|(n, _)| selected(n, only))
         .collect();
     let queue = Arc::new(Mutex::new(queue.into_iter()));
     let results = Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|s| {
         for _ in 0..2 {
-            let (queue, results) = (queue.clone(), results.clone());
+            let (queue, results, slots) = (queue.clone(), results.clone(), slots.clone());
             s.spawn(move || loop {
                 let next = queue.lock().expect("queue").next();
                 let Some((name, f)) = next else { break };
+                let need = if name.contains(TWO_VMS) { VM_SLOTS } else { 1 };
+                let (free, cv) = &*slots;
+                let mut n = cv
+                    .wait_while(free.lock().expect("slots"), |n| *n < need)
+                    .expect("slots");
+                *n -= need;
+                drop(n);
                 let start = Instant::now();
                 let mut t = Timeline::new(true);
                 let r = f(fx, &mut t);
+                *free.lock().expect("slots") += need;
+                cv.notify_all();
                 let secs = start.elapsed().as_secs_f64();
                 let steps: Vec<String> = t
                     .steps
@@ -613,4 +650,28 @@ pub fn make_hostile_bundles(images: &Path, tandem: &Path) -> Result<(), RigError
     bad[at] ^= 0x55;
     std::fs::write(images.join("hostile-tampered.tnd"), bad).map_err(crate::io("write"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_selects_by_comma_separated_parts() {
+        let names: Vec<String> = suite(20, 1).into_iter().map(|(n, _)| n).collect();
+        let pick = |only| {
+            names
+                .iter()
+                .filter(|n| selected(n, Some(only)))
+                .map(|n| n.split(' ').next().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(pick("12 ,13 "), ["12", "13"]);
+        assert_eq!(pick("9 "), ["9"]);
+        assert_eq!(pick("nothing"), Vec::<String>::new());
+        assert!(names.iter().all(|n| selected(n, None)));
+        // The two-VM scenario runs last, and it is the only one.
+        assert!(names.last().unwrap().contains(TWO_VMS));
+        assert_eq!(names.iter().filter(|n| n.contains(TWO_VMS)).count(), 1);
+    }
 }

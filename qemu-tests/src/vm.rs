@@ -270,6 +270,23 @@ pub fn probe_kvm(cfg: &VmConfig) -> bool {
     ok
 }
 
+/// How a power cut went: how long QEMU took to stop, and `by` when it
+/// was not QMP's `quit` that stopped it.
+#[derive(Debug)]
+pub struct PowerCut {
+    pub took: Duration,
+    pub by: Option<String>,
+}
+
+impl std::fmt::Display for PowerCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.by {
+            None => write!(f, "QMP quit {} ms", self.took.as_millis()),
+            Some(by) => write!(f, "{by}; {} ms", self.took.as_millis()),
+        }
+    }
+}
+
 /// A running VM. Dropping it kills QEMU.
 pub struct Vm {
     pub name: String,
@@ -304,11 +321,17 @@ impl Vm {
             .append(true)
             .open(cfg.dir.join("serial.log"))
             .map_err(io("serial.log"))?;
+        // Appended, like the serial log: a scenario boots many VMs here.
+        let stderr = File::options()
+            .create(true)
+            .append(true)
+            .open(cfg.dir.join("qemu.stderr"))
+            .map_err(io("qemu.stderr"))?;
         let mut child = Command::new(&program)
             .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(File::create(cfg.dir.join("qemu.stderr")).map_err(io("qemu.stderr"))?)
+            .stderr(stderr)
             .spawn()
             .map_err(io(format!("start {program}")))?;
         let stdout = child.stdout.take().expect("piped");
@@ -411,11 +434,34 @@ impl Vm {
         Ok(rest.trim_end().to_string())
     }
 
-    /// Cuts power at once through QMP and waits for QEMU to exit.
-    pub fn power_cut(mut self) -> Result<Duration, RigError> {
+    /// Cuts power at once through QMP and waits for QEMU to exit. Should
+    /// QMP fail while QEMU still runs, SIGKILL cuts it instead (just as
+    /// abrupt: QEMU keeps no disk data of its own in memory) and the cut
+    /// says so. A QEMU that exited by itself before the cut is an error
+    /// with its exit status, its standard error and the console's tail.
+    pub fn power_cut(mut self) -> Result<PowerCut, RigError> {
         let t = Instant::now();
-        let q = Qmp::connect(&self.qmp_path, Duration::from_secs(10))?;
-        q.quit()?;
+        let by = match Qmp::connect(&self.qmp_path, Duration::from_secs(10)).and_then(Qmp::quit) {
+            Ok(()) => None,
+            Err(e) => {
+                if let Some(status) = self.child.try_wait().map_err(io("wait for QEMU"))? {
+                    let mut tail = self.console.tail(25);
+                    let stderr =
+                        std::fs::read_to_string(self.dir.join("qemu.stderr")).unwrap_or_default();
+                    if !stderr.trim().is_empty() {
+                        tail = format!("{tail}\nQEMU's standard error:\n{}", stderr.trim_end());
+                    }
+                    return Err(RigError::Exited {
+                        vm: self.name.clone(),
+                        status: status.to_string(),
+                        what: format!("a power cut (QEMU had exited by itself; QMP: {e})"),
+                        tail,
+                    });
+                }
+                let _ = self.child.kill();
+                Some(format!("SIGKILL, as QMP failed: {e}"))
+            }
+        };
         let took = t.elapsed();
         // QEMU exits right after answering; never wait on it forever.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -432,7 +478,7 @@ impl Vm {
             std::thread::sleep(Duration::from_millis(5));
         }
         let _ = self.child.wait();
-        Ok(took)
+        Ok(PowerCut { took, by })
     }
 
     /// A hardware reset (like the watchdog's), through QMP.

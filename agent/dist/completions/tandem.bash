@@ -479,7 +479,7 @@ _tandem() {
             return 0
             ;;
         tandem__subcmd__daemon)
-            opts="-v -h --config --root --verbose --direct --help"
+            opts="-v -h --no-bus --config --root --verbose --direct --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

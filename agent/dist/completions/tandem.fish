@@ -39,7 +39,7 @@ complete -c tandem -n "__fish_tandem_needs_command" -f -a "mark-bad" -d 'Mark a 
 complete -c tandem -n "__fish_tandem_needs_command" -f -a "arm" -d 'Arm the installed other group for a trial boot (after an install that was cut off before it could)'
 complete -c tandem -n "__fish_tandem_needs_command" -f -a "rollback" -d 'Make the other slot group primary, if it is known to be good'
 complete -c tandem -n "__fish_tandem_needs_command" -f -a "cancel" -d 'Stop the daemon\'s running install (the target group stays invalid)'
-complete -c tandem -n "__fish_tandem_needs_command" -f -a "daemon" -d 'Serve the D-Bus API on the system bus (docs/dbus.md); run by tandem.service'
+complete -c tandem -n "__fish_tandem_needs_command" -f -a "daemon" -d 'Serve the D-Bus API on the system bus (docs/dbus.md) and run the channel and hawkBit loops; run by tandem.service'
 complete -c tandem -n "__fish_tandem_needs_command" -f -a "hawkbit" -d 'Talk to the hawkBit (DDI) fleet server of [hawkbit] (docs/fleet.md)'
 complete -c tandem -n "__fish_tandem_needs_command" -f -a "check" -d 'Check the update channel of [channel] now and act as its strategy says: stage an update, arm it when the strategy allows (the daemon does this on its interval; docs/channel.md)'
 complete -c tandem -n "__fish_tandem_needs_command" -f -a "apply" -d 'Arm the update the channel loop staged and reboot into it (the manual strategy; under fleet_lock after taking a reboot slot)'
@@ -156,6 +156,7 @@ complete -c tandem -n "__fish_tandem_using_subcommand cancel" -l direct -d 'Work
 complete -c tandem -n "__fish_tandem_using_subcommand cancel" -s h -l help -d 'Print help'
 complete -c tandem -n "__fish_tandem_using_subcommand daemon" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
 complete -c tandem -n "__fish_tandem_using_subcommand daemon" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
+complete -c tandem -n "__fish_tandem_using_subcommand daemon" -l no-bus -d 'No D-Bus API: only the loops of [channel] and [hawkbit], for a device without a system bus'
 complete -c tandem -n "__fish_tandem_using_subcommand daemon" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
 complete -c tandem -n "__fish_tandem_using_subcommand daemon" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
 complete -c tandem -n "__fish_tandem_using_subcommand daemon" -s h -l help -d 'Print help'

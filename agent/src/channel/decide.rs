@@ -47,6 +47,8 @@ pub enum Choice {
 pub struct Skip {
     pub path: String,
     pub why: String,
+    /// The version failed on this device (it is never taken again).
+    pub failed_here: bool,
 }
 
 /// Picks the newest applicable target: for this device, newer than the
@@ -66,7 +68,7 @@ pub fn choose(offers: &[Offer], d: &Device<'_>, now: u64) -> (Choice, Vec<Skip>)
             None // older or the same: not worth a line
         } else if let Some(f) = d.state.failure_of(&m.version) {
             Some(format!(
-                "{} failed on this device at {}: {}",
+                "passed over {}: it failed on this device at {}: {}",
                 m.version, f.at, f.reason
             ))
         } else if m.security_epoch < d.state.security_epoch_floor {
@@ -82,6 +84,7 @@ pub fn choose(offers: &[Offer], d: &Device<'_>, now: u64) -> (Choice, Vec<Skip>)
             skips.push(Skip {
                 path: o.path.clone(),
                 why,
+                failed_here: d.state.failure_of(&m.version).is_some(),
             });
         }
     }

@@ -235,8 +235,13 @@ fn skips_say_why() {
     );
     let text: Vec<_> = skips.iter().map(|s| s.why.as_str()).collect();
     assert_eq!(text.len(), 2, "older versions are not listed: {text:?}");
-    assert!(text[0].contains("1.3.0 failed on this device"), "{text:?}");
+    assert!(
+        text[0].contains("passed over 1.3.0: it failed on this device"),
+        "{text:?}"
+    );
     assert!(text[1].contains("\"rpi4\""), "{text:?}");
+    let failed: Vec<_> = skips.iter().map(|s| s.failed_here).collect();
+    assert_eq!(failed, [true, false]);
 }
 
 fn kind(s: &Step) -> String {

@@ -95,8 +95,14 @@ enum Command {
     Rollback,
     /// Stop the daemon's running install (the target group stays invalid)
     Cancel,
-    /// Serve the D-Bus API on the system bus (docs/dbus.md); run by tandem.service
-    Daemon,
+    /// Serve the D-Bus API on the system bus (docs/dbus.md) and run the
+    /// channel and hawkBit loops; run by tandem.service
+    Daemon {
+        /// No D-Bus API: only the loops of [channel] and [hawkbit], for a
+        /// device without a system bus
+        #[arg(long)]
+        no_bus: bool,
+    },
     /// Talk to the hawkBit (DDI) fleet server of [hawkbit] (docs/fleet.md)
     #[command(subcommand)]
     Hawkbit(HawkbitCmd),
@@ -246,7 +252,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             println!("cancel requested");
             Ok(())
         }
-        Command::Daemon => crate::dbus::service::serve(load()?),
+        Command::Daemon { no_bus: false } => crate::dbus::service::serve(load()?),
+        Command::Daemon { no_bus: true } => ops::daemon::serve_without_bus(load()?),
         Command::Hawkbit(HawkbitCmd::Poll) => {
             let s = load()?;
             let server = ops::fleet::connect(&s)?;

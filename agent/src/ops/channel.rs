@@ -205,9 +205,27 @@ pub fn check_once(
         }
         let step = decide::step(&d, &choice, &g, rec.lock.is_some());
         let f = found(&choice);
+        if taken.is_empty() {
+            // Before anything is done about it, so the journal reads in order.
+            announce_found(&rec, f.as_ref());
+        }
         tracing::debug!(?step, "channel step");
         match step {
-            Step::Idle(why) | Step::Wait { why, .. } => break (why, f, state),
+            // A version that failed here is left for good: say so.
+            Step::Idle(why) => {
+                let failed: Vec<&str> = skips
+                    .iter()
+                    .filter(|k| k.failed_here)
+                    .map(|k| k.why.as_str())
+                    .collect();
+                let why = if failed.is_empty() {
+                    why
+                } else {
+                    format!("{why}; {}", failed.join("; "))
+                };
+                break (why, f, state);
+            }
+            Step::Wait { why, .. } => break (why, f, state),
             Step::ReleaseLock => taken.push(release_lock(s, c, &mut rec)?),
             Step::Install(o) if taken.len() < 3 => taken.push(stage(s, repo, jobs, &o, &mut rec)?),
             Step::Install(o) => {
@@ -255,12 +273,16 @@ pub fn check_once(
     } else {
         "idle"
     };
+    // What was staged and is now running, committed or fell back is no
+    // longer staged.
+    if !staged_in_other(booted, &state, &rec) {
+        rec.staged = None;
+    }
     rec.last_check = Some(Check {
         at: timefmt::rfc3339(now),
         ok: true,
         message: message.clone(),
     });
-    announce_found(&rec, found.as_ref());
     rec.found = found.clone();
     save(s, &rec)?;
     export(s, c, &rec, booted, Some(&state), step);
@@ -412,7 +434,7 @@ fn announce_found(rec: &ChannelRecord, found: Option<&Found>) {
     let v = f.version.to_string();
     journal::send(
         Event::UpdateFound,
-        &format!("the channel offers {v}: {}", f.waiting_for),
+        &format!("the channel offers {v} ({})", f.path),
         &[("TANDEM_VERSION", &v), ("TANDEM_TARGET", &f.path)],
     );
 }
@@ -541,7 +563,15 @@ pub fn status(s: &Settings) -> Option<crate::status::ChannelStatus> {
         found_version: found.map(|f| f.version.to_string()),
         wave_opens_at: found.and_then(|f| f.opens_at.clone()),
         waiting_for: found.map(|f| f.waiting_for.clone()),
-        staged: rec.and_then(|r| r.staged.as_ref()).map(|v| v.to_string()),
+        // Only while the other group still holds it untried or armed.
+        staged: rec
+            .filter(|r| {
+                Store::new(&s.state_dir)
+                    .load()
+                    .is_ok_and(|st| staged_in_other(super::booted_slot(s), &st, r))
+            })
+            .and_then(|r| r.staged.as_ref())
+            .map(|v| v.to_string()),
         lock_group: rec.and_then(|r| r.lock.as_ref()).map(|l| l.group.clone()),
     })
 }

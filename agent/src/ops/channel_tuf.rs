@@ -104,7 +104,11 @@ impl Repository for TufChannel {
                     sha256,
                     meta: m,
                 }),
-                Err(why) => l.unusable.push(Skip { path, why }),
+                Err(why) => l.unusable.push(Skip {
+                    path,
+                    why,
+                    failed_here: false,
+                }),
             }
         }
         Ok(l)

@@ -9,6 +9,7 @@
 
 pub mod channel;
 pub mod channel_tuf;
+pub mod daemon;
 mod device;
 pub mod fleet;
 

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Some("boot") if args.len() >= 2 => boot(&args[1..]),
         Some("demo") if args.len() >= 2 => demo(&args[1..]),
         Some("scenarios") if args.len() >= 2 => scenarios(&args[1..]),
-        _ => Err("usage: tandem-qemu demo IMAGES_DIR\n       tandem-qemu scenarios IMAGES_DIR [--power-cuts N] [--only NAME] [--seed S] [--cut-phases N] [--tandem PATH]\n       tandem-qemu boot DISK.img [--expect MARKER] [--timeout SECONDS] [--arch x86_64|aarch64] [--uboot-env ENV.img]\n       tandem-qemu relay HOST:PORT".into()),
+        _ => Err("usage: tandem-qemu demo IMAGES_DIR [--tandem PATH]\n       tandem-qemu scenarios IMAGES_DIR [--power-cuts N] [--only NAME] [--seed S] [--cut-phases N] [--tandem PATH]\n       tandem-qemu boot DISK.img [--expect MARKER] [--timeout SECONDS] [--arch x86_64|aarch64] [--uboot-env ENV.img]\n       tandem-qemu relay HOST:PORT".into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,14 +82,20 @@ fn scenarios(args: &[String]) -> Result<(), String> {
 
 fn demo(args: &[String]) -> Result<(), String> {
     let images = PathBuf::from(&args[0]);
+    let tandem = match &args[1..] {
+        [] => PathBuf::from("tandem"),
+        [o, v] if o == "--tandem" => PathBuf::from(v),
+        _ => return Err("usage: tandem-qemu demo IMAGES_DIR [--tandem PATH]".into()),
+    };
     let work = std::env::temp_dir().join(format!("tandem-demo-{}", std::process::id()));
-    let fx = tandem_qemu::scenario::Fixture::new(&images, &work).map_err(|e| e.to_string())?;
+    let mut fx = tandem_qemu::scenario::Fixture::new(&images, &work).map_err(|e| e.to_string())?;
+    fx.tandem = Some(tandem);
     println!(
         "demo: images from {}, VM logs in {}",
         images.display(),
         work.display()
     );
-    let t = tandem_qemu::scenario::demo(&fx, false)
+    let t = tandem_qemu::channel::demo(&fx, false)
         .map_err(|e| format!("{e}\n(logs in {})", work.display()))?;
     println!("demo: finished in {:.1} s", t.total().as_secs_f64());
     Ok(())
