@@ -30,7 +30,8 @@ img_common=(--agent "$agent" --init "$init" --key "$out/vendor.key" --out "$out"
 build_image "minimal 1.0.0 (disk)" "$recipe" --disk
 wait_images
 if ((!demo)); then
-    build_image "minimal 1.1.0 (bundle)" "$recipe" --version 1.1.0
+    build_image "minimal 1.1.0 (bundle)" "$recipe" --version 1.1.0 \
+        --file /etc/demo/vendor.conf="$f/etc-vendor-1.1.conf" --file /etc/demo/conflict.conf="$f/etc-conflict-1.1.conf"
     build_image "minimal 1.2.0 (bundle, failing health check)" "$recipe" --version 1.2.0 \
         --file /usr/lib/tandem/health-check="$f/health-check-broken"
     build_image "minimal 1.3.0 (bundle, init crashes: kernel panic)" "$recipe" --version 1.3.0 \

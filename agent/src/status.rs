@@ -52,6 +52,37 @@ pub struct Status {
     /// The update channel (`[channel]`), when one is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<ChannelStatus>,
+    /// The initramfs's last `/etc` merge (docs/disk-layout.md); absent
+    /// before the first image change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etc_merge: Option<EtcMerge>,
+}
+
+/// What the `/etc` merge did at the first boot of an image: the entries
+/// that yielded to the image's version and the conflicts (changed by the
+/// administrator and by the image; the administrator's kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcMerge {
+    /// The image version the upper layer was merged for.
+    pub version: String,
+    pub yielded: Vec<String>,
+    pub conflicts: Vec<String>,
+}
+
+impl EtcMerge {
+    /// Reads the initramfs's report; `None` if there is none or it is not
+    /// one (a newer format is not guessed at).
+    pub fn read(path: &std::path::Path) -> Option<EtcMerge> {
+        #[derive(Deserialize)]
+        struct Report {
+            merge_version: u32,
+            #[serde(flatten)]
+            merge: EtcMerge,
+        }
+        let text = std::fs::read_to_string(path).ok()?;
+        let r: Report = serde_json::from_str(&text).ok()?;
+        (r.merge_version == 1).then_some(r.merge)
+    }
 }
 
 /// What the channel loop last did and what it waits for.
@@ -218,6 +249,7 @@ pub fn build(settings: &Settings, state: &State, seen: &Observed<'_>) -> Status 
             .map(|o| operation(o, lock_held)),
         failures: state.failures.clone(),
         channel: None,
+        etc_merge: None,
     }
 }
 

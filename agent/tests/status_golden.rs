@@ -196,4 +196,45 @@ fn status_with_a_bootloader_where_primary_is_not_the_booted_group() {
     assert!(!out.slots[1].armed);
     let text = status_view::render(&out, false);
     assert!(text.contains("NOT ARMED") && text.contains("data:       DEGRADED"));
+
+    // 5. The initramfs merged /etc at the first boot of 1.1.0 (its report,
+    //    byte for byte as initramfs/src/etcmerge.rs writes it).
+    let report = d.path().join("merge.json");
+    std::fs::write(
+        &report,
+        "{\"merge_version\": 1, \"version\": \"1.1.0\", \"yielded\": [\"/etc/vendor.conf\"], \"conflicts\": [\"/etc/conflict.conf\"]}\n",
+    )
+    .unwrap();
+    let mut st = State::default();
+    installed(&mut st, B, "1.1.0", true);
+    st.apply(B, Event::MarkedGood).unwrap();
+    boot.set_primary(B).unwrap();
+    let view = tandem::status::boot_view(&mut boot);
+    let mut status = tandem::status::build(
+        &s,
+        &st,
+        &Observed {
+            booted: Some(B),
+            boot: Some(&view),
+            lock_held: false,
+            data_degraded: None,
+        },
+    );
+    status.etc_merge = tandem::status::EtcMerge::read(&report);
+    let m = status.etc_merge.as_ref().expect("the report is read");
+    assert_eq!(m.conflicts, ["/etc/conflict.conf"]);
+    check("status-v1-etc-merge.json", &status.to_json());
+    check(
+        "status-v1-etc-merge.txt",
+        &status_view::render(&status, false),
+    );
+    // Not a report of this format: not shown (never guessed at).
+    for bad in [
+        "{\"merge_version\": 2, \"version\": \"x\", \"yielded\": [], \"conflicts\": []}",
+        "garbage",
+    ] {
+        std::fs::write(&report, bad).unwrap();
+        assert_eq!(tandem::status::EtcMerge::read(&report), None, "{bad}");
+    }
+    assert_eq!(tandem::status::EtcMerge::read(&d.path().join("none")), None);
 }

@@ -19,7 +19,7 @@ use crate::plan::{self, GptHit, Partitions, RootBy, Step};
 use crate::policy::{self, Policy};
 use crate::sys::{self, say};
 use crate::uevent::BlockDev;
-use crate::{dm, gpt, reset, uevent, verity};
+use crate::{dm, etcmerge, gpt, reset, uevent, verity};
 
 const POLL: Duration = Duration::from_millis(50);
 /// How long mke2fs or e2fsck may run before it is killed (degraded boot).
@@ -346,6 +346,32 @@ fn execute(step: &Step) -> Result<(), Failure> {
                 source.display(),
                 target.display()
             ));
+        }
+        Step::MergeEtc {
+            lower,
+            upper,
+            state,
+        } => {
+            let version = std::fs::read_to_string(lower.join("../usr/lib/tandem/version"))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default();
+            match etcmerge::run(lower, upper, state, &version) {
+                Ok(etcmerge::Outcome::Merged(p)) => say(&format!(
+                    "/etc merged for {version}: {} yielded to the image, {} conflict(s){}",
+                    p.yielded.len(),
+                    p.conflicts.len(),
+                    if p.conflicts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (kept the administrator's: {})", p.conflicts.join(", "))
+                    }
+                )),
+                Ok(etcmerge::Outcome::Recorded) => say("/etc: base manifest recorded"),
+                Ok(etcmerge::Outcome::Unchanged) => {}
+                Err(err) => say(&format!(
+                    "/etc merge skipped: {err} (the upper layer stays as it is)"
+                )),
+            }
         }
         Step::Overlay {
             target,

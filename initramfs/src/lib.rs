@@ -7,13 +7,14 @@
 //! once so the bootloader falls back.
 //!
 //! The contract is docs/disk-layout.md. Pure modules (`cmdline`, `policy`,
-//! `uevent`, `gpt`, `plan`, `data`, `verity`, `dm`, `fsmagic`) hold the
+//! `uevent`, `gpt`, `plan`, `data`, `verity`, `dm`, `fsmagic`, `etcmerge`) hold the
 //! logic and are unit tested; `sys` makes the system calls; `init` runs the
 //! sequence.
 
 pub mod cmdline;
 pub mod data;
 pub mod dm;
+pub mod etcmerge;
 pub mod fsmagic;
 pub mod gpt;
 pub mod init;

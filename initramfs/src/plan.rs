@@ -281,6 +281,13 @@ pub enum Step {
     MakeDirs(Vec<PathBuf>),
     /// `mount --bind source target`.
     Bind { source: PathBuf, target: PathBuf },
+    /// The `/etc` three-way merge (crate::etcmerge) of `upper` for the
+    /// image's `lower`, its base and report in `state`; never fatal.
+    MergeEtc {
+        lower: PathBuf,
+        upper: PathBuf,
+        state: PathBuf,
+    },
     /// `mount -t overlay` on `target` (nosuid, nodev) with `lower` (the
     /// target itself, read-only), `upper` and `work`.
     Overlay {
@@ -335,6 +342,17 @@ impl fmt::Display for Step {
             Step::Bind { source, target } => {
                 write!(f, "bind {} on {}", source.display(), target.display())
             }
+            Step::MergeEtc {
+                lower,
+                upper,
+                state,
+            } => write!(
+                f,
+                "merge {} for {} (base and report in {})",
+                upper.display(),
+                lower.display(),
+                state.display()
+            ),
             Step::Overlay {
                 target,
                 lower,
@@ -430,6 +448,11 @@ pub fn plan(cmd: &Cmdline, parts: &Partitions, policy: &Policy) -> Result<Vec<St
     steps.push(Step::Bind {
         source: data.join("var"),
         target: sysroot.join("var"),
+    });
+    steps.push(Step::MergeEtc {
+        lower: sysroot.join("etc"),
+        upper: data.join("etc/upper"),
+        state: data.join("etc"),
     });
     steps.push(Step::Overlay {
         target: sysroot.join("etc"),
@@ -737,6 +760,7 @@ mod tests {
                 "factory reset if /sysroot/data/.tandem-factory-reset exists",
                 "mkdir -p /sysroot/data/var /sysroot/data/etc/upper /sysroot/data/etc/work",
                 "bind /sysroot/data/var on /sysroot/var",
+                "merge /sysroot/data/etc/upper for /sysroot/etc (base and report in /sysroot/data/etc)",
                 "overlay on /sysroot/etc (lower /sysroot/etc, upper /sysroot/data/etc/upper, work /sysroot/data/etc/work)",
                 "link /dev/tandem/data -> ../vda4, /dev/tandem/root-a -> ../vda2, /dev/tandem/root-b -> ../vda3",
                 "move /dev to /sysroot/dev",

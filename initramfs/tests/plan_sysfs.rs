@@ -96,6 +96,7 @@ fn verity_slot_b_full_plan() {
         "factory reset if /sysroot/data/.tandem-factory-reset exists".into(),
         "mkdir -p /sysroot/data/var /sysroot/data/etc/upper /sysroot/data/etc/work".into(),
         "bind /sysroot/data/var on /sysroot/var".into(),
+        "merge /sysroot/data/etc/upper for /sysroot/etc (base and report in /sysroot/data/etc)".into(),
         "overlay on /sysroot/etc (lower /sysroot/etc, upper /sysroot/data/etc/upper, work /sysroot/data/etc/work)".into(),
         "link /dev/tandem/data -> ../vda4, /dev/tandem/root-a -> ../vda2, /dev/tandem/root-b -> ../vda3".into(),
         "move /dev to /sysroot/dev".into(),

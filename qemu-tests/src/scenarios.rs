@@ -202,6 +202,48 @@ pub fn usb_stick(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
     Ok(())
 }
 
+/// Scenario 14: `/etc` across an update: on 1.0.0 the administrator edits
+/// `/etc/demo/admin.conf`, rewrites `vendor.conf` unchanged (a copy-up)
+/// and edits `conflict.conf`; 1.1.0 changes `vendor.conf` and
+/// `conflict.conf`. After the update the administrator's edit stays, the
+/// unchanged copy yields to 1.1.0's version, the conflict keeps the
+/// administrator's version and `tandem status` reports it.
+pub fn etc_merge(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
+    let server = fx.serve()?;
+    let mut vm = Vm::start(&fx.config("s14-etc", fx.fresh_disk("s14-etc")?, Some(&server)))?;
+    vm.expect("/etc: base manifest recorded", BOOT)?;
+    booted(&mut vm, 'a', t)?;
+    expect_code(
+        &mut vm,
+        "echo x=2 > /etc/demo/admin.conf && cat /etc/demo/vendor.conf > /tmp/v && cat /tmp/v > /etc/demo/vendor.conf && echo c=admin > /etc/demo/conflict.conf && test -f /data/etc/upper/demo/vendor.conf",
+        0,
+    )?;
+    t.step("edited admin.conf and conflict.conf; rewrote vendor.conf unchanged (copied up)");
+    install_and_reboot(&mut vm, "minimal-1.1.0.tnd", t)?;
+    let l = vm.expect("/etc merged for 1.1.0", BOOT)?;
+    t.step(format!("initramfs: {}", l.text.trim()));
+    trial_commits(&mut vm, 'b', t)?;
+    let files = vm.output(
+        "cat /etc/demo/admin.conf /etc/demo/vendor.conf /etc/demo/conflict.conf",
+        Duration::from_secs(30),
+    )?;
+    if files != "x=2 v=2 c=admin" {
+        return Err(fail(format!(
+            "/etc/demo after the update: {files:?}, expected the administrator's admin.conf (x=2), 1.1.0's vendor.conf (v=2) and the administrator's conflict.conf (c=admin)"
+        )));
+    }
+    let st = crate::scenario::status(&mut vm)?;
+    let m = &st["etc_merge"];
+    if m["version"] != "1.1.0"
+        || m["yielded"] != serde_json::json!(["/etc/demo/vendor.conf"])
+        || m["conflicts"] != serde_json::json!(["/etc/demo/conflict.conf"])
+    {
+        return Err(fail(format!("status etc_merge: {m}")));
+    }
+    t.step("admin.conf kept (x=2), vendor.conf is 1.1.0's (v=2), conflict.conf kept (c=admin) and reported in status");
+    Ok(())
+}
+
 /// Deterministic pseudo-random numbers for cut times (xorshift).
 pub struct Rng(u64);
 
@@ -382,6 +424,7 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
             Box::new(registry_update),
         ),
         ("6 hostile bundles".into(), Box::new(hostile)),
+        ("14 /etc three-way merge".into(), Box::new(etc_merge)),
     ];
     v.extend(crate::lastresort::scenarios());
     // Last: it waits for both workers' VMs, and the scenarios before it

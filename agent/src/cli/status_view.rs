@@ -163,6 +163,33 @@ fn header(out: &mut String, st: &Status, p: Paint) {
             printable(why)
         );
     }
+    if let Some(m) = &st.etc_merge {
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|x| printable(x))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = write!(
+            out,
+            "/etc:       merged for {}: {} yielded to the image",
+            printable(&m.version),
+            m.yielded.len()
+        );
+        if m.conflicts.is_empty() {
+            out.push('\n');
+        } else {
+            let _ = writeln!(
+                out,
+                "; {}: {}",
+                p.yellow(&format!(
+                    "{} conflict(s), the administrator's kept",
+                    m.conflicts.len()
+                )),
+                list(&m.conflicts)
+            );
+        }
+    }
 }
 
 fn state_word(s: SlotState, p: Paint, width: usize) -> String {

@@ -110,6 +110,7 @@ struct RawKeyring {
 struct RawState {
     directory: Option<PathBuf>,
     degraded_marker: Option<PathBuf>,
+    etc_merge_report: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -308,6 +309,8 @@ pub struct OciSettings {
 /// Where the initramfs says that it booted without the data partition
 /// (first line: why).
 pub const DEGRADED_MARKER: &str = "/run/tandem/data-degraded";
+/// The initramfs's report of the last `/etc` merge (on the data partition).
+pub const ETC_MERGE_REPORT: &str = "/data/etc/merge.json";
 
 /// The keyring every image ships (`[keyring] directory` in the image
 /// overrides it).
@@ -322,6 +325,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Written by the initramfs when it booted without the data partition.
     pub degraded_marker: PathBuf,
+    /// The initramfs's report of the last `/etc` merge.
+    pub etc_merge_report: PathBuf,
     pub boot: BootConfig,
     /// Trial boots a freshly installed group gets before falling back.
     pub boot_tries: u32,
@@ -613,8 +618,13 @@ fn validate(raw: RawConfig, sources: Vec<PathBuf>) -> Result<Settings, ConfigErr
             .unwrap_or_else(|| "/var/lib/tandem".into()),
         degraded_marker: raw
             .state
-            .and_then(|s| s.degraded_marker)
+            .as_ref()
+            .and_then(|s| s.degraded_marker.clone())
             .unwrap_or_else(|| DEGRADED_MARKER.into()),
+        etc_merge_report: raw
+            .state
+            .and_then(|s| s.etc_merge_report)
+            .unwrap_or_else(|| ETC_MERGE_REPORT.into()),
         boot: boot_config(&boot)?,
         boot_tries: match boot.tries {
             None => 1,

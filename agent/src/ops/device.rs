@@ -230,6 +230,7 @@ pub fn status(s: &Settings) -> Result<status::Status, Error> {
     ))
     .map(|mut st| {
         st.channel = super::channel::status(s);
+        st.etc_merge = status::EtcMerge::read(&s.etc_merge_report);
         st
     })
 }
