@@ -31,7 +31,8 @@ build_image "minimal 1.0.0 (disk)" "$recipe" --disk
 wait_images
 if ((!demo)); then
     build_image "minimal 1.1.0 (bundle)" "$recipe" --version 1.1.0 \
-        --file /etc/demo/vendor.conf="$f/etc-vendor-1.1.conf" --file /etc/demo/conflict.conf="$f/etc-conflict-1.1.conf"
+        --file /etc/demo/vendor.conf="$f/etc-vendor-1.1.conf" --file /etc/demo/conflict.conf="$f/etc-conflict-1.1.conf" \
+        --file /var/lib/demo/state="$f/var-state-1.1" --file /var/lib/demo/new="$f/var-new-1.1"
     build_image "minimal 1.2.0 (bundle, failing health check)" "$recipe" --version 1.2.0 \
         --file /usr/lib/tandem/health-check="$f/health-check-broken"
     build_image "minimal 1.3.0 (bundle, init crashes: kernel panic)" "$recipe" --version 1.3.0 \

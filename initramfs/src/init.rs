@@ -19,7 +19,7 @@ use crate::plan::{self, GptHit, Partitions, RootBy, Step};
 use crate::policy::{self, Policy};
 use crate::sys::{self, say};
 use crate::uevent::BlockDev;
-use crate::{dm, etcmerge, gpt, reset, uevent, verity};
+use crate::{dm, etcmerge, gpt, reset, uevent, varseed, verity};
 
 const POLL: Duration = Duration::from_millis(50);
 /// How long mke2fs or e2fsck may run before it is killed (degraded boot).
@@ -339,6 +339,24 @@ fn execute(step: &Step) -> Result<(), Failure> {
                 sys::mkdir_p(d).map_err(e)?;
             }
         }
+        Step::SeedVar { image, data, stamp } => {
+            let version = image_version(&image.join(".."));
+            match varseed::run(image, data, stamp, &version) {
+                Ok(varseed::Outcome::Seeded { copied, skipped }) => say(&format!(
+                    "/var seeded from {version}: {copied} {} copied{}",
+                    if copied == 1 { "entry" } else { "entries" },
+                    if skipped.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (special files left out: {})", skipped.join(", "))
+                    }
+                )),
+                Ok(varseed::Outcome::Unchanged) => {}
+                Err(err) => say(&format!(
+                    "/var seeding stopped: {err} (what was copied stays; the next boot goes on)"
+                )),
+            }
+        }
         Step::Bind { source, target } => {
             sys::bind(source, target).map_err(e)?;
             say(&format!(
@@ -352,9 +370,7 @@ fn execute(step: &Step) -> Result<(), Failure> {
             upper,
             state,
         } => {
-            let version = std::fs::read_to_string(lower.join("../usr/lib/tandem/version"))
-                .map(|v| v.trim().to_string())
-                .unwrap_or_default();
+            let version = image_version(&lower.join(".."));
             match etcmerge::run(lower, upper, state, &version) {
                 Ok(etcmerge::Outcome::Merged(p)) => say(&format!(
                     "/etc merged for {version}: {} yielded to the image, {} conflict(s){}",
@@ -407,6 +423,14 @@ fn execute(step: &Step) -> Result<(), Failure> {
         Step::SwitchRoot { .. } => return Err("switch_root reached execute()".into()),
     }
     Ok(())
+}
+
+/// The image's version (`/usr/lib/tandem/version` under `root`), or ""
+/// when it has none.
+fn image_version(root: &Path) -> String {
+    std::fs::read_to_string(root.join("usr/lib/tandem/version"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn target(t: &verity::Table) -> dm::Target {

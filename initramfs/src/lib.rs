@@ -7,7 +7,8 @@
 //! once so the bootloader falls back.
 //!
 //! The contract is docs/disk-layout.md. Pure modules (`cmdline`, `policy`,
-//! `uevent`, `gpt`, `plan`, `data`, `verity`, `dm`, `fsmagic`, `etcmerge`) hold the
+//! `uevent`, `gpt`, `plan`, `data`, `verity`, `dm`, `fsmagic`, `etcmerge`,
+//! `varseed`) hold the
 //! logic and are unit tested; `sys` makes the system calls; `init` runs the
 //! sequence.
 
@@ -23,4 +24,5 @@ pub mod policy;
 pub mod reset;
 pub mod sys;
 pub mod uevent;
+pub mod varseed;
 pub mod verity;

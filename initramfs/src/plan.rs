@@ -279,6 +279,13 @@ pub enum Step {
     FactoryReset { dir: PathBuf, flag: String },
     /// `mkdir -p` each.
     MakeDirs(Vec<PathBuf>),
+    /// Copy into `data` what it lacks of the image's `/var` (`image`),
+    /// once per image (crate::varseed, the stamp `stamp`); never fatal.
+    SeedVar {
+        image: PathBuf,
+        data: PathBuf,
+        stamp: PathBuf,
+    },
     /// `mount --bind source target`.
     Bind { source: PathBuf, target: PathBuf },
     /// The `/etc` three-way merge (crate::etcmerge) of `upper` for the
@@ -339,6 +346,13 @@ impl fmt::Display for Step {
                 let d: Vec<_> = dirs.iter().map(|d| d.display().to_string()).collect();
                 write!(f, "mkdir -p {}", d.join(" "))
             }
+            Step::SeedVar { image, data, stamp } => write!(
+                f,
+                "seed {} from {} (once per image, stamp {})",
+                data.display(),
+                image.display(),
+                stamp.display()
+            ),
             Step::Bind { source, target } => {
                 write!(f, "bind {} on {}", source.display(), target.display())
             }
@@ -445,6 +459,11 @@ pub fn plan(cmd: &Cmdline, parts: &Partitions, policy: &Policy) -> Result<Vec<St
         data.join("etc/upper"),
         data.join("etc/work"),
     ]));
+    steps.push(Step::SeedVar {
+        image: sysroot.join("var"),
+        data: data.join("var"),
+        stamp: data.join(crate::varseed::STAMP),
+    });
     steps.push(Step::Bind {
         source: data.join("var"),
         target: sysroot.join("var"),
@@ -759,6 +778,7 @@ mod tests {
                 "data /dev/vda4 on /sysroot/data (nosuid,nodev; format if blank, e2fsck if it does not mount; else tmpfs and /sysroot/run/tandem/data-degraded)",
                 "factory reset if /sysroot/data/.tandem-factory-reset exists",
                 "mkdir -p /sysroot/data/var /sysroot/data/etc/upper /sysroot/data/etc/work",
+                "seed /sysroot/data/var from /sysroot/var (once per image, stamp /sysroot/data/.tandem-var-seeded)",
                 "bind /sysroot/data/var on /sysroot/var",
                 "merge /sysroot/data/etc/upper for /sysroot/etc (base and report in /sysroot/data/etc)",
                 "overlay on /sysroot/etc (lower /sysroot/etc, upper /sysroot/data/etc/upper, work /sysroot/data/etc/work)",

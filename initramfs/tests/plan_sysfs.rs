@@ -95,6 +95,7 @@ fn verity_slot_b_full_plan() {
         "data /dev/vda4 on /sysroot/data (nosuid,nodev; format if blank, e2fsck if it does not mount; else tmpfs and /sysroot/run/tandem/data-degraded)".into(),
         "factory reset if /sysroot/data/.tandem-factory-reset exists".into(),
         "mkdir -p /sysroot/data/var /sysroot/data/etc/upper /sysroot/data/etc/work".into(),
+        "seed /sysroot/data/var from /sysroot/var (once per image, stamp /sysroot/data/.tandem-var-seeded)".into(),
         "bind /sysroot/data/var on /sysroot/var".into(),
         "merge /sysroot/data/etc/upper for /sysroot/etc (base and report in /sysroot/data/etc)".into(),
         "overlay on /sysroot/etc (lower /sysroot/etc, upper /sysroot/data/etc/upper, work /sysroot/data/etc/work)".into(),

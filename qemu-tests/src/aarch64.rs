@@ -12,8 +12,23 @@ use crate::scenario::{
     booted, fail, install_and_reboot, require, require_committed, require_fell_back, status,
     trial_failed, verified, Fixture, Timeline, BOOT,
 };
+use crate::scenarios::Cuts;
 use crate::vm::Vm;
 use crate::RigError;
+
+/// Scenario 8c: scenario 5's power cuts (every phase in turn) on the
+/// aarch64 image: U-Boot, `tandem.env` on FAT (backend `uboot-file`).
+pub fn power_cuts(fx: &Fixture, t: &mut Timeline, cuts: usize, seed: u64) -> Result<(), RigError> {
+    let afx = Fixture::aarch64(&fx.images.join("arm64"), &fx.work)?;
+    let run = Cuts {
+        name: "s8c-cuts",
+        bundle: "minimal-arm64-1.1.0.tnd",
+        cuts,
+        seed,
+        phases: usize::MAX,
+    };
+    crate::scenarios::power_cuts(&afx, t, &run)
+}
 
 /// The A/B state file as the guest sees it (variables, sorted).
 fn env_file(vm: &mut Vm) -> Result<String, RigError> {

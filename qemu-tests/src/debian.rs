@@ -149,6 +149,18 @@ pub fn systemd_update_and_fallback(fx: &Fixture, t: &mut Timeline) -> Result<(),
         "`tandem status` went through dev.tandem.Agent1: D-Bus activation started tandem.service",
     );
     boot_complete(&mut vm)?;
+    // The data partition's /var hides the image's: the initramfs seeded
+    // it, so dpkg knows what the image holds.
+    let dpkg = vm.output(
+        "dpkg-query -W -f '${Status}' systemd",
+        Duration::from_secs(60),
+    )?;
+    if dpkg.trim() != "install ok installed" {
+        return Err(fail(format!(
+            "dpkg-query on the first boot: {dpkg:?} (the image's /var/lib/dpkg was not seeded onto the data partition)"
+        )));
+    }
+    t.step("dpkg-query: systemd is installed (the image's /var seeded onto the data partition)");
 
     install_via_daemon(&mut vm, "debian-1.1.0.tnd", t)?;
     vm.expect("tandem: booting slot b", BOOT)?;

@@ -202,17 +202,28 @@ pub fn usb_stick(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
     Ok(())
 }
 
-/// Scenario 14: `/etc` across an update: on 1.0.0 the administrator edits
-/// `/etc/demo/admin.conf`, rewrites `vendor.conf` unchanged (a copy-up)
-/// and edits `conflict.conf`; 1.1.0 changes `vendor.conf` and
-/// `conflict.conf`. After the update the administrator's edit stays, the
-/// unchanged copy yields to 1.1.0's version, the conflict keeps the
-/// administrator's version and `tandem status` reports it.
+/// Scenario 14: `/etc` and `/var` across an update: on 1.0.0 the
+/// administrator edits `/etc/demo/admin.conf`, rewrites `vendor.conf`
+/// unchanged (a copy-up) and edits `conflict.conf`; 1.1.0 changes
+/// `vendor.conf` and `conflict.conf`. After the update the administrator's
+/// edit stays, the unchanged copy yields to 1.1.0's version, the conflict
+/// keeps the administrator's version and `tandem status` reports it.
+/// `/var/lib/demo/state` is seeded from the image on the first boot and
+/// edited; 1.1.0 changes it (the edit stays) and adds `new` (seeded).
 pub fn etc_merge(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
     let server = fx.serve()?;
     let mut vm = Vm::start(&fx.config("s14-etc", fx.fresh_disk("s14-etc")?, Some(&server)))?;
+    vm.expect("/var seeded from 1.0.0", BOOT)?;
     vm.expect("/etc: base manifest recorded", BOOT)?;
     booted(&mut vm, 'a', t)?;
+    let state = vm.output("cat /var/lib/demo/state", Duration::from_secs(30))?;
+    if state != "s=1" {
+        return Err(fail(format!(
+            "/var/lib/demo/state on the first boot: {state:?}, expected the image's s=1 (seeded)"
+        )));
+    }
+    expect_code(&mut vm, "echo s=admin > /var/lib/demo/state", 0)?;
+    t.step("/var/lib/demo/state seeded from the image (s=1), then edited (s=admin)");
     expect_code(
         &mut vm,
         "echo x=2 > /etc/demo/admin.conf && cat /etc/demo/vendor.conf > /tmp/v && cat /tmp/v > /etc/demo/vendor.conf && echo c=admin > /etc/demo/conflict.conf && test -f /data/etc/upper/demo/vendor.conf",
@@ -220,6 +231,7 @@ pub fn etc_merge(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
     )?;
     t.step("edited admin.conf and conflict.conf; rewrote vendor.conf unchanged (copied up)");
     install_and_reboot(&mut vm, "minimal-1.1.0.tnd", t)?;
+    vm.expect("/var seeded from 1.1.0: 1 entry copied", BOOT)?;
     let l = vm.expect("/etc merged for 1.1.0", BOOT)?;
     t.step(format!("initramfs: {}", l.text.trim()));
     trial_commits(&mut vm, 'b', t)?;
@@ -241,6 +253,16 @@ pub fn etc_merge(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
         return Err(fail(format!("status etc_merge: {m}")));
     }
     t.step("admin.conf kept (x=2), vendor.conf is 1.1.0's (v=2), conflict.conf kept (c=admin) and reported in status");
+    let var = vm.output(
+        "cat /var/lib/demo/state /var/lib/demo/new",
+        Duration::from_secs(30),
+    )?;
+    if var != "s=admin n=1" {
+        return Err(fail(format!(
+            "/var/lib/demo after the update: {var:?}, expected the edited state (s=admin) and 1.1.0's new file (n=1)"
+        )));
+    }
+    t.step("/var: the edited state kept (s=admin), 1.1.0's new file seeded (n=1)");
     Ok(())
 }
 
@@ -260,17 +282,18 @@ impl Rng {
     }
 }
 
-/// The phases of scenario 5, cut in turn: what runs, and the window (ms)
-/// in which the power is cut after it was typed.
+/// The phases of scenario 5, cut in turn: what runs (`{BUNDLE}` is the
+/// update bundle's name), and the window (ms) in which the power is cut
+/// after it was typed.
 const PHASES: [(&str, &str, u64); 5] = [
     (
         "install",
-        "tandem install --force http://10.0.2.100/minimal-1.1.0.tnd",
+        "tandem install --force http://10.0.2.100/{BUNDLE}",
         2500,
     ),
     (
         "arming + trial boot + commit",
-        "tandem install --force --reboot http://10.0.2.100/minimal-1.1.0.tnd",
+        "tandem install --force --reboot http://10.0.2.100/{BUNDLE}",
         20_000,
     ),
     ("rollback", "tandem rollback", 400),
@@ -290,19 +313,28 @@ const PHASES: [(&str, &str, u64); 5] = [
     ),
 ];
 
+/// What a power-cut run cuts: the fixture's disk, updated with `bundle`;
+/// `name` prefixes the VM names (and logs).
+pub struct Cuts<'a> {
+    pub name: &'a str,
+    pub bundle: &'a str,
+    pub cuts: usize,
+    pub seed: u64,
+    /// Only the first `phases` phases (4 repeats a seed from before the
+    /// fifth existed).
+    pub phases: usize,
+}
+
 /// Scenario 5: power cuts at random moments during install, arming and the
 /// trial, commit and rollback, and with nothing marked bootable. After
 /// every cut the next boot must reach a working slot and `tandem status`
 /// must read the state cleanly. Prints the cuts per phase and the seed.
-pub fn power_cuts(
-    fx: &Fixture,
-    t: &mut Timeline,
-    cuts: usize,
-    seed: u64,
-    phases: usize,
-    name: &str,
-) -> Result<(), RigError> {
-    let phases = phases.clamp(1, PHASES.len());
+pub fn power_cuts(fx: &Fixture, t: &mut Timeline, run: &Cuts) -> Result<(), RigError> {
+    let Cuts {
+        name, cuts, seed, ..
+    } = *run;
+    let phases = run.phases.clamp(1, PHASES.len());
+    let cmd_of = |i: usize| PHASES[i].1.replace("{BUNDLE}", run.bundle);
     let server = fx.serve()?;
     let disk = fx.fresh_disk(name)?;
     let mut rng = Rng::new(seed);
@@ -316,11 +348,12 @@ pub fn power_cuts(
     let mut boots = 0;
     for i in 0..cuts {
         let phase = i % phases;
-        let (what, cmd, window_ms) = PHASES[phase];
+        let (what, _, window_ms) = PHASES[phase];
+        let cmd = cmd_of(phase);
         if phase == 4 {
             // First leave the other group half-written: an install cut
             // while it streams (the power cut below is one more boot).
-            vm.send(PHASES[0].1)?;
+            vm.send(&cmd_of(0))?;
             std::thread::sleep(Duration::from_millis(300 + rng.below(1500)));
             vm.power_cut()?;
             cfg.name = format!("{name}-{i}-pre");
@@ -338,7 +371,7 @@ pub fn power_cuts(
             }
         }
         let delay = rng.below(window_ms);
-        vm.send(cmd)?;
+        vm.send(&cmd)?;
         std::thread::sleep(Duration::from_millis(delay));
         let cut = vm.power_cut()?;
         per_phase[phase] += 1;
@@ -394,12 +427,28 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
     let mut v: Vec<Scenario> = vec![
         (
             "5a power cuts".into(),
-            Box::new(move |fx, t| power_cuts(fx, t, half, seed, phases, "s5-cuts-a")),
+            Box::new(move |fx, t| {
+                let run = Cuts {
+                    name: "s5-cuts-a",
+                    bundle: "minimal-1.1.0.tnd",
+                    cuts: half,
+                    seed,
+                    phases,
+                };
+                power_cuts(fx, t, &run)
+            }),
         ),
         (
             "5b power cuts".into(),
             Box::new(move |fx, t| {
-                power_cuts(fx, t, cuts - half, seed ^ 0x9e37_79b9, phases, "s5-cuts-b")
+                let run = Cuts {
+                    name: "s5-cuts-b",
+                    bundle: "minimal-1.1.0.tnd",
+                    cuts: cuts - half,
+                    seed: seed ^ 0x9e37_79b9,
+                    phases,
+                };
+                power_cuts(fx, t, &run)
             }),
         ),
         (
@@ -418,13 +467,20 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
             "8 aarch64 U-Boot update and fallback".into(),
             Box::new(crate::aarch64::uboot_update_and_fallback),
         ),
+        (
+            "8c aarch64 U-Boot power cuts".into(),
+            Box::new(move |fx, t| crate::aarch64::power_cuts(fx, t, half, seed ^ 0x85eb_ca6b)),
+        ),
         ("7 USB stick".into(), Box::new(usb_stick)),
         (
             "10 update from an OCI registry".into(),
             Box::new(registry_update),
         ),
         ("6 hostile bundles".into(), Box::new(hostile)),
-        ("14 /etc three-way merge".into(), Box::new(etc_merge)),
+        (
+            "14 /etc and /var across an update".into(),
+            Box::new(etc_merge),
+        ),
     ];
     v.extend(crate::lastresort::scenarios());
     // Last: it waits for both workers' VMs, and the scenarios before it
@@ -434,7 +490,7 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
         Box::new(crate::channel::fleet_lock_pair),
     ));
     if cuts == 0 {
-        v.drain(..2);
+        v.retain(|(n, _)| !n.contains("power cuts"));
     }
     v
 }
