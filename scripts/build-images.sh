@@ -3,7 +3,8 @@
 # work-out/images): a static tandem agent, the minimal image 1.0.0 as a
 # GPT disk (slot a), and signed bundles 1.1.0 (good), 1.2.0 (its health
 # check fails), 1.3.0 (its init crashes) and 1.4.0 (it hangs); the
-# channel variant into OUT/channel (below). Reuses the kernel download in
+# channel variant into OUT/channel and the systemd-boot variant into
+# OUT/sdboot (below). Reuses the kernel download in
 # /var/cache/tandem-image. Then the aarch64 images
 # (scripts/build-images-arm64.sh) into OUT/arm64.
 #
@@ -63,7 +64,21 @@ build_image "minimal 1.2.0 (bundle, channel, failing health check)" "$recipe" --
     --file /usr/lib/tandem/health-check="$f/health-check-broken"
 ((demo)) || build_image "minimal 1.3.0 (bundle, channel)" "$recipe" --version 1.3.0
 wait_images
+# The systemd-boot variant (scenarios 15a-15d): the same recipe booted by
+# systemd-boot 252 from BLS entries with boot counting; kernel and initrd
+# on the ESP, carried by the bundles as images of their own.
 if ((!demo)); then
+    img_out=$out/sdboot
+    mkdir -p "$img_out"
+    img_common=(--agent "$agent" --init "$init" --key "$out/vendor.key" --out "$img_out" --cache /var/cache/tandem-image
+        --bootloader systemd-boot)
+    build_image "minimal 1.0.0 (disk, systemd-boot)" "$recipe" --disk
+    build_image "minimal 1.1.0 (bundle, systemd-boot)" "$recipe" --version 1.1.0
+    build_image "minimal 1.2.0 (bundle, systemd-boot, failing health check)" "$recipe" --version 1.2.0 \
+        --file /usr/lib/tandem/health-check="$f/health-check-broken"
+    build_image "minimal 1.3.0 (bundle, systemd-boot, init crashes)" "$recipe" --version 1.3.0 \
+        --file /sbin/init="$f/init-crash"
+    wait_images
     scripts/build-images-arm64.sh "$out/arm64" "$out/vendor.key"
 fi
 step "images in $out"

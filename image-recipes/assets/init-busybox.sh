@@ -4,6 +4,8 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc 2>/dev/null
 mount -t sysfs sysfs /sys 2>/dev/null
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# systemd-boot's variables (LoaderBootCountPath names the entry on trial).
+[ -d /sys/firmware/efi/efivars ] && mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null
 # The initramfs hands over /run (a tmpfs, with /run/tandem/data-degraded
 # when the data partition could not be used): keep it.
 grep -q " /run " /proc/mounts || mount -t tmpfs tmpfs /run

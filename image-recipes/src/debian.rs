@@ -257,7 +257,7 @@ pub type File = (String, String, u32);
 /// With `packaged`, the agent came from its Debian package, which brought
 /// the dist files and whose postinst enabled the boot check.
 pub fn integration(r: &Recipe, packaged: bool) -> (Vec<File>, Vec<(String, String)>) {
-    let chain = r.arch.boot_chain();
+    let chain = r.boot_chain();
     let tty = console(r.arch);
     let dist: &[(&str, &str)] = if packaged { &[] } else { DIST_FILES };
     let mut files: Vec<File> = dist
@@ -338,7 +338,7 @@ pub fn integration(r: &Recipe, packaged: bool) -> (Vec<File>, Vec<(String, Strin
         ])
         .map(|(l, u)| (format!("etc/systemd/system/{l}"), unit(u)))
         .collect();
-    // Masked: the GRUB backend commits, not systemd-boot's counting; no
+    // Masked: Tandem's boot check commits, not systemd-boot's counting; no
     // first-boot prompts on the console; no apt runs on a read-only image.
     for u in [
         "systemd-bless-boot.service",

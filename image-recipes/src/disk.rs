@@ -1,5 +1,6 @@
 //! Whole disks: GPT with a FAT boot partition (amd64: the ESP with GRUB,
-//! the shipped grub.cfg and grubenv; arm64: U-Boot's boot.scr and
+//! the shipped grub.cfg and grubenv, or with systemd-boot, slot a's entry,
+//! kernel and initrd; arm64: U-Boot's boot.scr and
 //! tandem.env), slot a (the image), slot b (empty, marked not bootable),
 //! data (ext4). No root and no loop mounts: sgdisk, mtools and file writes
 //! at offsets.
@@ -131,6 +132,82 @@ fn esp(
     Ok(img)
 }
 
+/// systemd-boot's binary (Debian `systemd-boot-efi`).
+pub const SYSTEMD_BOOT_EFI: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+
+/// systemd-boot's `loader.conf`: no menu, no editor (a kernel command
+/// line typed at the console would bypass dm-verity), and no `default`:
+/// the agent's entries decide (docs/boot.md).
+pub const LOADER_CONF: &str = "timeout 0\neditor no\n";
+
+/// Slot a's first entry: what the agent's systemd-boot backend would write
+/// for it (generation 1, committed), with its dm-verity parameters.
+pub fn initial_sdboot_entry(cmdline: &str, version: &str, verity_a: Option<&str>) -> String {
+    use tandem::boot::sdboot::entry::Layout;
+    use tandem::slot::SlotGroup;
+    let mut layout = Layout {
+        options: cmdline.to_string(),
+        ..Layout::default()
+    };
+    if let Some(v) = verity_a {
+        layout.extra.insert(SlotGroup::A, v.to_string());
+    }
+    layout.compose(SlotGroup::A, 1, Some(version))
+}
+
+/// The ESP of a systemd-boot disk: the loader as the removable-media
+/// default, `loader.conf`, slot a's entry, kernel and initrd.
+fn sdboot_esp(
+    spec: &DiskSpec,
+    work: &Path,
+    seed: &str,
+    epoch: u64,
+    slot: &SlotImage<'_>,
+) -> Result<std::path::PathBuf, BuildError> {
+    let boot = slot.esp_boot.as_ref().ok_or_else(|| {
+        BuildError::Step("a systemd-boot disk needs the kernel and initrd for its ESP".into())
+    })?;
+    if !Path::new(SYSTEMD_BOOT_EFI).is_file() {
+        return Err(BuildError::Step(format!(
+            "{SYSTEMD_BOOT_EFI} is missing: apt-get install systemd-boot-efi"
+        )));
+    }
+    let img = fat(spec, work, seed, "ESP")?;
+    let conf = work.join("loader.conf");
+    let entry = work.join("tandem-a.conf");
+    for (p, text) in [
+        (&conf, LOADER_CONF.to_string()),
+        (
+            &entry,
+            initial_sdboot_entry(&boot.cmdline, &boot.label, slot.verity_args.as_deref()),
+        ),
+    ] {
+        std::fs::write(p, text).map_err(|e| BuildError::io(p, e))?;
+    }
+    let s = |p: &Path| p.display().to_string();
+    fat_copy(
+        &img,
+        epoch,
+        &[
+            "::/EFI",
+            "::/EFI/BOOT",
+            "::/loader",
+            "::/loader/entries",
+            "::/tandem",
+            "::/tandem/a",
+            "::/tandem/b",
+        ],
+        &[
+            (SYSTEMD_BOOT_EFI.into(), "::/EFI/BOOT/BOOTX64.EFI".into()),
+            (s(&conf), "::/loader/loader.conf".into()),
+            (s(&entry), "::/loader/entries/tandem-a.conf".into()),
+            (s(&boot.kernel), "::/tandem/a/vmlinuz".into()),
+            (s(&boot.initrd), "::/tandem/a/initrd.img".into()),
+        ],
+    )?;
+    Ok(img)
+}
+
 /// U-Boot's boot partition: `/boot.scr` and `/tandem.env` (with slot a's
 /// verity parameters, like the grubenv).
 fn uboot_boot(
@@ -178,6 +255,17 @@ pub struct SlotImage<'a> {
     pub path: &'a Path,
     /// Kernel parameters for its dm-verity (written into the boot env).
     pub verity_args: Option<String>,
+    /// systemd-boot: what slot a boots from the ESP.
+    pub esp_boot: Option<EspBoot>,
+}
+
+/// A slot's kernel, initrd and command line on the ESP (systemd-boot).
+pub struct EspBoot {
+    pub kernel: std::path::PathBuf,
+    pub initrd: std::path::PathBuf,
+    pub cmdline: String,
+    /// Shown in the entry's title (the image version).
+    pub label: String,
 }
 
 /// Builds the disk image at `out`.
@@ -205,6 +293,7 @@ pub fn build(
             esp(spec, work, seed, epoch, slot.verity_args.as_deref())?,
             "ef00",
         ),
+        BootChain::SdBoot => (sdboot_esp(spec, work, seed, epoch, slot)?, "ef00"),
         // Microsoft basic data: a plain FAT partition, as U-Boot boards use.
         BootChain::UbootFile => (
             uboot_boot(spec, work, seed, epoch, slot.verity_args.as_deref())?,

@@ -91,9 +91,28 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
         cdc: Some(tandem::bundle::cdc::DEFAULT),
         verity: verity.clone(),
     };
-    tandem::bundle::writer::create(&bundle, &meta, &[input], &[key])?;
+    let chain = r.boot_chain();
+    let mut inputs = vec![input];
+    let initrd_path = o.work.join(format!("{seed}.initrd.img"));
+    if chain == recipe::BootChain::SdBoot {
+        // systemd-boot loads them from the ESP: the bundle carries them as
+        // images of their own, which the agent writes to the other slot's
+        // files there (rootfs::agent_config).
+        std::fs::write(&initrd_path, &initrd).map_err(|e| BuildError::io(&initrd_path, e))?;
+        for (class, path) in [("kernel", k.vmlinuz()), ("initrd", initrd_path.clone())] {
+            inputs.push(tandem::bundle::writer::ImageInput {
+                slot_class: tandem::slot::SlotClass::new(class).expect("valid class"),
+                path,
+                compression: tandem::bundle::Compression::Zstd,
+                frame_size: None,
+                chunk_size: None,
+                cdc: Some(tandem::bundle::cdc::DEFAULT),
+                verity: None,
+            });
+        }
+    }
+    tandem::bundle::writer::create(&bundle, &meta, &inputs, &[key])?;
 
-    let chain = r.arch.boot_chain();
     let disk = match (&r.disk, o.make_disk) {
         (Some(spec), true) => {
             let path = o.out.join(format!("{}-{}.disk.img", r.name, r.version));
@@ -115,9 +134,16 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
                 ),
                 None => None,
             };
+            let esp_boot = (chain == recipe::BootChain::SdBoot).then(|| disk::EspBoot {
+                kernel: k.vmlinuz(),
+                initrd: initrd_path.clone(),
+                cmdline: r.kernel.cmdline.clone(),
+                label: r.version.to_string(),
+            });
             let slot = disk::SlotImage {
                 path: &slot_image,
                 verity_args,
+                esp_boot,
             };
             disk::build(spec, chain, &slot, &o.work, &path, &seed, epoch)?;
             Some(path)

@@ -29,6 +29,9 @@ pub struct Recipe {
     /// busybox packages and the boot chain (GRUB/UEFI or U-Boot).
     #[serde(default)]
     pub arch: Arch,
+    /// The bootloader: amd64 boots GRUB (the default) or systemd-boot;
+    /// arm64 boots U-Boot.
+    pub bootloader: Option<Bootloader>,
     pub kernel: Kernel,
     pub rootfs: Rootfs,
     #[serde(default)]
@@ -63,11 +66,40 @@ pub enum Arch {
     Arm64,
 }
 
-/// How a disk of this architecture boots.
+/// A recipe's `bootloader`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bootloader {
+    Grub,
+    SystemdBoot,
+    #[serde(rename = "u-boot")]
+    UBoot,
+}
+
+impl std::str::FromStr for Bootloader {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Bootloader, String> {
+        match s {
+            "grub" => Ok(Bootloader::Grub),
+            "systemd-boot" => Ok(Bootloader::SystemdBoot),
+            "u-boot" => Ok(Bootloader::UBoot),
+            _ => Err(format!(
+                "unknown bootloader {s:?}: grub, systemd-boot or u-boot"
+            )),
+        }
+    }
+}
+
+/// How a disk boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BootChain {
     /// ESP with GRUB, `/EFI/tandem/grub.cfg` and `grubenv`, mounted at `/boot/efi`.
     Grub,
+    /// ESP with systemd-boot, a Boot Loader Specification entry per slot
+    /// (`/loader/entries/tandem-<g>….conf`) and each slot's kernel and
+    /// initrd (`/tandem/<g>/`), mounted at `/boot/efi` (agent backend
+    /// `systemd-boot`; the bundle carries kernel and initrd as images).
+    SdBoot,
     /// FAT partition with `boot.scr` and `tandem.env`, mounted at `/boot/firmware`.
     UbootFile,
 }
@@ -99,10 +131,17 @@ impl Arch {
         }
     }
 
-    pub fn boot_chain(self) -> BootChain {
-        match self {
-            Arch::Amd64 => BootChain::Grub,
-            Arch::Arm64 => BootChain::UbootFile,
+    /// The boot chain of `bootloader` (or the default) on this
+    /// architecture.
+    pub fn boot_chain(self, bootloader: Option<Bootloader>) -> Result<BootChain, String> {
+        match (self, bootloader) {
+            (Arch::Amd64, None | Some(Bootloader::Grub)) => Ok(BootChain::Grub),
+            (Arch::Amd64, Some(Bootloader::SystemdBoot)) => Ok(BootChain::SdBoot),
+            (Arch::Arm64, None | Some(Bootloader::UBoot)) => Ok(BootChain::UbootFile),
+            (a, Some(b)) => Err(format!(
+                "{b:?} is not a bootloader for {} here (amd64: grub or systemd-boot; arm64: u-boot)",
+                a.debian()
+            )),
         }
     }
 }
@@ -111,7 +150,7 @@ impl BootChain {
     /// Where the running system mounts the FAT boot partition.
     pub fn mount_point(self) -> &'static str {
         match self {
-            BootChain::Grub => "/boot/efi",
+            BootChain::Grub | BootChain::SdBoot => "/boot/efi",
             BootChain::UbootFile => "/boot/firmware",
         }
     }
@@ -119,7 +158,7 @@ impl BootChain {
     /// The GPT partition name of the FAT boot partition.
     pub fn partition_name(self) -> &'static str {
         match self {
-            BootChain::Grub => "esp",
+            BootChain::Grub | BootChain::SdBoot => "esp",
             BootChain::UbootFile => "boot",
         }
     }
@@ -262,13 +301,32 @@ impl Recipe {
                 ));
             }
         }
-        if r.arch.boot_chain() == BootChain::UbootFile && r.rootfs.filesystem != Filesystem::Ext4 {
+        let chain = r
+            .arch
+            .boot_chain(r.bootloader)
+            .map_err(|m| invalid("bootloader", &m))?;
+        if chain == BootChain::UbootFile && r.rootfs.filesystem != Filesystem::Ext4 {
             return Err(invalid(
                 "rootfs.filesystem",
                 "U-Boot (arch arm64) reads only ext4 slots here (Debian's qemu_arm64 build has no squashfs)",
             ));
         }
         Ok(r)
+    }
+
+    /// How this recipe's disk boots (checked by [`Recipe::parse`]; a
+    /// `bootloader` set afterwards is checked by [`Recipe::set_bootloader`]).
+    pub fn boot_chain(&self) -> BootChain {
+        self.arch
+            .boot_chain(self.bootloader)
+            .expect("checked when set")
+    }
+
+    /// Overrides the recipe's bootloader (`tandem-image --bootloader`).
+    pub fn set_bootloader(&mut self, b: Bootloader) -> Result<(), String> {
+        self.arch.boot_chain(Some(b))?;
+        self.bootloader = Some(b);
+        Ok(())
     }
 
     pub fn load(path: &Path) -> Result<Recipe, RecipeError> {
@@ -311,6 +369,11 @@ filesystem = "squashfs"
             (format!("{MIN}\nbogus = 1\n"), "bogus"),
             (format!("arch = \"arm64\"\n{MIN}"), "rootfs.filesystem"),
             (format!("arch = \"riscv64\"\n{MIN}"), "arch"),
+            (
+                format!("bootloader = \"u-boot\"\n{MIN}"),
+                "bootloader: UBoot is not a bootloader for amd64",
+            ),
+            (format!("bootloader = \"lilo\"\n{MIN}"), "bootloader"),
             (format!("{MIN}suite = \"bookworm\"\n"), "rootfs.suite"),
             (
                 MIN.replace("\"busybox\"", "\"debian\"\npackages = [\"a b\"]"),
@@ -322,6 +385,23 @@ filesystem = "squashfs"
                 .to_string();
             assert!(e.contains(needle), "{needle} in {e}");
         }
+    }
+
+    #[test]
+    fn systemd_boot_on_amd64_only() {
+        let mut r = Recipe::parse(
+            &format!("bootloader = \"systemd-boot\"\n{MIN}"),
+            Path::new("r.toml"),
+        )
+        .unwrap();
+        assert_eq!(r.boot_chain(), BootChain::SdBoot);
+        assert_eq!(r.boot_chain().mount_point(), "/boot/efi");
+        r.set_bootloader("grub".parse().unwrap()).unwrap();
+        assert_eq!(r.boot_chain(), BootChain::Grub);
+        r.arch = Arch::Arm64;
+        assert!(r.set_bootloader(Bootloader::SystemdBoot).is_err());
+        assert_eq!(r.bootloader, Some(Bootloader::Grub));
+        assert!("systemd".parse::<Bootloader>().is_err());
     }
 
     #[test]
@@ -345,7 +425,7 @@ filesystem = "squashfs"
         );
         let r = Recipe::parse(&text, Path::new("r.toml")).unwrap();
         assert_eq!(r.arch, Arch::Arm64);
-        assert_eq!(r.arch.boot_chain(), BootChain::UbootFile);
+        assert_eq!(r.boot_chain(), BootChain::UbootFile);
         assert_eq!(r.disk.unwrap().esp_mib, 40);
         assert_eq!(BootChain::UbootFile.mount_point(), "/boot/firmware");
         if std::env::consts::ARCH == "x86_64" {

@@ -13,20 +13,42 @@ use crate::recipe::{BootChain, Recipe};
 use crate::stage::{read, write};
 use crate::tool::BuildError;
 
+/// The most a slot's kernel or initrd file on the ESP may hold (the agent's
+/// `size` for them; each file takes its image's length).
+pub const ESP_KERNEL_MAX: &str = "32M";
+pub const ESP_INITRD_MAX: &str = "64M";
+
 /// The agent configuration every image carries (the device's view).
 pub fn agent_config(r: &Recipe) -> String {
-    let chain = r.arch.boot_chain();
+    let chain = r.boot_chain();
+    let mp = chain.mount_point();
     let boot = match chain {
-        BootChain::Grub => format!(
-            "backend = \"grub\"\ngrubenv = \"{}/EFI/tandem/grubenv\"",
-            chain.mount_point()
+        BootChain::Grub => format!("backend = \"grub\"\ngrubenv = \"{mp}/EFI/tandem/grubenv\""),
+        BootChain::SdBoot => format!(
+            "backend = \"systemd-boot\"\nesp = \"{mp}\"\nkernel_options = \"{}\"",
+            r.kernel.cmdline
         ),
         BootChain::UbootFile => format!(
-            "backend = \"uboot-file\"\nuboot_env_file = \"{}/{}\"",
-            chain.mount_point(),
+            "backend = \"uboot-file\"\nuboot_env_file = \"{mp}/{}\"",
             tandem::boot::uboot_file::FILE_NAME
         ),
     };
+    let mut slots = String::new();
+    for g in ["a", "b"] {
+        slots.push_str(&format!(
+            "\n[slots.{g}.rootfs]\ndevice = \"/dev/tandem/root-{g}\"\n"
+        ));
+    }
+    if chain == BootChain::SdBoot {
+        // systemd-boot loads kernel and initrd from the ESP, where
+        // loader/entries/tandem-<g>.conf names them (docs/boot.md).
+        for g in ["a", "b"] {
+            slots.push_str(&format!(
+                "\n[slots.{g}.kernel]\ndevice = \"{mp}/tandem/{g}/vmlinuz\"\nsize = \"{ESP_KERNEL_MAX}\"\n\
+                 \n[slots.{g}.initrd]\ndevice = \"{mp}/tandem/{g}/initrd.img\"\nsize = \"{ESP_INITRD_MAX}\"\n"
+            ));
+        }
+    }
     format!(
         r#"# Written by tandem-image for recipe {name}.
 compatible = "{compatible}"
@@ -41,30 +63,28 @@ tries = 1
 
 # The initramfs's links: the slots of the disk the bootloader booted
 # from, never a same-named partition on another disk (a USB stick).
-[slots.a.rootfs]
-device = "/dev/tandem/root-a"
-
-[slots.b.rootfs]
-device = "/dev/tandem/root-b"
-"#,
+{slots}"#,
         name = r.name,
-        compatible = r.compatible
+        compatible = r.compatible,
+        slots = slots.trim_start(),
     )
 }
 
 /// The slot's own kernel arguments, in the bootloader's syntax: a GRUB
 /// snippet `/boot/tandem.cfg` that grub.cfg sources, or a U-Boot text env
-/// `/boot/tandem-args.env` whose `tandem_bootargs` boot.scr imports.
-pub fn boot_args_file(r: &Recipe) -> (&'static str, String) {
-    match r.arch.boot_chain() {
-        BootChain::Grub => (
+/// `/boot/tandem-args.env` whose `tandem_bootargs` boot.scr imports. None
+/// for systemd-boot: its entries carry the command line (`kernel_options`).
+pub fn boot_args_file(r: &Recipe) -> Option<(&'static str, String)> {
+    match r.boot_chain() {
+        BootChain::Grub => Some((
             "boot/tandem.cfg",
             format!("set tandem_cmdline=\"{}\"\n", r.kernel.cmdline),
-        ),
-        BootChain::UbootFile => (
+        )),
+        BootChain::UbootFile => Some((
             "boot/tandem-args.env",
             format!("tandem_bootargs={}\n", r.kernel.cmdline),
-        ),
+        )),
+        BootChain::SdBoot => None,
     }
 }
 
@@ -98,7 +118,7 @@ pub fn stage(
             "tmp",
             "var",
             "data",
-            r.arch.boot_chain().mount_point(),
+            r.boot_chain().mount_point(),
             "root",
             "lib/modules",
         ],
@@ -145,10 +165,13 @@ pub fn stage(
             write(stage, path, text.as_bytes(), 0o644)?;
         }
     }
-    write(stage, "boot/vmlinuz", &read(&k.vmlinuz())?, 0o644)?;
-    write(stage, "boot/initrd.img", initrd, 0o644)?;
-    let (args_path, args) = boot_args_file(r);
-    write(stage, args_path, args.as_bytes(), 0o644)?;
+    // GRUB and U-Boot load them from the slot; systemd-boot from the ESP
+    // (the bundle's kernel and initrd images).
+    if let Some((args_path, args)) = boot_args_file(r) {
+        write(stage, "boot/vmlinuz", &read(&k.vmlinuz())?, 0o644)?;
+        write(stage, "boot/initrd.img", initrd, 0o644)?;
+        write(stage, args_path, args.as_bytes(), 0o644)?;
+    }
     base.integrate(stage, matches!(o.agent, Agent::Deb(_)))?;
     for (dest, src) in &r.files {
         let src = o.recipe_dir.join(src);
@@ -165,4 +188,54 @@ pub fn stage(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tandem::config::{parse, BootConfig, Source};
+    use tandem::slot::{SlotClass, SlotGroup};
+
+    fn recipe(extra: &str) -> Recipe {
+        let text = format!(
+            "{extra}\nname = \"m\"\ncompatible = \"c\"\nversion = \"1.0.0\"\n\
+             [kernel]\npackage = \"linux-image-amd64\"\nmodules = []\ncmdline = \"console=ttyS0 panic=5\"\n\
+             [rootfs]\nbase = \"busybox\"\nfilesystem = \"squashfs\"\n"
+        );
+        Recipe::parse(&text, Path::new("r.toml")).unwrap()
+    }
+
+    /// The agent reads what the image build writes: backend, ESP, kernel
+    /// options, and for systemd-boot the kernel and initrd file slots.
+    #[test]
+    fn the_agent_accepts_each_chains_config() {
+        let grub = parse(&[Source::image("t.toml", agent_config(&recipe("")))]).unwrap();
+        assert!(matches!(grub.boot, BootConfig::Grub { .. }));
+        assert_eq!(grub.classes().count(), 1);
+        assert!(boot_args_file(&recipe("")).is_some());
+
+        let r = recipe("bootloader = \"systemd-boot\"");
+        let s = parse(&[Source::image("t.toml", agent_config(&r))]).unwrap();
+        match &s.boot {
+            BootConfig::SystemdBoot {
+                esp,
+                kernel_options,
+                ..
+            } => {
+                assert_eq!(esp, Path::new("/boot/efi"));
+                assert_eq!(kernel_options, "console=ttyS0 panic=5");
+            }
+            other => panic!("{other:?}"),
+        }
+        let kernel = SlotClass::new("kernel").unwrap();
+        let dev = s.slot(SlotGroup::B, &kernel).unwrap();
+        assert_eq!(dev.device, Path::new("/boot/efi/tandem/b/vmlinuz"));
+        assert_eq!(dev.size, Some(32 << 20));
+        let initrd = SlotClass::new("initrd").unwrap();
+        assert_eq!(
+            s.slot(SlotGroup::A, &initrd).unwrap().device,
+            Path::new("/boot/efi/tandem/a/initrd.img")
+        );
+        assert!(boot_args_file(&r).is_none());
+    }
 }

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use crate::scenario::{
-    booted, fail, install_and_reboot, require, require_committed, require_fell_back, status,
-    trial_failed, verified, Fixture, Timeline, BOOT,
+    booted, fail, install_and_cut, install_and_reboot, require, require_committed,
+    require_fell_back, status, trial_failed, verified, Fixture, Timeline, BOOT,
 };
 use crate::scenarios::Cuts;
 use crate::vm::Vm;
@@ -45,7 +45,8 @@ pub fn uboot_update_and_fallback(fx: &Fixture, t: &mut Timeline) -> Result<(), R
     let afx = Fixture::aarch64(&fx.images.join("arm64"), &fx.work)?;
     let server = afx.serve()?;
     let name = "s8-aarch64";
-    let mut vm = Vm::start(&afx.config(name, afx.fresh_disk(name)?, Some(&server)))?;
+    let mut cfg = afx.config(name, afx.fresh_disk(name)?, Some(&server));
+    let mut vm = Vm::start(&cfg)?;
     let scr = vm.expect("Executing script at", BOOT)?;
     let kernel = vm.expect("Starting kernel", BOOT)?;
     t.step(format!(
@@ -72,7 +73,9 @@ pub fn uboot_update_and_fallback(fx: &Fixture, t: &mut Timeline) -> Result<(), R
     )?;
     t.step("slot a (1.0.0) up; status: backend uboot-file, a booted and primary");
 
-    install_and_reboot(&mut vm, "minimal-arm64-1.1.0.tnd", t)?;
+    // Power cut the moment b is armed: the renamed tandem.env must be on
+    // the disk already (vfat writes its directory entry with its inode).
+    let mut vm = install_and_cut(vm, &mut cfg, "minimal-arm64-1.1.0.tnd", t)?;
     let l = vm.expect("tandem: trial of slot b", BOOT)?;
     t.step(format!(
         "U-Boot counted the try in tandem.env: {}",

@@ -22,23 +22,13 @@ const NOTICE: Duration = Duration::from_secs(240);
 /// (keys and the root its images ship) in IMAGES/channel/repo.
 pub fn fixture(fx: &Fixture) -> Result<Fixture, RigError> {
     let images = fx.images.join("channel");
-    let disk = images.join("minimal-1.0.0.disk.img");
-    if !disk.exists() || !images.join("repo/keys/root.key").exists() {
+    if !images.join("repo/keys/root.key").exists() {
         return Err(fail(format!(
-            "no channel images in {} (scripts/build-images.sh builds them)",
+            "no channel repository in {} (scripts/build-images.sh builds it)",
             images.display()
         )));
     }
-    Ok(Fixture {
-        accel: fx.accel.clone(),
-        arch: fx.arch,
-        images,
-        work: fx.work.clone(),
-        relay: fx.relay.clone(),
-        disk,
-        uboot_env: None,
-        tandem: fx.tandem.clone(),
-    })
+    fx.variant(images, "minimal-1.0.0.disk.img", "scripts/build-images.sh")
 }
 
 /// A private copy of the channel's repository, published with the host's

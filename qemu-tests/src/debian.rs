@@ -11,7 +11,7 @@ use crate::scenario::{
     booted, expect_code, fail, require, require_committed, require_fell_back, status, trial_failed,
     Fixture, Timeline,
 };
-use crate::vm::{Arch, Vm};
+use crate::vm::Vm;
 use crate::RigError;
 
 /// One systemd boot under TCG: ~25 s to the shell alone, up to 2.5× that
@@ -20,24 +20,8 @@ const BOOT: Duration = Duration::from_secs(180);
 
 pub fn fixture(fx: &Fixture) -> Result<Fixture, RigError> {
     let images = fx.images.join("debian");
-    let disk = images.join("debian-1.0.0.disk.img");
-    if !disk.exists() {
-        return Err(fail(format!(
-            "no {} (build it with scripts/build-images-debian.sh {})",
-            disk.display(),
-            images.display()
-        )));
-    }
-    Ok(Fixture {
-        accel: fx.accel.clone(),
-        arch: Arch::X86_64,
-        images,
-        work: fx.work.clone(),
-        relay: fx.relay.clone(),
-        disk,
-        uboot_env: None,
-        tandem: fx.tandem.clone(),
-    })
+    let hint = format!("scripts/build-images-debian.sh {}", images.display());
+    fx.variant(images, "debian-1.0.0.disk.img", &hint)
 }
 
 /// Installs `bundle` through the daemon (not with --reboot, so the

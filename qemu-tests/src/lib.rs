@@ -14,6 +14,7 @@ pub mod lastresort;
 pub mod qmp;
 pub mod scenario;
 pub mod scenarios;
+pub mod sdboot;
 pub mod vm;
 
 pub use console::Console;

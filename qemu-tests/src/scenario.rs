@@ -129,6 +129,26 @@ impl Fixture {
         })
     }
 
+    /// The same machine (accelerator, agent) booting another x86_64 image
+    /// set: `disk` in `images`, which hold its bundles. `hint` says what
+    /// builds them, for the error when the disk is missing.
+    pub fn variant(&self, images: PathBuf, disk: &str, hint: &str) -> Result<Fixture, RigError> {
+        let disk = images.join(disk);
+        if !disk.exists() {
+            return Err(fail(format!("no {} ({hint} builds it)", disk.display())));
+        }
+        Ok(Fixture {
+            accel: self.accel.clone(),
+            arch: Arch::X86_64,
+            images,
+            work: self.work.clone(),
+            relay: self.relay.clone(),
+            disk,
+            uboot_env: None,
+            tandem: self.tandem.clone(),
+        })
+    }
+
     /// A fresh copy-on-write disk for one VM (the base stays pristine).
     pub fn fresh_disk(&self, name: &str) -> Result<Disk, RigError> {
         let dir = self.work.join(name);
@@ -335,6 +355,33 @@ pub fn booted(vm: &mut Vm, slot: char, t: &mut Timeline) -> Result<(), RigError>
 /// Installs a bundle over HTTP with --reboot; waits for the download to finish.
 pub fn install_and_reboot(vm: &mut Vm, bundle: &str, t: &mut Timeline) -> Result<(), RigError> {
     install_with(vm, bundle, "", t)
+}
+
+/// Installs a bundle over HTTP without rebooting and cuts the power the
+/// moment the install says the other group is armed; starts the VM again
+/// (as `cfg`, renamed `<name>-after-cut`) on the same disk. What the
+/// install wrote must already be durable: the next boot is the trial.
+pub fn install_and_cut(
+    vm: Vm,
+    cfg: &mut VmConfig,
+    bundle: &str,
+    t: &mut Timeline,
+) -> Result<Vm, RigError> {
+    let mut vm = vm;
+    vm.send(&format!("tandem install http://10.0.2.100/{bundle}"))?;
+    let (l, k) = vm.expect_any(&["armed for", "error:"], Duration::from_secs(180))?;
+    if k == 1 {
+        return Err(RigError::Setup(format!(
+            "install of {bundle} failed: {}",
+            l.text
+        )));
+    }
+    let cut = vm.power_cut()?;
+    t.step(format!(
+        "installed {bundle} over HTTP into the other slot, armed; power cut at once ({cut})"
+    ));
+    cfg.name = format!("{}-after-cut", cfg.name);
+    Vm::start(cfg)
 }
 
 /// [`install_and_reboot`] with extra `tandem install` flags (e.g. `--force`

@@ -13,7 +13,7 @@ use crate::vm::{Disk, Vm};
 use crate::RigError;
 
 /// A trial boot of `slot` that must commit: markers in console order.
-fn trial_commits(vm: &mut Vm, slot: char, t: &mut Timeline) -> Result<(), RigError> {
+pub fn trial_commits(vm: &mut Vm, slot: char, t: &mut Timeline) -> Result<(), RigError> {
     vm.expect(&format!("TANDEM-BOOTED slot={slot}"), BOOT)?;
     vm.expect(&format!("slot {slot} committed"), BOOT)?;
     vm.expect(&format!("TANDEM-READY slot={slot}"), BOOT)?;
@@ -78,21 +78,30 @@ pub fn health_failure(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
     Ok(())
 }
 
-fn fallback_after(
+/// GRUB's console line when it boots `slot` (grub.cfg).
+pub fn grub_booting(slot: char) -> String {
+    format!("tandem: booting slot {slot}")
+}
+
+/// Installs `bundle`, sees `sign` in the trial of b and the bootloader
+/// fall back to a (`booting(slot)`: the console line that shows the
+/// bootloader chose `slot`), then the boot check record the fallback.
+pub fn fallback_after(
     fx: &Fixture,
     t: &mut Timeline,
     name: &str,
     bundle: &str,
     sign: &str,
+    booting: fn(char) -> String,
 ) -> Result<(), RigError> {
     let server = fx.serve()?;
     let mut vm = Vm::start(&fx.config(name, fx.fresh_disk(name)?, Some(&server)))?;
     booted(&mut vm, 'a', t)?;
     install_and_reboot(&mut vm, bundle, t)?;
-    vm.expect("tandem: booting slot b", BOOT)?;
+    vm.expect(&booting('b'), BOOT)?;
     vm.expect(sign, BOOT)?;
     t.step(format!("trial of b: saw {sign:?}"));
-    vm.expect("tandem: booting slot a", Duration::from_secs(180))?;
+    vm.expect(&booting('a'), Duration::from_secs(180))?;
     t.step("the bootloader fell back to a");
     vm.expect("TANDEM-BOOTED slot=a", BOOT)?;
     vm.expect("the bootloader fell back", BOOT)?;
@@ -105,7 +114,14 @@ fn fallback_after(
 
 /// 3. The new image's init fails → kernel panic → fallback after its try.
 pub fn kernel_panic(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
-    fallback_after(fx, t, "s3-panic", "minimal-1.3.0.tnd", "Kernel panic")
+    fallback_after(
+        fx,
+        t,
+        "s3-panic",
+        "minimal-1.3.0.tnd",
+        "Kernel panic",
+        grub_booting,
+    )
 }
 
 /// 4. The new image hangs before commit → the watchdog resets → fallback.
@@ -116,6 +132,7 @@ pub fn watchdog_hang(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
         "s4-watchdog",
         "minimal-1.4.0.tnd",
         "watchdog armed; hanging",
+        grub_booting,
     )
 }
 
@@ -480,6 +497,22 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
         (
             "14 /etc and /var across an update".into(),
             Box::new(etc_merge),
+        ),
+        (
+            "15d systemd-boot power cuts".into(),
+            Box::new(move |fx, t| crate::sdboot::power_cuts(fx, t, half, seed ^ 0xc2b2_ae35)),
+        ),
+        (
+            "15a systemd-boot update A->B->A".into(),
+            Box::new(crate::sdboot::update_both_ways),
+        ),
+        (
+            "15c systemd-boot kernel panic fallback".into(),
+            Box::new(crate::sdboot::kernel_panic),
+        ),
+        (
+            "15b systemd-boot health-check fallback".into(),
+            Box::new(crate::sdboot::health_failure),
         ),
     ];
     v.extend(crate::lastresort::scenarios());

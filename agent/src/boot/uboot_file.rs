@@ -19,7 +19,8 @@
 //!
 //! 1. write the whole file to `NAME.tmp` (created or truncated), `fsync`;
 //! 2. `rename` it over `NAME`;
-//! 3. `fsync` the directory.
+//! 3. `fsync` `NAME` (on vfat this writes its directory entry: see
+//!    [`crate::sys::rename_durable`]), then the directory.
 //!
 //! A power cut before 2 leaves the old file (and a stray `.tmp`, which the
 //! next save truncates); after 3 the new file is durable. FAT has no
@@ -220,14 +221,7 @@ impl EnvStore for UbootFileStore {
         f.write_all(&bytes).map_err(Self::io(&tmp))?;
         f.sync_all().map_err(Self::io(&tmp))?;
         drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(Self::io(&self.path))?;
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(Self::io(dir))
+        crate::sys::rename_durable(&tmp, &self.path).map_err(Self::io(&self.path))
     }
 
     fn max_tries(&self) -> u32 {

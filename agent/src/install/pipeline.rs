@@ -297,6 +297,7 @@ fn run(
     if head_len > 0 {
         slot.write_at(0, &head.bytes()[..head_len])?;
     }
+    slot.fit(bytes)?;
     slot.sync()?;
     Ok(Written { bytes })
 }
@@ -899,6 +900,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!(std::fs::read(&p).unwrap()[..HEAD], data[..HEAD]);
+    }
+
+    /// A file slot (a kernel or initrd on the ESP) ends where the image
+    /// ends: a shorter image over a longer one leaves none of the old
+    /// bytes after it, and a missing file is created at the image's length,
+    /// not at its configured capacity.
+    #[test]
+    fn file_slot_takes_the_image_length() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, mut w) = slot_file(&d, 3 * CHUNK);
+        let data = pattern(CHUNK + 777);
+        let whole: [u8; 32] = Sha256::digest(&data).into();
+        let len = data.len() as u64;
+        stream_image(
+            &mut &data[..],
+            &mut w,
+            len,
+            Verify::Whole(&whole),
+            &mut |_| {},
+        )
+        .unwrap();
+        drop(w);
+        assert_eq!(std::fs::read(&p).unwrap(), data);
+
+        let q = d.path().join("new");
+        let mut w = SlotWriter::open(&q, Some(16 << 20)).unwrap();
+        stream_image(
+            &mut &data[..],
+            &mut w,
+            len,
+            Verify::Whole(&whole),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&q).unwrap(), data);
     }
 
     #[test]

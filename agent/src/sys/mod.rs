@@ -44,7 +44,10 @@ pub enum SysError {
 /// symlinks, with mode 0600: nobody else can prepare it, swap it, or read
 /// the new contents while they are written.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let seed = random_seed()?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".{}.tmp", hex::encode(&seed[..8])));
@@ -64,6 +67,34 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     written?;
+    sync_renamed(path, dir)
+}
+
+/// Renames `from` to `to` (in one directory) and makes the result durable
+/// on every filesystem the agent writes to, FAT included.
+pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::rename(from, to)?;
+    let dir = match to.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    sync_renamed(to, dir)
+}
+
+/// After a rename to `path` in `dir`: fsync the file under its new name,
+/// then the directory. Linux's vfat gives a new name a directory entry with
+/// no data (first cluster 0, size 0), or leaves an existing name's entry
+/// pointing at the old clusters, and fills in the renamed file's cluster
+/// and size only when its inode is written back — which a directory fsync
+/// does not do, and writeback may not do for 30 s. A power cut in that
+/// window left an empty systemd-boot entry (QEMU scenario 15d); the file's
+/// own fsync writes its entry.
+fn sync_renamed(path: &Path, dir: &Path) -> io::Result<()> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?
+        .sync_all()?;
     File::open(dir)?.sync_all()
 }
 
@@ -372,7 +403,9 @@ impl SlotWriter {
     }
 
     /// Opens a slot device for writing. A regular file that does not exist
-    /// is created at `configured` size (file-backed slots for tests).
+    /// is created empty; `configured` is the most it may hold, and
+    /// [`SlotWriter::fit`] gives it the image's length once written (a
+    /// kernel or initrd on the ESP, a file-backed slot for tests).
     pub fn open(device: &Path, configured: Option<u64>) -> Result<SlotWriter, SysError> {
         let (capacity, is_block) = Self::probe(device, configured)?;
         let err = |what, source| SysError::Io {
@@ -404,12 +437,6 @@ impl SlotWriter {
             .truncate(false)
             .open(device)
             .map_err(|e| err("open", e))?;
-        if !is_block {
-            let len = buffered.metadata().map_err(|e| err("stat", e))?.len();
-            if len < capacity {
-                buffered.set_len(capacity).map_err(|e| err("extend", e))?;
-            }
-        }
         let direct = OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_DIRECT)
@@ -454,6 +481,25 @@ impl SlotWriter {
             what: "write",
             source,
         })
+    }
+
+    /// Gives a regular file exactly `len` bytes: nothing of an earlier,
+    /// longer image may follow the new one (an initrd with stale bytes
+    /// after it is unpacked with them). A block device keeps its size.
+    pub fn fit(&self, len: u64) -> Result<(), SysError> {
+        if self.is_block {
+            return Ok(());
+        }
+        let err = |what, source| SysError::Io {
+            device: self.device.clone(),
+            what,
+            source,
+        };
+        let now = self.buffered.metadata().map_err(|e| err("stat", e))?.len();
+        if now != len {
+            self.buffered.set_len(len).map_err(|e| err("truncate", e))?;
+        }
+        Ok(())
     }
 
     /// Flushes everything written to stable storage.
@@ -805,7 +851,7 @@ mod tests {
     }
 
     #[test]
-    fn file_slot_created_at_size_and_written() {
+    fn file_slot_created_empty_written_and_fitted() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("slot");
         assert!(matches!(
@@ -819,10 +865,14 @@ mod tests {
         w.write_at(4096, b.bytes()).unwrap();
         w.write_at(8192, &[1, 2, 3]).unwrap();
         w.sync().unwrap();
+        // Created empty: it holds what was written, not the capacity.
         let data = std::fs::read(&p).unwrap();
-        assert_eq!(data.len(), 3 * 4096);
+        assert_eq!(data.len(), 8195);
+        assert!(data[..4096].iter().all(|&x| x == 0));
         assert!(data[4096..8192].iter().all(|&x| x == 7));
         assert_eq!(&data[8192..8195], &[1, 2, 3]);
+        w.fit(5000).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 5000);
     }
 
     #[test]

@@ -28,7 +28,7 @@ fn shipped(name: &str) -> Option<PathBuf> {
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) != Some("build") || args.len() < 2 {
-        return Err("usage: tandem-image build RECIPE.toml --agent PATH|PACKAGE.deb --key SECRET.key [--out DIR] [--work DIR] [--cache DIR] [--disk] [--init STATIC_INIT] [--version V] [--file DEST=SRC]...".into());
+        return Err("usage: tandem-image build RECIPE.toml --agent PATH|PACKAGE.deb --key SECRET.key [--out DIR] [--work DIR] [--cache DIR] [--disk] [--init STATIC_INIT] [--version V] [--bootloader grub|systemd-boot|u-boot] [--file DEST=SRC]...".into());
     }
     let recipe_path = PathBuf::from(&args[1]);
     let mut out = PathBuf::from("out");
@@ -40,6 +40,7 @@ fn run() -> Result<(), String> {
     let mut init: Option<PathBuf> = None;
     let mut version: Option<semver::Version> = None;
     let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut bootloader: Option<tandem_image::recipe::Bootloader> = None;
     let mut it = args[2..].iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
@@ -51,6 +52,7 @@ fn run() -> Result<(), String> {
             "--key" => key = Some(val()?.into()),
             "--version" => version = Some(val()?.parse().map_err(|e| format!("--version: {e}"))?),
             "--disk" => disk = true,
+            "--bootloader" => bootloader = Some(val()?.parse()?),
             "--init" => init = Some(val()?.into()),
             "--file" => {
                 let v = val()?;
@@ -66,6 +68,10 @@ fn run() -> Result<(), String> {
     let mut r = Recipe::load(&recipe_path).map_err(|e| e.to_string())?;
     if let Some(v) = version {
         r.version = v;
+    }
+    if let Some(b) = bootloader {
+        r.set_bootloader(b)
+            .map_err(|e| format!("--bootloader: {e}"))?;
     }
     // Absolute sources override or add files (recipe-relative joins keep them).
     for (dest, src) in files {

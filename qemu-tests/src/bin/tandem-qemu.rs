@@ -76,7 +76,12 @@ fn scenarios(args: &[String]) -> Result<(), String> {
             work.display()
         ));
     }
-    let _ = std::fs::remove_dir_all(&work);
+    // TANDEM_QEMU_KEEP_LOGS=1 keeps the consoles of a run that passed.
+    if std::env::var("TANDEM_QEMU_KEEP_LOGS").as_deref() == Ok("1") {
+        println!("logs kept in {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
     Ok(())
 }
 

@@ -49,7 +49,9 @@
 //!
 //! 1. create `.tandem-<g>.tmp` with the whole new entry, fsync it (a dot
 //!    name: neither systemd-boot nor bootctl reads it);
-//! 2. rename it to the new entry name, fsync the directory;
+//! 2. rename it to the new entry name, fsync the entry (vfat writes a
+//!    renamed file's directory entry only with its inode:
+//!    [`crate::sys::rename_durable`]) and the directory;
 //! 3. remove g's other entry files (name order), fsync the directory.
 //!
 //! | operation | new entry (step 2) | step 3 removes |
@@ -314,8 +316,7 @@ impl SdBoot {
                 }
                 Action::Rename { from, to } => {
                     let p = dir.join(to);
-                    fs::rename(dir.join(from), &p).map_err(self.io(&p))?;
-                    sync_dir(&dir).map_err(self.io(&dir))?;
+                    crate::sys::rename_durable(&dir.join(from), &p).map_err(self.io(&p))?;
                     unsynced = false;
                 }
                 Action::Remove { name } => {
