@@ -95,6 +95,18 @@ const BOOT_CHECK_CONSOLE: &str =
     "# Written by tandem-image: the check's verdict on the console too.\n\
 [Service]\nStandardOutput=journal+console\nStandardError=journal+console\n";
 
+/// `/var` is the data partition's, bound by the initramfs before systemd
+/// starts, so systemd knows `var.mount` only from mountinfo, and
+/// `RequiresMountsFor=/var/log/journal` orders the journal flush after it
+/// without stopping it with it: journald kept its file open and
+/// `var.mount` failed to unmount at every shutdown ("Failed unmounting
+/// var.mount", scenario 9). Stopped at shutdown, the unit's `ExecStop`
+/// (`journalctl --smart-relinquish-var`) moves journald back to /run
+/// before /var is unmounted (it is ordered after var.mount, so it stops
+/// first).
+const JOURNAL_FLUSH_STOP: &str = "# Written by tandem-image: leave /var before it is unmounted.\n\
+[Unit]\nConflicts=umount.target\nBefore=umount.target\n";
+
 /// The mmdebstrap arguments before the output path, for `r`'s
 /// `[rootfs]` (suite, mirror, packages) and architecture. Pure.
 pub fn mmdebstrap_args(r: &Recipe) -> Vec<String> {
@@ -284,6 +296,11 @@ pub fn integration(r: &Recipe, packaged: bool) -> (Vec<File>, Vec<(String, Strin
             0o644,
         ),
         (
+            "usr/lib/systemd/system/systemd-journal-flush.service.d/50-tandem-var.conf".into(),
+            JOURNAL_FLUSH_STOP.into(),
+            0o644,
+        ),
+        (
             "usr/lib/systemd/system/tandem-console-booted.service".into(),
             BOOTED_UNIT.into(),
             0o644,
@@ -416,6 +433,14 @@ mod tests {
         ));
         let fstab = &files.iter().find(|(f, _, _)| f == "etc/fstab").unwrap().1;
         assert!(fstab.contains("PARTLABEL=esp /boot/efi vfat"));
+        let flush = &files
+            .iter()
+            .find(|(f, _, _)| {
+                f == "usr/lib/systemd/system/systemd-journal-flush.service.d/50-tandem-var.conf"
+            })
+            .unwrap()
+            .1;
+        assert!(flush.contains("Conflicts=umount.target\nBefore=umount.target\n"));
         let link = |l: &str| links.iter().find(|(p, _)| p == l).map(|(_, t)| t.as_str());
         assert_eq!(
             link("etc/systemd/system/boot-complete.target.requires/tandem-boot-check.service"),

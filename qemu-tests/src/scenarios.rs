@@ -340,6 +340,10 @@ pub struct Cuts<'a> {
     /// Only the first `phases` phases (4 repeats a seed from before the
     /// fifth existed).
     pub phases: usize,
+    /// The phases' cut windows in percent (100: as in `PHASES`): an image
+    /// that installs and boots slower needs longer ones, or its cuts land
+    /// before the steps they are meant to hit.
+    pub window_pct: u64,
 }
 
 /// Scenario 5: power cuts at random moments during install, arming and the
@@ -387,7 +391,7 @@ pub fn power_cuts(fx: &Fixture, t: &mut Timeline, run: &Cuts) -> Result<(), RigE
                 refusals += 1;
             }
         }
-        let delay = rng.below(window_ms);
+        let delay = rng.below(window_ms * run.window_pct / 100);
         vm.send(&cmd)?;
         std::thread::sleep(Duration::from_millis(delay));
         let cut = vm.power_cut()?;
@@ -451,6 +455,7 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
                     cuts: half,
                     seed,
                     phases,
+                    window_pct: 100,
                 };
                 power_cuts(fx, t, &run)
             }),
@@ -464,9 +469,18 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
                     cuts: cuts - half,
                     seed: seed ^ 0x9e37_79b9,
                     phases,
+                    window_pct: 100,
                 };
                 power_cuts(fx, t, &run)
             }),
+        ),
+        (
+            "9c debian (systemd) power cuts".into(),
+            Box::new(move |fx, t| crate::debian::power_cuts(fx, t, half, seed ^ 0x27d4_eb2f)),
+        ),
+        (
+            "15d systemd-boot power cuts".into(),
+            Box::new(move |fx, t| crate::sdboot::power_cuts(fx, t, half, seed ^ 0xc2b2_ae35)),
         ),
         (
             "9 debian (systemd) update and fallback".into(),
@@ -497,10 +511,6 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
         (
             "14 /etc and /var across an update".into(),
             Box::new(etc_merge),
-        ),
-        (
-            "15d systemd-boot power cuts".into(),
-            Box::new(move |fx, t| crate::sdboot::power_cuts(fx, t, half, seed ^ 0xc2b2_ae35)),
         ),
         (
             "15a systemd-boot update A->B->A".into(),

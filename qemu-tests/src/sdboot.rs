@@ -201,6 +201,7 @@ pub fn power_cuts(fx: &Fixture, t: &mut Timeline, cuts: usize, seed: u64) -> Res
         cuts,
         seed,
         phases: usize::MAX,
+        window_pct: 100,
     };
     crate::scenarios::power_cuts(&sfx, t, &run)
 }
