@@ -909,32 +909,24 @@ mod tests {
     #[test]
     fn file_slot_takes_the_image_length() {
         let d = tempfile::tempdir().unwrap();
-        let (p, mut w) = slot_file(&d, 3 * CHUNK);
         let data = pattern(CHUNK + 777);
         let whole: [u8; 32] = Sha256::digest(&data).into();
-        let len = data.len() as u64;
-        stream_image(
-            &mut &data[..],
-            &mut w,
-            len,
-            Verify::Whole(&whole),
-            &mut |_| {},
-        )
-        .unwrap();
+        let (longer, w) = slot_file(&d, 3 * CHUNK);
         drop(w);
-        assert_eq!(std::fs::read(&p).unwrap(), data);
-
-        let q = d.path().join("new");
-        let mut w = SlotWriter::open(&q, Some(16 << 20)).unwrap();
-        stream_image(
-            &mut &data[..],
-            &mut w,
-            len,
-            Verify::Whole(&whole),
-            &mut |_| {},
-        )
-        .unwrap();
-        assert_eq!(std::fs::read(&q).unwrap(), data);
+        let missing = d.path().join("new");
+        for (p, capacity) in [(longer, None), (missing, Some(16 << 20))] {
+            let mut w = SlotWriter::open(&p, capacity).unwrap();
+            let len = data.len() as u64;
+            stream_image(
+                &mut &data[..],
+                &mut w,
+                len,
+                Verify::Whole(&whole),
+                &mut |_| {},
+            )
+            .unwrap();
+            assert_eq!(std::fs::read(&p).unwrap(), data, "{}", p.display());
+        }
     }
 
     #[test]
