@@ -59,7 +59,13 @@ impl Qmp {
         if let Some(a) = args {
             msg["arguments"] = a;
         }
-        writeln!(self.w, "{msg}").map_err(|e| RigError::Qmp(format!("write: {e}")))?;
+        // One write: QEMU runs a command as soon as its closing brace
+        // arrives, so a newline written separately after `quit` can find
+        // the socket already closed (EPIPE; once scenario 8c's failure).
+        let line = format!("{msg}\n");
+        self.w
+            .write_all(line.as_bytes())
+            .map_err(|e| RigError::Qmp(format!("write: {e}")))?;
         loop {
             let v = self.read_msg()?;
             if let Some(r) = v.get("return") {

@@ -445,6 +445,9 @@ pub fn suite(cuts: usize, seed: u64) -> Vec<Scenario> {
 /// old seed repeats its old cut points).
 pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario> {
     let half = cuts / 2;
+    // The two debian scenarios (9, 9c) do not run beside each other: in
+    // one CI run, 9's clean reboot hung in the firmware while 9c ran on
+    // the other worker (qemu-tests/README.md, "clean reboot").
     let mut v: Vec<Scenario> = vec![
         (
             "5a power cuts".into(),
@@ -461,6 +464,10 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
             }),
         ),
         (
+            "9 debian (systemd) update and fallback".into(),
+            Box::new(crate::debian::systemd_update_and_fallback),
+        ),
+        (
             "5b power cuts".into(),
             Box::new(move |fx, t| {
                 let run = Cuts {
@@ -475,16 +482,12 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
             }),
         ),
         (
-            "9c debian (systemd) power cuts".into(),
-            Box::new(move |fx, t| crate::debian::power_cuts(fx, t, half, seed ^ 0x27d4_eb2f)),
-        ),
-        (
             "15d systemd-boot power cuts".into(),
             Box::new(move |fx, t| crate::sdboot::power_cuts(fx, t, half, seed ^ 0xc2b2_ae35)),
         ),
         (
-            "9 debian (systemd) update and fallback".into(),
-            Box::new(crate::debian::systemd_update_and_fallback),
+            "9c debian (systemd) power cuts".into(),
+            Box::new(move |fx, t| crate::debian::power_cuts(fx, t, half, seed ^ 0x27d4_eb2f)),
         ),
         (
             "12 update channel (TUF), no command typed".into(),
