@@ -357,18 +357,9 @@ pub fn install_and_reboot(vm: &mut Vm, bundle: &str, t: &mut Timeline) -> Result
     install_with(vm, bundle, "", t)
 }
 
-/// Installs a bundle over HTTP without rebooting and cuts the power the
-/// moment the install says the other group is armed; starts the VM again
-/// (as `cfg`, renamed `<name>-after-cut`) on the same disk. What the
-/// install wrote must already be durable: the next boot is the trial.
-pub fn install_and_cut(
-    vm: Vm,
-    cfg: &mut VmConfig,
-    bundle: &str,
-    t: &mut Timeline,
-) -> Result<Vm, RigError> {
-    let mut vm = vm;
-    vm.send(&format!("tandem install http://10.0.2.100/{bundle}"))?;
+/// Waits for the install of `bundle` typed into the guest to say it armed
+/// the other group; its `error:` line fails.
+fn wait_armed(vm: &mut Vm, bundle: &str) -> Result<(), RigError> {
     let (l, k) = vm.expect_any(&["armed for", "error:"], Duration::from_secs(180))?;
     if k == 1 {
         return Err(RigError::Setup(format!(
@@ -376,6 +367,21 @@ pub fn install_and_cut(
             l.text
         )));
     }
+    Ok(())
+}
+
+/// Installs a bundle over HTTP without rebooting and cuts the power the
+/// moment the install says the other group is armed; starts the VM again
+/// (as `cfg`, renamed `<name>-after-cut`) on the same disk. What the
+/// install wrote must already be durable: the next boot is the trial.
+pub fn install_and_cut(
+    mut vm: Vm,
+    cfg: &mut VmConfig,
+    bundle: &str,
+    t: &mut Timeline,
+) -> Result<Vm, RigError> {
+    vm.send(&format!("tandem install http://10.0.2.100/{bundle}"))?;
+    wait_armed(&mut vm, bundle)?;
     let cut = vm.power_cut()?;
     t.step(format!(
         "installed {bundle} over HTTP into the other slot, armed; power cut at once ({cut})"
@@ -395,13 +401,7 @@ pub fn install_with(
     vm.send(&format!(
         "tandem install {flags} http://10.0.2.100/{bundle} --reboot"
     ))?;
-    let (l, k) = vm.expect_any(&["armed for", "error:"], Duration::from_secs(180))?;
-    if k == 1 {
-        return Err(RigError::Setup(format!(
-            "install of {bundle} failed: {}",
-            l.text
-        )));
-    }
+    wait_armed(vm, bundle)?;
     t.step(format!(
         "installed {bundle} over HTTP into the other slot; armed; rebooting"
     ));

@@ -145,8 +145,9 @@ pub fn update_both_ways(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> 
     Ok(())
 }
 
-/// 15b. The health check of 1.2.0 fails: b marked bad (`tandem-b+0-1.conf`
-/// at version 0, sorted last), systemd-boot boots a.
+/// 15b. The health check of 1.2.0 fails: b stays exhausted
+/// (`tandem-b+0-1.conf`, as systemd-boot's counting left it; no tries left
+/// sorts it last) and is marked bad in the state, systemd-boot boots a.
 pub fn health_failure(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
     let sfx = fixture(fx)?;
     let server = sfx.serve()?;

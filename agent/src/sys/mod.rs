@@ -44,10 +44,7 @@ pub enum SysError {
 /// symlinks, with mode 0600: nobody else can prepare it, swap it, or read
 /// the new contents while they are written.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(path);
     let seed = random_seed()?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".{}.tmp", hex::encode(&seed[..8])));
@@ -74,11 +71,15 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 /// on every filesystem the agent writes to, FAT included.
 pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
     std::fs::rename(from, to)?;
-    let dir = match to.parent() {
+    sync_renamed(to, parent_dir(to))
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
-    };
-    sync_renamed(to, dir)
+    }
 }
 
 /// After a rename to `path` in `dir`: fsync the file under its new name,
