@@ -145,6 +145,34 @@ fn only_what_the_booted_slot_lacks_is_fetched() {
     assert!(ranges.len() < 30, "coalesced: {ranges:?}");
 }
 
+/// By range too, an install fetches only its own group's variant.
+#[test]
+fn an_adaptive_install_skips_the_other_groups_image() {
+    let mut fx = Fx::new(&["rootfs", "uki"]);
+    fx.cdc = Some(tandem::bundle::cdc::DEFAULT);
+    fx.extra_config = "[http]\nstall_timeout_secs = 2\nretries = 1\n".into();
+    let root = fs_image(1 << 20, 30);
+    let (for_a, for_b) = (fs_image(600_000, 31), fs_image(600_000, 32));
+    let b = fx.bundle(
+        "u.tnd",
+        "1.1.0",
+        &[
+            ("rootfs", &root, Compression::Zstd),
+            ("uki@a", &for_a, Compression::None),
+            ("uki@b", &for_b, Compression::None),
+        ],
+    );
+    let bytes = std::fs::read(b).unwrap();
+    let len = bytes.len() as u64;
+    let s = serve(bytes, vec![]);
+    let r = install(&fx, &s.url).unwrap();
+    assert!(r.transfer.is_some(), "adaptive");
+    assert!(fx.slot(SlotGroup::B, "uki")[..for_b.len()] == for_b[..]);
+    // a's variant is stored uncompressed: fetching it would show.
+    let sent = s.log.lock().unwrap().sent;
+    assert!(sent + 550_000 < len, "sent {sent} of {len}");
+}
+
 #[test]
 fn reinstalling_what_runs_fetches_almost_nothing() {
     let v1 = fs_image(3 << 20, 8);

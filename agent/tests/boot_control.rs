@@ -388,6 +388,7 @@ fn grub_install_passes_the_verity_root_hash_before_arming() {
         chunk_size: Some(writer::CHUNK_SIZE),
         cdc: None,
         verity,
+        group: None,
     };
     let with = fx.path("with.tnd");
     writer::create(

@@ -107,6 +107,7 @@ fn one_three_and_four_jobs_make_the_same_bundle_and_it_verifies() {
         chunk_size: chunk,
         cdc: None,
         verity: None,
+        group: None,
     };
     let inputs = [
         input(

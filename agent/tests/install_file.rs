@@ -51,6 +51,45 @@ fn installs_into_the_inactive_group_and_records_it() {
     assert_eq!(op.target, Some(SlotGroup::B));
 }
 
+/// A class with one image per slot group (a unified kernel image whose
+/// signed command line names its slot): each install writes the variant
+/// for its target, and the other one is skipped unread.
+#[test]
+fn per_group_images_go_to_their_own_group() {
+    let fx = Fx::new(&["rootfs", "uki"]);
+    let root = pattern(1 << 20, 1);
+    let (for_a, for_b) = (pattern(70_000, 2), pattern(90_000, 3));
+    let images = [
+        ("rootfs", &root[..], Compression::Zstd),
+        ("uki@a", &for_a[..], Compression::Zstd),
+        ("uki@b", &for_b[..], Compression::None),
+    ];
+    let b = fx.bundle("u.tnd", "1.1.0", &images);
+    let m = tandem::bundle::UnverifiedBundle::open(std::fs::File::open(&b).unwrap())
+        .unwrap()
+        .manifest()
+        .clone();
+    assert_eq!(m.features, ["group-images"]);
+    let uki_a = fx.slot(SlotGroup::A, "uki");
+    let r = fx.install(&b).unwrap();
+    assert_eq!((r.target, r.images), (SlotGroup::B, 2));
+    assert_eq!(r.bytes, (root.len() + for_b.len()) as u64);
+    assert_eq!(&fx.slot(SlotGroup::B, "uki")[..for_b.len()], &for_b[..]);
+    assert_eq!(
+        fx.slot(SlotGroup::A, "uki"),
+        uki_a,
+        "booted group untouched"
+    );
+    let rec = fx.state().slot(SlotGroup::B).images.clone();
+    assert_eq!(rec[1].sha256, sha(&for_b));
+    // Booted from b, the same bundle writes a's variant to a.
+    std::fs::write(fx.path("cmdline"), "tandem.slot=b").unwrap();
+    let b2 = fx.bundle("u2.tnd", "1.2.0", &images);
+    let r = fx.install(&b2).unwrap();
+    assert_eq!(r.target, SlotGroup::A);
+    assert_eq!(&fx.slot(SlotGroup::A, "uki")[..for_a.len()], &for_a[..]);
+}
+
 #[test]
 fn booted_b_writes_a() {
     let fx = Fx::new(&["rootfs"]);
@@ -136,6 +175,7 @@ fn zstd_in_any_framing_with_or_without_a_chunk_index_installs_the_same_bytes() {
             chunk_size,
             cdc: None,
             verity: None,
+            group: None,
         };
         writer::create(&out, &meta, &[input], std::slice::from_ref(&fx.key)).unwrap();
         let b = UnverifiedBundle::open(std::fs::File::open(&out).unwrap()).unwrap();

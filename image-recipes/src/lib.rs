@@ -90,6 +90,7 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
         chunk_size: None,
         cdc: Some(tandem::bundle::cdc::DEFAULT),
         verity: verity.clone(),
+        group: None,
     };
     let chain = r.boot_chain();
     let mut inputs = vec![input];
@@ -108,6 +109,7 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
                 chunk_size: None,
                 cdc: Some(tandem::bundle::cdc::DEFAULT),
                 verity: None,
+                group: None,
             });
         }
     }

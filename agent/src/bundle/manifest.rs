@@ -7,12 +7,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::slot::SlotClass;
+use crate::slot::{SlotClass, SlotGroup};
 
 /// The manifest format this agent writes and reads.
 pub const FORMAT: u32 = 1;
-/// Features this agent understands (none yet; see docs/bundle-format.md).
-pub const KNOWN_FEATURES: &[&str] = &[];
+/// Features this agent understands (see docs/bundle-format.md).
+pub const KNOWN_FEATURES: &[&str] = &[GROUP_IMAGES];
+/// Images with a `group`: a class may carry one image per slot group
+/// (a unified kernel image whose signed command line names its slot).
+pub const GROUP_IMAGES: &str = "group-images";
 pub const MAX_IMAGES: usize = 32;
 /// Bounds of an image's `frame_size` and chunk size (powers of two); the
 /// installer's write buffers hold a whole number of either.
@@ -35,6 +38,10 @@ pub enum ManifestError {
     UnknownFeature(String),
     #[error("manifest has an empty or over-long compatible string")]
     Compatible,
+    #[error("manifest has images with a slot group but does not list feature \"{GROUP_IMAGES}\"")]
+    GroupFeature,
+    #[error("manifest has a per-group image for slot class \"{0}\" but none for slot group {1}")]
+    GroupMissing(SlotClass, SlotGroup),
     #[error("manifest lists no images")]
     NoImages,
     #[error("manifest lists {0} images; at most {MAX_IMAGES} are allowed")]
@@ -89,6 +96,10 @@ pub enum Compression {
 #[serde(deny_unknown_fields)]
 pub struct Image {
     pub slot_class: SlotClass,
+    /// Written only by installs into this slot group; the class then has
+    /// one image for each group (feature `group-images`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<SlotGroup>,
     /// Bytes written to the slot.
     pub size: u64,
     /// SHA-256 of the bytes written to the slot, lowercase hex.
@@ -205,10 +216,14 @@ impl Manifest {
         if self.images.len() > MAX_IMAGES {
             return Err(ManifestError::TooManyImages(self.images.len()));
         }
+        let grouped = self.images.iter().any(|i| i.group.is_some());
+        if grouped && !self.features.iter().any(|f| f == GROUP_IMAGES) {
+            return Err(ManifestError::GroupFeature);
+        }
         for (index, img) in self.images.iter().enumerate() {
             if let Some(first) = self.images[..index]
                 .iter()
-                .position(|o| o.slot_class == img.slot_class)
+                .position(|o| o.slot_class == img.slot_class && !o.for_other_group(img))
             {
                 return Err(ManifestError::DuplicateClass(
                     img.slot_class.clone(),
@@ -218,7 +233,26 @@ impl Manifest {
             }
             img.validate(index)?;
         }
+        for img in self.images.iter().filter(|i| i.group.is_some()) {
+            for g in SlotGroup::ALL {
+                if !self
+                    .images
+                    .iter()
+                    .any(|o| o.slot_class == img.slot_class && o.group == Some(g))
+                {
+                    return Err(ManifestError::GroupMissing(img.slot_class.clone(), g));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The images an install into `target` writes, with their indexes.
+    pub fn images_for(&self, target: SlotGroup) -> impl Iterator<Item = (usize, &Image)> {
+        self.images
+            .iter()
+            .enumerate()
+            .filter(move |(_, i)| i.applies_to(target))
     }
 
     /// The tar member name that carries image `index`.
@@ -250,6 +284,24 @@ fn is_hex(s: &str, len: Option<usize>) -> bool {
 }
 
 impl Image {
+    /// The class, and the group if the image has one (`uki@b`).
+    pub fn label(&self) -> String {
+        match self.group {
+            Some(g) => format!("{}@{g}", self.slot_class),
+            None => self.slot_class.to_string(),
+        }
+    }
+
+    /// Whether an install into `target` writes this image.
+    pub fn applies_to(&self, target: SlotGroup) -> bool {
+        self.group.is_none_or(|g| g == target)
+    }
+
+    /// Both carry a group, and not the same one.
+    fn for_other_group(&self, other: &Image) -> bool {
+        matches!((self.group, other.group), (Some(x), Some(y)) if x != y)
+    }
+
     fn validate(&self, index: usize) -> Result<(), ManifestError> {
         if !is_hex(&self.sha256, Some(64)) {
             return Err(ManifestError::BadHash { index });
@@ -377,6 +429,7 @@ mod tests {
             features: vec![],
             images: vec![Image {
                 slot_class: SlotClass::new("rootfs").unwrap(),
+                group: None,
                 size: 4096,
                 sha256: "ab".repeat(32),
                 compression: Compression::None,
@@ -387,6 +440,58 @@ mod tests {
                 verity: None,
             }],
         }
+    }
+
+    #[test]
+    fn per_group_images_need_the_feature_and_both_groups() {
+        use crate::slot::SlotGroup::{A, B};
+        let base = sample();
+        let with = |groups: &[Option<SlotGroup>], feature: bool| {
+            let mut m = base.clone();
+            let img = m.images[0].clone();
+            m.images = groups
+                .iter()
+                .map(|&group| Image {
+                    group,
+                    ..img.clone()
+                })
+                .collect();
+            if feature {
+                m.features.push(GROUP_IMAGES.into());
+            }
+            m
+        };
+        assert_eq!(with(&[Some(A), Some(B)], true).validate(), Ok(()));
+        assert_eq!(
+            with(&[Some(A), Some(B)], false).validate(),
+            Err(ManifestError::GroupFeature)
+        );
+        assert_eq!(
+            with(&[Some(A)], true).validate(),
+            Err(ManifestError::GroupMissing(
+                base.images[0].slot_class.clone(),
+                B
+            ))
+        );
+        for dup in [[Some(A), Some(A)], [None, Some(A)], [Some(B), None]] {
+            assert!(
+                matches!(
+                    with(&dup, true).validate(),
+                    Err(ManifestError::DuplicateClass(_, 0, 1))
+                ),
+                "{dup:?}"
+            );
+        }
+        let m = with(&[Some(A), Some(B)], true);
+        let b: Vec<usize> = m.images_for(B).map(|(i, _)| i).collect();
+        assert_eq!(b, [1]);
+        assert_eq!(m.images[1].label(), "rootfs@b");
+        // An ungrouped manifest is unchanged on the wire.
+        assert!(!String::from_utf8(base.to_bytes())
+            .unwrap()
+            .contains("group"));
+        // The feature alone, with no grouped image, is accepted.
+        assert_eq!(with(&[None], true).validate(), Ok(()));
     }
 
     #[test]

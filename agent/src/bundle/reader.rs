@@ -519,6 +519,7 @@ mod tests {
     fn image(compression: Compression, table: &[u8], count: u64) -> Image {
         Image {
             slot_class: crate::slot::SlotClass::new("rootfs").unwrap(),
+            group: None,
             size: 2000,
             sha256: "0".repeat(64),
             compression,

@@ -113,6 +113,9 @@ pub struct ImageInput {
     /// adaptive updates fetch by range ([`super::cdc::DEFAULT`]).
     pub cdc: Option<super::cdc::Params>,
     pub verity: Option<Verity>,
+    /// Only for installs into this slot group (one image per group of the
+    /// class; the manifest then lists feature `group-images`).
+    pub group: Option<crate::slot::SlotGroup>,
 }
 
 /// Chunk size for new bundles' chunk indexes: one installer write buffer,
@@ -226,6 +229,7 @@ fn prepare(
     Ok(Prepared {
         image: Image {
             slot_class: input.slot_class.clone(),
+            group: input.group,
             size: hashed.size,
             sha256: hex::encode(hashed.sha256),
             compression: input.compression,
@@ -278,6 +282,7 @@ fn prepare_cdc(
     Ok(Prepared {
         image: Image {
             slot_class: input.slot_class.clone(),
+            group: input.group,
             size: c.size,
             sha256: hex::encode(c.sha256),
             compression: input.compression,
@@ -368,7 +373,11 @@ pub fn create_with(
             security_epoch: meta.security_epoch,
             created: crate::timefmt::rfc3339(meta.created_unix),
             description: meta.description.clone(),
-            features: vec![],
+            features: if inputs.iter().any(|i| i.group.is_some()) {
+                vec![super::manifest::GROUP_IMAGES.to_string()]
+            } else {
+                vec![]
+            },
             images: prepared.iter().map(|p| p.image.clone()).collect(),
         };
         manifest.validate()?;

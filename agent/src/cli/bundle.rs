@@ -15,7 +15,7 @@ use crate::bundle::{BundleError, UnverifiedBundle};
 use crate::config::{ConfigError, Settings};
 use crate::fetch::{self, Source};
 use crate::ops::Error;
-use crate::slot::SlotClass;
+use crate::slot::{SlotClass, SlotGroup};
 use crate::sys;
 
 #[derive(Subcommand, Debug)]
@@ -99,8 +99,10 @@ pub(super) struct CreateArgs {
     /// Free text stored in the manifest
     #[arg(long)]
     description: Option<String>,
-    /// CLASS=PATH, in install order; repeat for several slot classes
-    #[arg(long = "image", required = true, value_name = "CLASS=PATH")]
+    /// CLASS=PATH, in install order; repeat for several slot classes.
+    /// CLASS@a=PATH and CLASS@b=PATH give one image per slot group (a
+    /// unified kernel image whose signed command line names its slot)
+    #[arg(long = "image", required = true, value_name = "CLASS[@GROUP]=PATH")]
     images: Vec<String>,
     /// How image payloads are stored
     #[arg(long, value_enum, default_value_t = CompressionArg::None)]
@@ -250,10 +252,20 @@ fn create(a: CreateArgs) -> Result<(), Error> {
         .images
         .iter()
         .map(|spec| {
-            let (class, path) = spec
-                .split_once('=')
-                .ok_or_else(|| Error::Usage(format!("--image {spec:?}: expected CLASS=PATH")))?;
+            let (class, path) = spec.split_once('=').ok_or_else(|| {
+                Error::Usage(format!("--image {spec:?}: expected CLASS[@GROUP]=PATH"))
+            })?;
+            let (class, group) = match class.split_once('@') {
+                None => (class, None),
+                Some((c, g)) => (
+                    c,
+                    Some(g.parse::<SlotGroup>().map_err(|e| {
+                        Error::Usage(format!("--image {spec:?}: group {g:?}: {e}"))
+                    })?),
+                ),
+            };
             Ok(ImageInput {
+                group,
                 slot_class: SlotClass::new(class)
                     .map_err(|e| Error::Usage(format!("--image {spec:?}: {e}")))?,
                 path: PathBuf::from(path),
@@ -335,7 +347,7 @@ fn verify(src: &str, ring: &Keyring, threshold: usize, net: &Net) -> Result<(), 
             .map_err(|e| Error::Refused(format!("image {index}: {e}")))?;
         let mut check = next.chunks.as_ref().map(ChunkCheck::new);
         let chunk_error =
-            |e: ChunkMismatch| Error::Refused(format!("image {index} ({}): {e}", img.slot_class));
+            |e: ChunkMismatch| Error::Refused(format!("image {index} ({}): {e}", img.label()));
         let mut h = Sha256::new();
         let mut n: u64 = 0;
         loop {
@@ -358,7 +370,8 @@ fn verify(src: &str, ring: &Keyring, threshold: usize, net: &Net) -> Result<(), 
             if n > img.size {
                 return Err(Error::Refused(format!(
                     "image {index} ({}): larger than the declared {} bytes",
-                    img.slot_class, img.size
+                    img.label(),
+                    img.size
                 )));
             }
             h.update(&buf[..k]);
@@ -373,12 +386,12 @@ fn verify(src: &str, ring: &Keyring, threshold: usize, net: &Net) -> Result<(), 
         if n != img.size || got != img.sha256 {
             return Err(Error::Refused(format!(
                 "image {index} ({}): hash mismatch: manifest {} / {} bytes, payload {got} / {n} bytes",
-                img.slot_class, img.sha256, img.size
+                img.label(), img.sha256, img.size
             )));
         }
         println!(
             "image {index} ({}): {} bytes, sha256 ok{}",
-            img.slot_class,
+            img.label(),
             img.size,
             match &next.chunks {
                 Some(c) => format!(", {} chunks ok", c.len()),

@@ -417,7 +417,7 @@ impl Job<'_, '_> {
             version: &manifest.version,
             target,
             signers: bundle.signers().len(),
-            total: manifest.images.iter().map(|i| i.size).sum(),
+            total: manifest.images_for(target).map(|(_, i)| i.size).sum(),
         });
         tracing::info!(version = %manifest.version, %target, "bundle verified; writing");
 
@@ -484,6 +484,10 @@ impl Job<'_, '_> {
             }
             while let Some(next) = bundle.next_image()? {
                 let (index, img, payload) = (next.index, next.image, next.payload);
+                if !img.applies_to(target) {
+                    // The other group's variant: skipped unread.
+                    continue;
+                }
                 let class = img.slot_class.clone();
                 let whole = sha256_bytes(&img.sha256);
                 let verify = match next.chunks.as_ref() {
@@ -619,6 +623,11 @@ impl Job<'_, '_> {
         let (mut bytes, mut images) = (0, Vec::new());
         let mut off = head_end;
         for (index, img) in manifest.images.iter().enumerate() {
+            if !img.applies_to(target) {
+                // The other group's variant: its members are not fetched.
+                off = adaptive::layout(off, img).next;
+                continue;
+            }
             let class = img.slot_class.clone();
             let have = self.index_booted(booted, img);
             let writer = writers.get_mut(&class).expect("policy checked classes");
@@ -1158,6 +1167,7 @@ mod verity_tests {
                 .iter()
                 .map(|(c, v)| Image {
                     slot_class: SlotClass::new(c).unwrap(),
+                    group: None,
                     size: 8192,
                     sha256: "00".repeat(32),
                     compression: Compression::None,

@@ -150,6 +150,7 @@ mod tests {
                 .iter()
                 .map(|(c, size)| Image {
                     slot_class: SlotClass::new(c).unwrap(),
+                    group: None,
                     size: *size,
                     sha256: "00".repeat(32),
                     compression: Compression::None,

@@ -238,14 +238,22 @@ impl Fx {
         let inputs: Vec<ImageInput> = images
             .iter()
             .enumerate()
-            .map(|(i, (class, data, compression))| ImageInput {
-                slot_class: SlotClass::new(class).unwrap(),
-                path: self.write_image(&format!("{name}.{i}.img"), data),
-                compression: *compression,
-                frame_size: Some(TEST_FRAME_SIZE).filter(|_| self.cdc.is_none()),
-                chunk_size: Some(TEST_CHUNK_SIZE).filter(|_| self.cdc.is_none()),
-                cdc: self.cdc,
-                verity: None,
+            .map(|(i, (spec, data, compression))| {
+                // "uki@b": an image for one slot group.
+                let (class, group) = match spec.split_once('@') {
+                    Some((c, g)) => (c, Some(g.parse().unwrap())),
+                    None => (*spec, None),
+                };
+                ImageInput {
+                    slot_class: SlotClass::new(class).unwrap(),
+                    path: self.write_image(&format!("{name}.{i}.img"), data),
+                    compression: *compression,
+                    frame_size: Some(TEST_FRAME_SIZE).filter(|_| self.cdc.is_none()),
+                    chunk_size: Some(TEST_CHUNK_SIZE).filter(|_| self.cdc.is_none()),
+                    cdc: self.cdc,
+                    verity: None,
+                    group,
+                }
             })
             .collect();
         let out = self.path(name);
@@ -317,6 +325,7 @@ pub fn manifest_for(version: &str, images: &[(&str, &[u8])]) -> Manifest {
             .iter()
             .map(|(c, d)| Image {
                 slot_class: SlotClass::new(c).unwrap(),
+                group: None,
                 size: d.len() as u64,
                 sha256: sha(d),
                 compression: Compression::None,
