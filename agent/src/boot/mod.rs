@@ -156,12 +156,18 @@ pub fn open(settings: &crate::config::Settings) -> Result<Option<Box<dyn Bootloa
             esp,
             efivars,
             kernel_options,
+            uki,
         } => {
-            let layout = sdboot::entry::Layout {
+            let mut layout = sdboot::entry::Layout {
                 options: kernel_options.clone(),
                 slot_parameter: settings.slot_parameter.clone(),
                 ..Default::default()
             };
+            if let Some(uki) = uki {
+                layout.kernel = uki.clone();
+                layout.initrd = None;
+                layout.efi = true;
+            }
             Box::new(sdboot::SdBoot::new(esp, efivars, layout)?)
         }
         BootConfig::Custom { command } => Box::new(custom::Custom::new(command)?),

@@ -126,6 +126,7 @@ struct RawBoot {
     esp: Option<PathBuf>,
     efivars: Option<PathBuf>,
     kernel_options: Option<String>,
+    uki: Option<String>,
     custom_command: Option<PathBuf>,
     require_verity: Option<bool>,
 }
@@ -231,6 +232,9 @@ pub enum BootConfig {
         esp: PathBuf,
         efivars: PathBuf,
         kernel_options: String,
+        /// ESP path of each slot's unified kernel image (`{slot}`
+        /// replaced), booted with its own command line.
+        uki: Option<String>,
     },
     Custom {
         command: PathBuf,
@@ -717,6 +721,12 @@ fn boot_config(b: &RawBoot) -> Result<BootConfig, ConfigError> {
         BootBackend::UbootFile => BootConfig::UbootFile {
             env_file: need(&b.uboot_env_file, "uboot_env_file", "uboot-file")?,
         },
+        BootBackend::SystemdBoot if b.uki.is_some() && b.kernel_options.is_some() => {
+            return Err(invalid(
+                "boot.kernel_options",
+                "cannot be set with boot.uki: a unified kernel image boots with its own signed command line",
+            ))
+        }
         BootBackend::SystemdBoot => BootConfig::SystemdBoot {
             esp: b.esp.clone().unwrap_or_else(|| "/boot/efi".into()),
             efivars: b
@@ -724,6 +734,7 @@ fn boot_config(b: &RawBoot) -> Result<BootConfig, ConfigError> {
                 .clone()
                 .unwrap_or_else(|| "/sys/firmware/efi/efivars".into()),
             kernel_options: b.kernel_options.clone().unwrap_or_default(),
+            uki: b.uki.clone(),
         },
         BootBackend::Custom => {
             let command = need(&b.custom_command, "custom_command", "custom")?;

@@ -275,6 +275,10 @@ pub struct Layout {
     /// Per-slot parameters appended after `options` (the group's
     /// dm-verity root hash), set before the slot's entry is composed.
     pub extra: std::collections::BTreeMap<SlotGroup, String>,
+    /// `kernel` is a unified kernel image: the entry says `efi <path>`
+    /// and has no `options` line, so what boots is the image's own
+    /// (signed) command line.
+    pub efi: bool,
 }
 
 pub const DEFAULT_KERNEL: &str = "/tandem/{slot}/vmlinuz";
@@ -288,6 +292,7 @@ impl Default for Layout {
             options: String::new(),
             slot_parameter: "tandem.slot".into(),
             extra: Default::default(),
+            efi: false,
         }
     }
 }
@@ -315,6 +320,12 @@ impl Layout {
                 ));
             }
         }
+        if self.efi && self.initrd.is_some() {
+            return Err("a unified kernel image carries its initrd: no initrd path with it".into());
+        }
+        if self.efi && !self.options.trim().is_empty() {
+            return Err("a unified kernel image boots with its own signed command line: kernel options cannot be added to it".into());
+        }
         if self.options.contains(['\n', '\r', '\0']) {
             return Err("kernel options must be one line".into());
         }
@@ -330,10 +341,14 @@ impl Layout {
             Some(l) if !l.trim().is_empty() => format!("Tandem {g} ({})", one_line(l)),
             _ => format!("Tandem {g}"),
         };
+        let key = if self.efi { "efi" } else { "linux" };
         let mut s = format!(
-            "title {title}\nsort-key {SORT_KEY}\nversion {gen}\nlinux {}\n",
+            "title {title}\nsort-key {SORT_KEY}\nversion {gen}\n{key} {}\n",
             self.kernel(g)
         );
+        if self.efi {
+            return s;
+        }
         if let Some(i) = self.initrd(g) {
             s.push_str(&format!("initrd {i}\n"));
         }
@@ -487,6 +502,30 @@ mod tests {
         };
         assert!(!no_initrd.compose(A, 1, None).contains("initrd"));
         assert!(Layout::default().validate().is_ok());
+        let uki = Layout {
+            kernel: "/tandem/{slot}/tandem.efi".into(),
+            initrd: None,
+            efi: true,
+            ..Layout::default()
+        };
+        assert!(uki.validate().is_ok());
+        assert_eq!(
+            uki.compose(B, 3, None),
+            "title Tandem b\nsort-key tandem\nversion 3\nefi /tandem/b/tandem.efi\n",
+            "no options: the image's own command line boots"
+        );
+        for bad in [
+            Layout {
+                initrd: Some(DEFAULT_INITRD.into()),
+                ..uki.clone()
+            },
+            Layout {
+                options: "init=/bin/sh".into(),
+                ..uki.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
         for bad in ["tandem/{slot}/k", "/tandem/k", "/t/{slot}/a b"] {
             let l = Layout {
                 kernel: bad.into(),

@@ -123,6 +123,7 @@
 
 pub mod entry;
 pub mod order;
+pub mod pe;
 pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -335,6 +336,50 @@ impl SdBoot {
         Ok(())
     }
 
+    /// A unified kernel image boots with its own command line: before
+    /// `g` is armed, that line must name `g` and carry the dm-verity
+    /// parameters of what was installed, or the trial would mount the
+    /// wrong slot or trust the wrong root hash.
+    pub fn check_uki(&self, g: SlotGroup) -> Result<(), BootError> {
+        let path = self.esp_path(&self.layout.kernel(g));
+        let format = |message: String| BootError::Format {
+            backend: BACKEND,
+            path: path.clone(),
+            message,
+        };
+        let mut f = File::open(&path).map_err(self.io(&path))?;
+        let cmdline = match pe::section(&mut f, ".cmdline") {
+            Ok(Some(bytes)) => pe::cmdline_text(&bytes),
+            Ok(None) => {
+                return Err(format(
+                    "the unified kernel image has no .cmdline section".into(),
+                ))
+            }
+            Err(pe::PeError::Io(e)) => return Err(self.io(&path)(e)),
+            Err(e) => return Err(format(e.to_string())),
+        };
+        let words: BTreeSet<&str> = cmdline.split_ascii_whitespace().collect();
+        let param = &self.layout.slot_parameter;
+        let want = format!("{param}={g}");
+        if !words.contains(want.as_str()) {
+            let found = words
+                .iter()
+                .find(|w| w.starts_with(&format!("{param}=")))
+                .map_or_else(|| format!("no {param}="), |w| w.to_string());
+            return Err(format(format!(
+                "the image's command line has {found}, but it was written for slot {g} ({want}); not armed (build one image per slot group)"
+            )));
+        }
+        if let Some(extra) = self.layout.extra.get(&g) {
+            if let Some(missing) = extra.split_ascii_whitespace().find(|w| !words.contains(w)) {
+                return Err(format(format!(
+                    "the image's command line lacks {missing}, which the installed rootfs needs (its dm-verity parameters); not armed"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn plan_error(&self, e: PlanError) -> BootError {
         let format = |path: PathBuf| BootError::Format {
             backend: BACKEND,
@@ -400,6 +445,9 @@ impl Bootloader for SdBoot {
     }
 
     fn arm(&mut self, g: SlotGroup, tries: u32) -> Result<(), BootError> {
+        if self.layout.efi {
+            self.check_uki(g)?;
+        }
         self.change("arm", g, |l, layout, label| {
             plan::arm(l, layout, g, tries, MAX_TRIES, label)
         })

@@ -450,3 +450,63 @@ fn invalidate_is_power_safe() {
         assert_eq!(m.primary().unwrap(), Some(A), "{at}");
     }
 }
+
+/// An ESP with one UKI per slot, whose command lines are `lines`.
+fn uki_esp(lines: [&str; 2]) -> (tempfile::TempDir, SdBoot) {
+    let dir = tempfile::tempdir().unwrap();
+    for (g, line) in SlotGroup::ALL.into_iter().zip(lines) {
+        let d = dir.path().join("tandem").join(g.as_str());
+        fs::create_dir_all(&d).unwrap();
+        let img = pe::tests::image(&[(".osrel", b"ID=tandem\n"), (".cmdline", line.as_bytes())]);
+        fs::write(d.join("tandem.efi"), img).unwrap();
+    }
+    let layout = Layout {
+        kernel: "/tandem/{slot}/tandem.efi".into(),
+        initrd: None,
+        efi: true,
+        ..Layout::default()
+    };
+    let efivars = dir.path().join("efivars");
+    let sd = SdBoot::new(dir.path(), &efivars, layout).unwrap();
+    (dir, sd)
+}
+
+#[test]
+fn a_uki_is_armed_only_if_its_command_line_names_the_slot_and_its_root_hash() {
+    let good = "tandem.slot=b tandem.verity.roothash=ab12 tandem.verity.hashoffset=4096";
+    let (dir, mut sd) = uki_esp(["tandem.slot=a", good]);
+    sd.set_verity(
+        B,
+        Some("tandem.verity.roothash=ab12 tandem.verity.hashoffset=4096"),
+    )
+    .unwrap();
+    sd.arm(B, 1).unwrap();
+    let entry = fs::read_to_string(dir.path().join("loader/entries/tandem-b+1.conf")).unwrap();
+    assert!(entry.contains("efi /tandem/b/tandem.efi\n"), "{entry}");
+    assert!(!entry.contains("options"), "{entry}");
+
+    // The image for a, written to b's place: refused, nothing armed.
+    let (dir, mut sd) = uki_esp(["tandem.slot=a", "tandem.slot=a quiet"]);
+    let e = sd.arm(B, 1).unwrap_err().to_string();
+    assert!(
+        e.contains("tandem.slot=a") && e.contains("tandem/b/tandem.efi"),
+        "{e}"
+    );
+    assert!(!dir.path().join("loader/entries/tandem-b+1.conf").exists());
+
+    // Another root hash than the installed rootfs's: refused.
+    let (_dir, mut sd) = uki_esp(["tandem.slot=a", good]);
+    sd.set_verity(
+        B,
+        Some("tandem.verity.roothash=ffff tandem.verity.hashoffset=4096"),
+    )
+    .unwrap();
+    let e = sd.arm(B, 1).unwrap_err().to_string();
+    assert!(e.contains("lacks tandem.verity.roothash=ffff"), "{e}");
+
+    // Not a PE image at all.
+    let (dir, mut sd) = uki_esp(["tandem.slot=a", good]);
+    fs::write(dir.path().join("tandem/b/tandem.efi"), "linux").unwrap();
+    let e = sd.arm(B, 1).unwrap_err().to_string();
+    assert!(e.contains("not a PE image"), "{e}");
+}
