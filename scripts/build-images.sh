@@ -3,8 +3,8 @@
 # work-out/images): a static tandem agent, the minimal image 1.0.0 as a
 # GPT disk (slot a), and signed bundles 1.1.0 (good), 1.2.0 (its health
 # check fails), 1.3.0 (its init crashes) and 1.4.0 (it hangs); the
-# channel variant into OUT/channel and the systemd-boot variant into
-# OUT/sdboot (below). Reuses the kernel download in
+# channel variant into OUT/channel, the systemd-boot variant into
+# OUT/sdboot and the Secure Boot one into OUT/uki (below). Reuses the kernel download in
 # /var/cache/tandem-image. Then the aarch64 images
 # (scripts/build-images-arm64.sh) into OUT/arm64.
 #
@@ -20,6 +20,15 @@ if [[ ${1:-} == --demo ]]; then demo=1; shift; fi
 out=$(realpath -m "${1:-work-out/images}")
 mkdir -p "$out"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1767225600}
+# The Secure Boot db key the UKI variant is signed with: Debian's ovmf
+# snakeoil test key (its passphrase, "snakeoil", is in the package's
+# README.Debian; sbsign wants it decrypted), enrolled in the snakeoil vars
+# the rig boots. SB_KEY/SB_CERT sign with another.
+SB_CERT=${SB_CERT:-/usr/share/ovmf/PkKek-1-snakeoil.pem}
+if [[ -z ${SB_KEY:-} ]]; then
+    SB_KEY=$out/snakeoil-db.key
+    [[ -f $SB_KEY ]] || openssl pkey -in /usr/share/ovmf/PkKek-1-snakeoil.key -passin pass:snakeoil -out "$SB_KEY"
+fi
 
 build_tools
 recipe=$PWD/image-recipes/recipes/minimal/recipe.toml
@@ -78,6 +87,19 @@ if ((!demo)); then
         --file /usr/lib/tandem/health-check="$f/health-check-broken"
     build_image "minimal 1.3.0 (bundle, systemd-boot, init crashes)" "$recipe" --version 1.3.0 \
         --file /sbin/init="$f/init-crash"
+    wait_images
+    # The Secure Boot variant (scenarios 16a-16d): systemd-boot and one
+    # unified kernel image per slot, signed with the db key of the OVMF
+    # vars the rig boots (Debian's snakeoil test key; docs/security.md says
+    # how a vendor uses its own). 1.2.0's images are not signed at all.
+    img_out=$out/uki
+    mkdir -p "$img_out"
+    sb=(--efi-key "$SB_KEY" --efi-cert "$SB_CERT")
+    img_common=(--agent "$agent" --init "$init" --key "$out/vendor.key" --out "$img_out" --cache /var/cache/tandem-image
+        --bootloader systemd-boot --uki)
+    build_image "minimal 1.0.0 (disk, signed UKIs)" "$recipe" --disk "${sb[@]}"
+    build_image "minimal 1.1.0 (bundle, signed UKIs)" "$recipe" --version 1.1.0 "${sb[@]}"
+    build_image "minimal 1.2.0 (bundle, unsigned UKIs)" "$recipe" --version 1.2.0
     wait_images
     scripts/build-images-arm64.sh "$out/arm64" "$out/vendor.key"
 fi

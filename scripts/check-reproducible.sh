@@ -2,7 +2,7 @@
 # Builds each shipped image twice from the same recipe and inputs, in two
 # different directories, and checks that the outputs (slot image, bundle,
 # disk, and for arm64 the U-Boot board environment) are byte-identical.
-# Covers minimal (amd64, with GRUB and with systemd-boot), minimal-arm64 (when its cross-built agent is
+# Covers minimal (amd64, with GRUB, with systemd-boot, and with signed unified kernel images), minimal-arm64 (when its cross-built agent is
 # there: scripts/build-images-arm64.sh, run by the scenario suite, makes
 # it) and debian (from the cached mmdebstrap tarball the suite's build
 # leaves in /var/cache/tandem-image/debian). Prints "reproducible: N
@@ -52,6 +52,12 @@ check() {
 check minimal x86_64-unknown-linux-gnu minimal-1.0.0.rootfs.img minimal-1.0.0.tnd minimal-1.0.0.disk.img
 LABEL=minimal-sdboot ARGS="--bootloader systemd-boot" \
     check minimal x86_64-unknown-linux-gnu minimal-1.0.0.tnd minimal-1.0.0.disk.img
+# Signed UKIs (objcopy's PE timestamp is normalized; sbsign is deterministic),
+# with the snakeoil db key decrypted as build-images.sh does.
+[[ -f $images/snakeoil-db.key ]] ||
+    openssl pkey -in /usr/share/ovmf/PkKek-1-snakeoil.key -passin pass:snakeoil -out "$images/snakeoil-db.key"
+LABEL=minimal-uki ARGS="--bootloader systemd-boot --uki --efi-key $images/snakeoil-db.key --efi-cert /usr/share/ovmf/PkKek-1-snakeoil.pem" \
+    check minimal x86_64-unknown-linux-gnu minimal-1.0.0.tnd minimal-1.0.0.disk.img minimal-1.0.0.uki-b.efi
 if [[ -x $tdir/aarch64-unknown-linux-gnu/release/tandem || ${CI:-} == true ]]; then
     check minimal-arm64 aarch64-unknown-linux-gnu minimal-arm64-1.0.0.rootfs.img minimal-arm64-1.0.0.tnd \
         minimal-arm64-1.0.0.disk.img minimal-arm64-1.0.0.uboot-env.img

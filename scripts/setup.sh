@@ -39,6 +39,7 @@ want fw_printenv libubootenv-tool
 want mkimage u-boot-tools
 want bootctl systemd-boot
 want /usr/lib/systemd/boot/efi/systemd-bootx64.efi systemd-boot-efi
+want sbsign sbsigntool
 want python3 python3
 want zstd zstd
 want /usr/bin/time time

@@ -155,6 +155,24 @@ pub fn initial_sdboot_entry(cmdline: &str, version: &str, verity_a: Option<&str>
     layout.compose(SlotGroup::A, 1, Some(version))
 }
 
+/// Where each slot's unified kernel image lives on the ESP (the agent's
+/// `boot.uki`).
+pub const UKI_PATH: &str = "/tandem/{slot}/tandem.efi";
+
+/// Slot a's first entry when it boots a unified kernel image: what the
+/// agent writes (generation 1, committed); no options, the image's own
+/// command line boots.
+pub fn initial_uki_entry(version: &str) -> String {
+    use tandem::boot::sdboot::entry::Layout;
+    let layout = Layout {
+        kernel: UKI_PATH.into(),
+        initrd: None,
+        efi: true,
+        ..Layout::default()
+    };
+    layout.compose(tandem::slot::SlotGroup::A, 1, Some(version))
+}
+
 /// The ESP of a systemd-boot disk: the loader as the removable-media
 /// default, `loader.conf`, slot a's entry, kernel and initrd.
 fn sdboot_esp(
@@ -175,16 +193,29 @@ fn sdboot_esp(
     let img = fat(spec, work, seed, "ESP")?;
     let conf = work.join("loader.conf");
     let entry = work.join("tandem-a.conf");
-    for (p, text) in [
-        (&conf, LOADER_CONF.to_string()),
-        (
-            &entry,
-            initial_sdboot_entry(&boot.cmdline, &boot.label, slot.verity_args.as_deref()),
-        ),
-    ] {
+    let entry_text = match &boot.uki {
+        Some(_) => initial_uki_entry(&boot.label),
+        None => initial_sdboot_entry(&boot.cmdline, &boot.label, slot.verity_args.as_deref()),
+    };
+    for (p, text) in [(&conf, LOADER_CONF.to_string()), (&entry, entry_text)] {
         std::fs::write(p, text).map_err(|e| BuildError::io(p, e))?;
     }
+    let loader = match &boot.signer {
+        Some(k) => {
+            let signed = work.join("systemd-bootx64.signed.efi");
+            crate::uki::sign(k, Path::new(SYSTEMD_BOOT_EFI), &signed)?;
+            signed
+        }
+        None => SYSTEMD_BOOT_EFI.into(),
+    };
     let s = |p: &Path| p.display().to_string();
+    let slot_files: Vec<(String, String)> = match &boot.uki {
+        Some(uki) => vec![(s(uki), format!("::{}", UKI_PATH.replace("{slot}", "a")))],
+        None => vec![
+            (s(&boot.kernel), "::/tandem/a/vmlinuz".into()),
+            (s(&boot.initrd), "::/tandem/a/initrd.img".into()),
+        ],
+    };
     fat_copy(
         &img,
         epoch,
@@ -198,12 +229,13 @@ fn sdboot_esp(
             "::/tandem/b",
         ],
         &[
-            (SYSTEMD_BOOT_EFI.into(), "::/EFI/BOOT/BOOTX64.EFI".into()),
+            (s(&loader), "::/EFI/BOOT/BOOTX64.EFI".into()),
             (s(&conf), "::/loader/loader.conf".into()),
             (s(&entry), "::/loader/entries/tandem-a.conf".into()),
-            (s(&boot.kernel), "::/tandem/a/vmlinuz".into()),
-            (s(&boot.initrd), "::/tandem/a/initrd.img".into()),
-        ],
+        ]
+        .into_iter()
+        .chain(slot_files)
+        .collect::<Vec<_>>(),
     )?;
     Ok(img)
 }
@@ -266,6 +298,11 @@ pub struct EspBoot {
     pub cmdline: String,
     /// Shown in the entry's title (the image version).
     pub label: String,
+    /// Slot a's unified kernel image (recipes with `uki = true`): the
+    /// entry boots it instead of kernel + initrd.
+    pub uki: Option<std::path::PathBuf>,
+    /// Secure Boot: systemd-boot is signed with this key.
+    pub signer: Option<crate::uki::Signer>,
 }
 
 /// Builds the disk image at `out`.

@@ -24,6 +24,7 @@ pub mod rootfs;
 pub mod stage;
 pub mod tool;
 pub mod uboot;
+pub mod uki;
 
 use std::path::PathBuf;
 
@@ -40,6 +41,8 @@ pub struct Outputs {
     /// With a U-Boot disk: the board environment for pflash unit 1.
     pub uboot_env: Option<PathBuf>,
     pub verity_root_hash: Option<String>,
+    /// With `uki = true`: each slot group's unified kernel image.
+    pub ukis: std::collections::BTreeMap<tandem::slot::SlotGroup, PathBuf>,
 }
 
 /// Builds everything a recipe describes.
@@ -67,6 +70,22 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
     rootfs::stage(r, o, &k, &initrd, &key, &bb, &stage)?;
     let slot_image = o.out.join(format!("{}-{}.rootfs.img", r.name, r.version));
     let verity = fsimage::make(r, &stage, &slot_image, &seed, epoch)?;
+    // The one formatter the initramfs's validator agrees with; parameters
+    // it would reject fail the build.
+    let verity_args = match &verity {
+        Some(v) => Some(
+            tandem_bootparams::kernel_args(
+                &v.root_hash,
+                v.hash_offset,
+                &v.salt,
+                v.data_block_size,
+                v.hash_block_size,
+                &v.hash_algorithm,
+            )
+            .map_err(|e| BuildError::Step(format!("slot image {}: {e}", slot_image.display())))?,
+        ),
+        None => None,
+    };
 
     let bundle = o.out.join(format!("{}-{}.tnd", r.name, r.version));
     let meta = tandem::bundle::writer::BundleMeta {
@@ -95,11 +114,46 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
     let chain = r.boot_chain();
     let mut inputs = vec![input];
     let initrd_path = o.work.join(format!("{seed}.initrd.img"));
+    // One unified kernel image per slot group: its command line names the
+    // slot and carries the root hash (uki.rs).
+    let mut ukis = std::collections::BTreeMap::new();
     if chain == recipe::BootChain::SdBoot {
+        std::fs::write(&initrd_path, &initrd).map_err(|e| BuildError::io(&initrd_path, e))?;
+    }
+    if r.uki {
+        for g in tandem::slot::SlotGroup::ALL {
+            let cmdline = [
+                format!("tandem.slot={g}"),
+                r.kernel.cmdline.clone(),
+                verity_args.clone().unwrap_or_default(),
+            ]
+            .join(" ")
+            .trim()
+            .to_string();
+            let path = o.out.join(format!("{}-{}.uki-{g}.efi", r.name, r.version));
+            let parts = uki::Parts {
+                kernel: &k.vmlinuz(),
+                initrd: &initrd_path,
+                cmdline: &cmdline,
+                osrel: &uki::osrel(&r.version.to_string(), g.as_str()),
+            };
+            uki::build(&parts, &o.work, &path, o.efi_signer.as_ref())?;
+            inputs.push(tandem::bundle::writer::ImageInput {
+                slot_class: tandem::slot::SlotClass::new("uki").expect("valid class"),
+                path: path.clone(),
+                compression: tandem::bundle::Compression::Zstd,
+                frame_size: None,
+                chunk_size: None,
+                cdc: Some(tandem::bundle::cdc::DEFAULT),
+                verity: None,
+                group: Some(g),
+            });
+            ukis.insert(g, path);
+        }
+    } else if chain == recipe::BootChain::SdBoot {
         // systemd-boot loads them from the ESP: the bundle carries them as
         // images of their own, which the agent writes to the other slot's
         // files there (rootfs::agent_config).
-        std::fs::write(&initrd_path, &initrd).map_err(|e| BuildError::io(&initrd_path, e))?;
         for (class, path) in [("kernel", k.vmlinuz()), ("initrd", initrd_path.clone())] {
             inputs.push(tandem::bundle::writer::ImageInput {
                 slot_class: tandem::slot::SlotClass::new(class).expect("valid class"),
@@ -118,33 +172,17 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
     let disk = match (&r.disk, o.make_disk) {
         (Some(spec), true) => {
             let path = o.out.join(format!("{}-{}.disk.img", r.name, r.version));
-            // The one formatter the initramfs's validator agrees with;
-            // parameters it would reject fail the build.
-            let verity_args = match &verity {
-                Some(v) => Some(
-                    tandem_bootparams::kernel_args(
-                        &v.root_hash,
-                        v.hash_offset,
-                        &v.salt,
-                        v.data_block_size,
-                        v.hash_block_size,
-                        &v.hash_algorithm,
-                    )
-                    .map_err(|e| {
-                        BuildError::Step(format!("slot image {}: {e}", slot_image.display()))
-                    })?,
-                ),
-                None => None,
-            };
             let esp_boot = (chain == recipe::BootChain::SdBoot).then(|| disk::EspBoot {
                 kernel: k.vmlinuz(),
                 initrd: initrd_path.clone(),
                 cmdline: r.kernel.cmdline.clone(),
                 label: r.version.to_string(),
+                uki: ukis.get(&tandem::slot::SlotGroup::A).cloned(),
+                signer: o.efi_signer.clone(),
             });
             let slot = disk::SlotImage {
                 path: &slot_image,
-                verity_args,
+                verity_args: verity_args.clone(),
                 esp_boot,
             };
             disk::build(spec, chain, &slot, &o.work, &path, &seed, epoch)?;
@@ -168,5 +206,6 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
         disk,
         uboot_env,
         verity_root_hash: verity.map(|v| v.root_hash),
+        ukis,
     })
 }

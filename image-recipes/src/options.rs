@@ -38,4 +38,7 @@ pub struct BuildOptions {
     /// The initramfs `/init` (the static tandem-initramfs binary); without
     /// it, a busybox script is used.
     pub init: Option<PathBuf>,
+    /// Secure Boot: sign systemd-boot and the unified kernel images with
+    /// this `db` key (recipes with `uki = true` only).
+    pub efi_signer: Option<crate::uki::Signer>,
 }

@@ -32,6 +32,11 @@ pub struct Recipe {
     /// The bootloader: amd64 boots GRUB (the default) or systemd-boot;
     /// arm64 boots U-Boot.
     pub bootloader: Option<Bootloader>,
+    /// systemd-boot only: boot a unified kernel image per slot (kernel,
+    /// initramfs and a command line naming the slot and its dm-verity
+    /// root hash, signable for Secure Boot) instead of kernel + initrd.
+    #[serde(default)]
+    pub uki: bool,
     pub kernel: Kernel,
     pub rootfs: Rootfs,
     #[serde(default)]
@@ -305,6 +310,9 @@ impl Recipe {
             .arch
             .boot_chain(r.bootloader)
             .map_err(|m| invalid("bootloader", &m))?;
+        if r.uki && chain != BootChain::SdBoot {
+            return Err(invalid("uki", "needs bootloader = \"systemd-boot\""));
+        }
         if chain == BootChain::UbootFile && r.rootfs.filesystem != Filesystem::Ext4 {
             return Err(invalid(
                 "rootfs.filesystem",
@@ -324,8 +332,24 @@ impl Recipe {
 
     /// Overrides the recipe's bootloader (`tandem-image --bootloader`).
     pub fn set_bootloader(&mut self, b: Bootloader) -> Result<(), String> {
+        if self.uki && self.arch.boot_chain(Some(b))? != BootChain::SdBoot {
+            return Err(
+                "the recipe boots unified kernel images (uki = true): systemd-boot only".into(),
+            );
+        }
         self.arch.boot_chain(Some(b))?;
         self.bootloader = Some(b);
+        Ok(())
+    }
+
+    /// Boots unified kernel images (`tandem-image --uki`).
+    pub fn set_uki(&mut self) -> Result<(), String> {
+        if self.boot_chain() != BootChain::SdBoot {
+            return Err(
+                "unified kernel images need systemd-boot (--bootloader systemd-boot)".into(),
+            );
+        }
+        self.uki = true;
         Ok(())
     }
 
@@ -374,6 +398,10 @@ filesystem = "squashfs"
                 "bootloader: UBoot is not a bootloader for amd64",
             ),
             (format!("bootloader = \"lilo\"\n{MIN}"), "bootloader"),
+            (
+                format!("uki = true\n{MIN}"),
+                "uki: needs bootloader = \"systemd-boot\"",
+            ),
             (format!("{MIN}suite = \"bookworm\"\n"), "rootfs.suite"),
             (
                 MIN.replace("\"busybox\"", "\"debian\"\npackages = [\"a b\"]"),
@@ -396,8 +424,15 @@ filesystem = "squashfs"
         .unwrap();
         assert_eq!(r.boot_chain(), BootChain::SdBoot);
         assert_eq!(r.boot_chain().mount_point(), "/boot/efi");
+        r.set_uki().unwrap();
+        assert!(
+            r.set_bootloader("grub".parse().unwrap()).is_err(),
+            "UKIs need systemd-boot"
+        );
+        r.uki = false;
         r.set_bootloader("grub".parse().unwrap()).unwrap();
         assert_eq!(r.boot_chain(), BootChain::Grub);
+        assert!(r.set_uki().is_err());
         r.arch = Arch::Arm64;
         assert!(r.set_bootloader(Bootloader::SystemdBoot).is_err());
         assert_eq!(r.bootloader, Some(Bootloader::Grub));

@@ -17,6 +17,8 @@ use crate::tool::BuildError;
 /// `size` for them; each file takes its image's length).
 pub const ESP_KERNEL_MAX: &str = "32M";
 pub const ESP_INITRD_MAX: &str = "64M";
+/// The most a slot's unified kernel image on the ESP may hold.
+pub const ESP_UKI_MAX: &str = "96M";
 
 /// The agent configuration every image carries (the device's view).
 pub fn agent_config(r: &Recipe) -> String {
@@ -24,6 +26,10 @@ pub fn agent_config(r: &Recipe) -> String {
     let mp = chain.mount_point();
     let boot = match chain {
         BootChain::Grub => format!("backend = \"grub\"\ngrubenv = \"{mp}/EFI/tandem/grubenv\""),
+        BootChain::SdBoot if r.uki => format!(
+            "backend = \"systemd-boot\"\nesp = \"{mp}\"\nuki = \"{}\"",
+            crate::disk::UKI_PATH
+        ),
         BootChain::SdBoot => format!(
             "backend = \"systemd-boot\"\nesp = \"{mp}\"\nkernel_options = \"{}\"",
             r.kernel.cmdline
@@ -39,7 +45,15 @@ pub fn agent_config(r: &Recipe) -> String {
             "\n[slots.{g}.rootfs]\ndevice = \"/dev/tandem/root-{g}\"\n"
         ));
     }
-    if chain == BootChain::SdBoot {
+    if chain == BootChain::SdBoot && r.uki {
+        // One unified kernel image per slot, which the ESP entry boots.
+        for g in ["a", "b"] {
+            slots.push_str(&format!(
+                "\n[slots.{g}.uki]\ndevice = \"{mp}{}\"\nsize = \"{ESP_UKI_MAX}\"\n",
+                crate::disk::UKI_PATH.replace("{slot}", g)
+            ));
+        }
+    } else if chain == BootChain::SdBoot {
         // systemd-boot loads kernel and initrd from the ESP, where
         // loader/entries/tandem-<g>.conf names them (docs/boot.md).
         for g in ["a", "b"] {
@@ -237,5 +251,24 @@ mod tests {
             Path::new("/boot/efi/tandem/a/initrd.img")
         );
         assert!(boot_args_file(&r).is_none());
+
+        // Unified kernel images: one file slot per group, no options.
+        let r = recipe("bootloader = \"systemd-boot\"\nuki = true");
+        let s = parse(&[Source::image("t.toml", agent_config(&r))]).unwrap();
+        match &s.boot {
+            BootConfig::SystemdBoot {
+                kernel_options,
+                uki,
+                ..
+            } => {
+                assert_eq!(uki.as_deref(), Some("/tandem/{slot}/tandem.efi"));
+                assert_eq!(kernel_options, "");
+            }
+            other => panic!("{other:?}"),
+        }
+        let uki = SlotClass::new("uki").unwrap();
+        let dev = s.slot(SlotGroup::B, &uki).unwrap();
+        assert_eq!(dev.device, Path::new("/boot/efi/tandem/b/tandem.efi"));
+        assert_eq!(s.classes().count(), 2, "rootfs and uki");
     }
 }

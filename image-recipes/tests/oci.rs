@@ -442,6 +442,7 @@ filesystem = "squashfs"
         signing_key: d.path().join("k.key"),
         make_disk: false,
         init: None,
+        efi_signer: None,
     };
     let res = tandem_image::build(&r, &o).unwrap();
     assert!(res.verity_root_hash.is_some());

@@ -15,6 +15,7 @@ pub mod qmp;
 pub mod scenario;
 pub mod scenarios;
 pub mod sdboot;
+pub mod uki;
 pub mod vm;
 
 pub use console::Console;

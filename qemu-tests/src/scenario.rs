@@ -66,6 +66,8 @@ pub struct Fixture {
     /// The host's agent (`--tandem`), for scenarios that prepare with it
     /// (a push to a registry).
     pub tandem: Option<PathBuf>,
+    /// Boot OVMF's Secure Boot build ([`crate::vm::Firmware::secure_boot`]).
+    pub secure_boot: bool,
 }
 
 /// The one file in `dir` whose name ends with `suffix`.
@@ -91,6 +93,7 @@ impl Fixture {
             disk,
             uboot_env: None,
             tandem: None,
+            secure_boot: false,
         };
         // TANDEM_QEMU_ACCEL=tcg|kvm forces; otherwise KVM only if a probe works.
         fx.accel = match std::env::var("TANDEM_QEMU_ACCEL").as_deref() {
@@ -126,6 +129,7 @@ impl Fixture {
             disk: find_image(images, ".disk.img", hint)?,
             uboot_env: Some(find_image(images, ".uboot-env.img", hint)?),
             tandem: None,
+            secure_boot: false,
         })
     }
 
@@ -146,6 +150,7 @@ impl Fixture {
             disk,
             uboot_env: None,
             tandem: self.tandem.clone(),
+            secure_boot: false,
         })
     }
 
@@ -181,6 +186,9 @@ impl Fixture {
         c.disks.push(disk);
         c.accel = self.accel.clone();
         c.uboot_env = self.uboot_env.clone();
+        if self.secure_boot {
+            c.firmware = crate::vm::Firmware::secure_boot();
+        }
         c.watchdog = true;
         c.relay = Some(self.relay.clone());
         c.forwards = server.map(|s| {
@@ -359,7 +367,7 @@ pub fn install_and_reboot(vm: &mut Vm, bundle: &str, t: &mut Timeline) -> Result
 
 /// Waits for the install of `bundle` typed into the guest to say it armed
 /// the other group; its `error:` line fails.
-fn wait_armed(vm: &mut Vm, bundle: &str) -> Result<(), RigError> {
+pub fn wait_armed(vm: &mut Vm, bundle: &str) -> Result<(), RigError> {
     let (l, k) = vm.expect_any(&["armed for", "error:"], Duration::from_secs(180))?;
     if k == 1 {
         return Err(RigError::Setup(format!(

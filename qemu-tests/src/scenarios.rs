@@ -486,6 +486,10 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
             Box::new(move |fx, t| crate::sdboot::power_cuts(fx, t, half, seed ^ 0xc2b2_ae35)),
         ),
         (
+            "16e Secure Boot (signed UKIs) power cuts".into(),
+            Box::new(move |fx, t| crate::uki::power_cuts(fx, t, half, seed ^ 0x1656_67b1)),
+        ),
+        (
             "9c debian (systemd) power cuts".into(),
             Box::new(move |fx, t| crate::debian::power_cuts(fx, t, half, seed ^ 0x27d4_eb2f)),
         ),
@@ -526,6 +530,22 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
         (
             "15b systemd-boot health-check fallback".into(),
             Box::new(crate::sdboot::health_failure),
+        ),
+        (
+            "16a Secure Boot: signed update commits, verity from the signed command line".into(),
+            Box::new(crate::uki::signed_update),
+        ),
+        (
+            "16b Secure Boot: a flipped byte in the UKI is refused, fallback".into(),
+            Box::new(crate::uki::flipped_uki),
+        ),
+        (
+            "16c Secure Boot: an unsigned UKI never boots".into(),
+            Box::new(crate::uki::unsigned_uki),
+        ),
+        (
+            "16d Secure Boot: a flipped byte in the slot is caught by dm-verity".into(),
+            Box::new(crate::uki::flipped_slot),
         ),
     ];
     v.extend(crate::lastresort::scenarios());

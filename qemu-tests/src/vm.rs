@@ -76,6 +76,8 @@ pub struct Firmware {
     pub ovmf_code: PathBuf,
     pub ovmf_vars: PathBuf,
     pub uboot_arm64: PathBuf,
+    /// OVMF's Secure Boot build: the machine gets SMM and secure flash.
+    pub secure_boot: bool,
 }
 
 impl Default for Firmware {
@@ -84,6 +86,21 @@ impl Default for Firmware {
             ovmf_code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
             ovmf_vars: "/usr/share/OVMF/OVMF_VARS_4M.fd".into(),
             uboot_arm64: "/usr/lib/u-boot/qemu_arm64/u-boot.bin".into(),
+            secure_boot: false,
+        }
+    }
+}
+
+impl Firmware {
+    /// Secure Boot on: OVMF's secboot build (SMM-protected variables) with
+    /// Debian's snakeoil vars, whose PK, KEK and db are the snakeoil test
+    /// certificate (/usr/share/ovmf/PkKek-1-snakeoil.pem).
+    pub fn secure_boot() -> Firmware {
+        Firmware {
+            ovmf_code: "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd".into(),
+            ovmf_vars: "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd".into(),
+            secure_boot: true,
+            ..Firmware::default()
         }
     }
 }
@@ -113,6 +130,19 @@ impl VmConfig {
         let mut a: Vec<String> = Vec::new();
         let mut push = |s: &str| a.push(s.to_string());
         let program = match self.arch {
+            Arch::X86_64 if self.firmware.secure_boot => {
+                for s in [
+                    "-machine",
+                    "q35,smm=on",
+                    "-cpu",
+                    "max",
+                    "-global",
+                    "driver=cfi.pflash01,property=secure,value=on",
+                ] {
+                    push(s);
+                }
+                "qemu-system-x86_64"
+            }
             Arch::X86_64 => {
                 for s in ["-machine", "q35", "-cpu", "max"] {
                     push(s);
@@ -160,13 +190,30 @@ impl VmConfig {
                 ));
             }
         }
-        for d in &self.disks {
+        for (i, d) in self.disks.iter().enumerate() {
+            let ro = if d.readonly { ",readonly=on" } else { "" };
+            if self.firmware.secure_boot && i == 0 {
+                // The system disk is the one boot option (QEMU's boot
+                // order; OVMF drops the others, network boot included, as
+                // a server whose firmware boots only its disk): after a
+                // refused image, OVMF falls back to the disk's
+                // removable-media path, systemd-boot again
+                // (qemu-tests/src/uki.rs).
+                push("-drive");
+                push(&format!(
+                    "file={},format={},if=none,id=system{ro}",
+                    d.path.display(),
+                    d.format
+                ));
+                push("-device");
+                push("virtio-blk-pci,drive=system,bootindex=0");
+                continue;
+            }
             push("-drive");
             push(&format!(
-                "file={},format={},if=virtio{}",
+                "file={},format={},if=virtio{ro}",
                 d.path.display(),
-                d.format,
-                if d.readonly { ",readonly=on" } else { "" }
+                d.format
             ));
         }
         if self.watchdog {

@@ -28,7 +28,7 @@ fn shipped(name: &str) -> Option<PathBuf> {
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) != Some("build") || args.len() < 2 {
-        return Err("usage: tandem-image build RECIPE.toml --agent PATH|PACKAGE.deb --key SECRET.key [--out DIR] [--work DIR] [--cache DIR] [--disk] [--init STATIC_INIT] [--version V] [--bootloader grub|systemd-boot|u-boot] [--file DEST=SRC]...".into());
+        return Err("usage: tandem-image build RECIPE.toml --agent PATH|PACKAGE.deb --key SECRET.key [--out DIR] [--work DIR] [--cache DIR] [--disk] [--init STATIC_INIT] [--version V] [--bootloader grub|systemd-boot|u-boot] [--uki] [--efi-key KEY.pem --efi-cert CERT.pem] [--file DEST=SRC]...".into());
     }
     let recipe_path = PathBuf::from(&args[1]);
     let mut out = PathBuf::from("out");
@@ -41,6 +41,8 @@ fn run() -> Result<(), String> {
     let mut version: Option<semver::Version> = None;
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     let mut bootloader: Option<tandem_image::recipe::Bootloader> = None;
+    let mut uki = false;
+    let (mut efi_key, mut efi_cert): (Option<PathBuf>, Option<PathBuf>) = (None, None);
     let mut it = args[2..].iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
@@ -53,6 +55,9 @@ fn run() -> Result<(), String> {
             "--version" => version = Some(val()?.parse().map_err(|e| format!("--version: {e}"))?),
             "--disk" => disk = true,
             "--bootloader" => bootloader = Some(val()?.parse()?),
+            "--uki" => uki = true,
+            "--efi-key" => efi_key = Some(val()?.into()),
+            "--efi-cert" => efi_cert = Some(val()?.into()),
             "--init" => init = Some(val()?.into()),
             "--file" => {
                 let v = val()?;
@@ -73,6 +78,17 @@ fn run() -> Result<(), String> {
         r.set_bootloader(b)
             .map_err(|e| format!("--bootloader: {e}"))?;
     }
+    if uki {
+        r.set_uki().map_err(|e| format!("--uki: {e}"))?;
+    }
+    let efi_signer = match (efi_key, efi_cert) {
+        (None, None) => None,
+        (Some(key), Some(cert)) if r.uki => Some(tandem_image::uki::Signer { key, cert }),
+        (Some(_), Some(_)) => {
+            return Err("--efi-key/--efi-cert sign unified kernel images: add --uki (or uki = true in the recipe)".into())
+        }
+        _ => return Err("--efi-key and --efi-cert go together".into()),
+    };
     // Absolute sources override or add files (recipe-relative joins keep them).
     for (dest, src) in files {
         r.files.insert(dest, src);
@@ -88,6 +104,7 @@ fn run() -> Result<(), String> {
         signing_key: key.ok_or("--key SECRET.key is required")?,
         make_disk: disk,
         init: init.or_else(|| shipped("tandem-initramfs")),
+        efi_signer,
     };
     let t = std::time::Instant::now();
     let res = build(&r, &o).map_err(|e| e.to_string())?;
