@@ -137,7 +137,7 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
                 cmdline: &cmdline,
                 osrel: &uki::osrel(&r.version.to_string(), g.as_str()),
             };
-            uki::build(&parts, &o.work, &path, o.efi_signer.as_ref())?;
+            uki::build(&parts, &o.work, &path, epoch, o.efi_signer.as_ref())?;
             inputs.push(tandem::bundle::writer::ImageInput {
                 slot_class: tandem::slot::SlotClass::new("uki").expect("valid class"),
                 path: path.clone(),

@@ -37,11 +37,13 @@ pub struct Parts<'a> {
     pub osrel: &'a str,
 }
 
-/// Builds the image at `out` (via `work`), signed if `signer` is given.
+/// Builds the image at `out` (via `work`), stamped with `epoch` (the
+/// build's SOURCE_DATE_EPOCH) and signed if `signer` is given.
 pub fn build(
     parts: &Parts<'_>,
     work: &Path,
     out: &Path,
+    epoch: u64,
     signer: Option<&Signer>,
 ) -> Result<(), BuildError> {
     if !Path::new(STUB).is_file() {
@@ -97,7 +99,7 @@ pub fn build(
             &s(&unsigned),
         ],
     )?;
-    normalize(&unsigned, crate::build_epoch())?;
+    normalize(&unsigned, epoch)?;
     if let Some(k) = signer {
         sign(k, &unsigned, out)?;
     }
