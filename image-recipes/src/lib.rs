@@ -73,17 +73,9 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
     // The one formatter the initramfs's validator agrees with; parameters
     // it would reject fail the build.
     let verity_args = match &verity {
-        Some(v) => Some(
-            tandem_bootparams::kernel_args(
-                &v.root_hash,
-                v.hash_offset,
-                &v.salt,
-                v.data_block_size,
-                v.hash_block_size,
-                &v.hash_algorithm,
-            )
-            .map_err(|e| BuildError::Step(format!("slot image {}: {e}", slot_image.display())))?,
-        ),
+        Some(v) => Some(tandem::install::verity_kernel_args(v).map_err(|e| {
+            BuildError::Step(format!("slot image {}: {e}", slot_image.display()))
+        })?),
         None => None,
     };
 
