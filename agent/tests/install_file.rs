@@ -82,12 +82,15 @@ fn per_group_images_go_to_their_own_group() {
     );
     let rec = fx.state().slot(SlotGroup::B).images.clone();
     assert_eq!(rec[1].sha256, sha(&for_b));
-    // Booted from b, the same bundle writes a's variant to a.
+    // On a device booted from b, the same bundle writes a's variant to a.
+    let fx = Fx::new(&["rootfs", "uki"]);
     std::fs::write(fx.path("cmdline"), "tandem.slot=b").unwrap();
-    let b2 = fx.bundle("u2.tnd", "1.2.0", &images);
-    let r = fx.install(&b2).unwrap();
+    let b = fx.bundle("u.tnd", "1.1.0", &images);
+    let uki_b = fx.slot(SlotGroup::B, "uki");
+    let r = fx.install(&b).unwrap();
     assert_eq!(r.target, SlotGroup::A);
     assert_eq!(&fx.slot(SlotGroup::A, "uki")[..for_a.len()], &for_a[..]);
+    assert_eq!(fx.slot(SlotGroup::B, "uki"), uki_b, "booted group untouched");
 }
 
 #[test]
