@@ -237,7 +237,7 @@ Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $installed_size
 Depends: $depends, apt, cpio, cryptsetup-bin, dosfstools, e2fsprogs, gdisk, grub-common, mtools, squashfs-tools
-Recommends: grub-efi-amd64-bin | grub-efi-arm64-bin, mmdebstrap, u-boot-tools
+Recommends: grub-efi-amd64-bin | grub-efi-arm64-bin, mmdebstrap, u-boot-tools, systemd-boot-efi, binutils, sbsigntool, faketime
 Suggests: tandem
 Section: admin
 Priority: optional

@@ -52,7 +52,7 @@ check() {
 check minimal x86_64-unknown-linux-gnu minimal-1.0.0.rootfs.img minimal-1.0.0.tnd minimal-1.0.0.disk.img
 LABEL=minimal-sdboot ARGS="--bootloader systemd-boot" \
     check minimal x86_64-unknown-linux-gnu minimal-1.0.0.tnd minimal-1.0.0.disk.img
-# Signed UKIs (objcopy's PE timestamp is normalized; sbsign is deterministic),
+# Signed UKIs (objcopy's PE timestamp is normalized; sbsign runs under faketime at SOURCE_DATE_EPOCH),
 # with the snakeoil db key decrypted as build-images.sh does.
 [[ -f $images/snakeoil-db.key ]] ||
     openssl pkey -in /usr/share/ovmf/PkKek-1-snakeoil.key -passin pass:snakeoil -out "$images/snakeoil-db.key"

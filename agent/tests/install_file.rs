@@ -90,7 +90,11 @@ fn per_group_images_go_to_their_own_group() {
     let r = fx.install(&b).unwrap();
     assert_eq!(r.target, SlotGroup::A);
     assert_eq!(&fx.slot(SlotGroup::A, "uki")[..for_a.len()], &for_a[..]);
-    assert_eq!(fx.slot(SlotGroup::B, "uki"), uki_b, "booted group untouched");
+    assert_eq!(
+        fx.slot(SlotGroup::B, "uki"),
+        uki_b,
+        "booted group untouched"
+    );
 }
 
 #[test]

@@ -203,7 +203,7 @@ fn sdboot_esp(
     let loader = match &boot.signer {
         Some(k) => {
             let signed = work.join("systemd-bootx64.signed.efi");
-            crate::uki::sign(k, Path::new(SYSTEMD_BOOT_EFI), &signed)?;
+            crate::uki::sign(k, Path::new(SYSTEMD_BOOT_EFI), &signed, epoch)?;
             signed
         }
         None => SYSTEMD_BOOT_EFI.into(),

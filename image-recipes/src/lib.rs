@@ -72,12 +72,13 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
     let verity = fsimage::make(r, &stage, &slot_image, &seed, epoch)?;
     // The one formatter the initramfs's validator agrees with; parameters
     // it would reject fail the build.
-    let verity_args = match &verity {
-        Some(v) => Some(tandem::install::verity_kernel_args(v).map_err(|e| {
-            BuildError::Step(format!("slot image {}: {e}", slot_image.display()))
-        })?),
-        None => None,
-    };
+    let verity_args =
+        match &verity {
+            Some(v) => Some(tandem::install::verity_kernel_args(v).map_err(|e| {
+                BuildError::Step(format!("slot image {}: {e}", slot_image.display()))
+            })?),
+            None => None,
+        };
 
     let bundle = o.out.join(format!("{}-{}.tnd", r.name, r.version));
     let meta = tandem::bundle::writer::BundleMeta {

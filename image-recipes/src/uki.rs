@@ -101,7 +101,7 @@ pub fn build(
     )?;
     normalize(&unsigned, epoch)?;
     if let Some(k) = signer {
-        sign(k, &unsigned, out)?;
+        sign(k, &unsigned, out, epoch)?;
     }
     Ok(())
 }
@@ -109,7 +109,7 @@ pub fn build(
 /// objcopy stamps a PE image with the time it ran (binutils 2.40 ignores
 /// SOURCE_DATE_EPOCH): set the COFF `TimeDateStamp` to `epoch` and
 /// recompute the optional header's `CheckSum`, so builds are reproducible.
-/// (`sbsign` is deterministic.)
+/// ([`sign`] pins the signing time the same way.)
 pub fn normalize(path: &Path, epoch: u64) -> Result<(), BuildError> {
     let mut d = std::fs::read(path).map_err(|e| BuildError::io(path, e))?;
     let bad = || BuildError::Step(format!("{}: not a PE image", path.display()));
@@ -142,8 +142,12 @@ pub fn pe_checksum(d: &[u8]) -> u32 {
     (s as u32).wrapping_add(d.len() as u32)
 }
 
-/// Signs an EFI binary for Secure Boot.
-pub fn sign(signer: &Signer, input: &Path, out: &Path) -> Result<(), BuildError> {
+/// Signs an EFI binary for Secure Boot. sbsign puts the signing time into
+/// the signature (OpenSSL's PKCS#7 `signingTime`): it runs under
+/// `faketime` at `epoch` (the build's SOURCE_DATE_EPOCH), so a rebuild
+/// signs byte for byte the same. Without faketime, the signature holds the
+/// time of the build and the output is not reproducible (said on stderr).
+pub fn sign(signer: &Signer, input: &Path, out: &Path, epoch: u64) -> Result<(), BuildError> {
     for p in [&signer.key, &signer.cert] {
         if !p.is_file() {
             return Err(BuildError::Step(format!(
@@ -153,18 +157,31 @@ pub fn sign(signer: &Signer, input: &Path, out: &Path) -> Result<(), BuildError>
         }
     }
     let s = |p: &Path| p.display().to_string();
-    run(
-        "sbsign",
-        &[
-            "--key",
-            &s(&signer.key),
-            "--cert",
-            &s(&signer.cert),
-            "--output",
-            &s(out),
-            &s(input),
-        ],
-    )?;
+    let args = [
+        "--key".to_string(),
+        s(&signer.key),
+        "--cert".into(),
+        s(&signer.cert),
+        "--output".into(),
+        s(out),
+        s(input),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if crate::tool::have("faketime") {
+        // libfaketime's absolute form: "@YYYY-MM-DD HH:MM:SS".
+        let at = format!(
+            "@{}",
+            tandem::timefmt::rfc3339(epoch)
+                .trim_end_matches('Z')
+                .replace('T', " ")
+        );
+        let mut with: Vec<&str> = vec!["-f", &at, "sbsign"];
+        with.extend(&args);
+        run("faketime", &with)?;
+    } else {
+        eprintln!("tandem-image: no faketime: the Secure Boot signatures hold the current time (the build is not reproducible)");
+        run("sbsign", &args)?;
+    }
     Ok(())
 }
 
