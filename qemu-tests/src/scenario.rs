@@ -349,6 +349,15 @@ pub fn verified(vm: &mut Vm, slot: char, t: &mut Timeline) -> Result<(), RigErro
     Ok(())
 }
 
+/// Waits for slot a's boot, its boot check saying the bootloader fell
+/// back (from a trial of b), and the shell.
+pub fn fell_back_to_a(vm: &mut Vm) -> Result<(), RigError> {
+    vm.expect("TANDEM-BOOTED slot=a", BOOT)?;
+    vm.expect("the bootloader fell back", BOOT)?;
+    vm.expect("TANDEM-READY slot=a", BOOT)?;
+    Ok(())
+}
+
 /// Waits for the guest's shell after a boot on `slot`.
 pub fn booted(vm: &mut Vm, slot: char, t: &mut Timeline) -> Result<(), RigError> {
     let l = vm.expect(&format!("TANDEM-BOOTED slot={slot}"), BOOT)?;

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use crate::http::FileServer;
 use crate::scenario::{
-    booted, expect_code, fail, require, require_committed, status, verified, wait_armed, Fixture,
-    Timeline, BOOT,
+    booted, expect_code, fail, fell_back_to_a, require, require_committed, status, verified,
+    wait_armed, Fixture, Timeline, BOOT,
 };
 use crate::scenarios::{trial_commits, Cuts};
 use crate::vm::Vm;
@@ -144,9 +144,7 @@ fn falls_back_without_booting_b(vm: &mut Vm, t: &mut Timeline) -> Result<(), Rig
     if k == 1 {
         return Err(fail(format!("slot b booted after the refusal: {}", l.text)));
     }
-    vm.expect("TANDEM-BOOTED slot=a", BOOT)?;
-    vm.expect("the bootloader fell back", BOOT)?;
-    vm.expect("TANDEM-READY slot=a", BOOT)?;
+    fell_back_to_a(vm)?;
     t.step("systemd-boot ran again from the removable-media path and booted a; fallback recorded");
     let st = status(vm)?;
     require(&st, &[("booted", "a"), ("primary", "a")])?;
@@ -207,9 +205,7 @@ pub fn flipped_slot(fx: &Fixture, t: &mut Timeline) -> Result<(), RigError> {
             l.text
         )));
     }
-    vm.expect("TANDEM-BOOTED slot=a", BOOT)?;
-    vm.expect("the bootloader fell back", BOOT)?;
-    vm.expect("TANDEM-READY slot=a", BOOT)?;
+    fell_back_to_a(&mut vm)?;
     t.step("fell back to a; fallback recorded");
     Ok(())
 }
