@@ -131,16 +131,7 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
                 osrel: &uki::osrel(&r.version.to_string(), g.as_str()),
             };
             uki::build(&parts, &o.work, &path, epoch, o.efi_signer.as_ref())?;
-            inputs.push(tandem::bundle::writer::ImageInput {
-                slot_class: tandem::slot::SlotClass::new("uki").expect("valid class"),
-                path: path.clone(),
-                compression: tandem::bundle::Compression::Zstd,
-                frame_size: None,
-                chunk_size: None,
-                cdc: Some(tandem::bundle::cdc::DEFAULT),
-                verity: None,
-                group: Some(g),
-            });
+            inputs.push(esp_image("uki", path.clone(), Some(g)));
             ukis.insert(g, path);
         }
     } else if chain == recipe::BootChain::SdBoot {
@@ -148,16 +139,7 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
         // images of their own, which the agent writes to the other slot's
         // files there (rootfs::agent_config).
         for (class, path) in [("kernel", k.vmlinuz()), ("initrd", initrd_path.clone())] {
-            inputs.push(tandem::bundle::writer::ImageInput {
-                slot_class: tandem::slot::SlotClass::new(class).expect("valid class"),
-                path,
-                compression: tandem::bundle::Compression::Zstd,
-                frame_size: None,
-                chunk_size: None,
-                cdc: Some(tandem::bundle::cdc::DEFAULT),
-                verity: None,
-                group: None,
-            });
+            inputs.push(esp_image(class, path, None));
         }
     }
     tandem::bundle::writer::create(&bundle, &meta, &inputs, &[key])?;
@@ -201,4 +183,24 @@ pub fn build(r: &recipe::Recipe, o: &BuildOptions) -> Result<Outputs, BuildError
         verity_root_hash: verity.map(|v| v.root_hash),
         ukis,
     })
+}
+
+/// A bundle image that the agent writes to a file on the ESP (kernel,
+/// initrd, a slot's UKI): content-defined chunks, so a device fetches only
+/// what changed.
+fn esp_image(
+    class: &str,
+    path: PathBuf,
+    group: Option<tandem::slot::SlotGroup>,
+) -> tandem::bundle::writer::ImageInput {
+    tandem::bundle::writer::ImageInput {
+        slot_class: tandem::slot::SlotClass::new(class).expect("valid class"),
+        path,
+        compression: tandem::bundle::Compression::Zstd,
+        frame_size: None,
+        chunk_size: None,
+        cdc: Some(tandem::bundle::cdc::DEFAULT),
+        verity: None,
+        group,
+    }
 }

@@ -125,6 +125,9 @@ fn run() -> Result<(), String> {
     if let Some(e) = &res.uboot_env {
         println!("u-boot env: {} ({} bytes)", e.display(), size(e));
     }
+    for (g, p) in &res.ukis {
+        println!("uki {g}:      {} ({} bytes)", p.display(), size(p));
+    }
     if let Some(h) = &res.verity_root_hash {
         println!("verity:     root hash {h}");
     }
