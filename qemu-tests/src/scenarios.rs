@@ -560,10 +560,63 @@ pub fn suite_with_phases(cuts: usize, seed: u64, phases: usize) -> Vec<Scenario>
     v
 }
 
-/// Whether `--only` selects the scenario `name`: no filter, or one of
-/// its comma-separated parts is in the name.
-fn selected(name: &str, only: Option<&str>) -> bool {
-    only.is_none_or(|o| o.split(',').any(|part| name.contains(part)))
+/// The scenarios `--only` picks, in suite order: each comma-separated
+/// part selects by the scenario's number (the first word of its name):
+/// the scenario of that number (`9`, `9c`, `1`), or, when no scenario has
+/// it, its lettered variants (`5` → 5a and 5b, `16` → 16a–16e). A part
+/// that is no number (`13 Fleet`, `9 `, `resort`) selects the names that
+/// contain it. A part that selects nothing is an error, so that a typo
+/// cannot pass as a green run of nothing.
+pub fn select(scenarios: Vec<Scenario>, only: Option<&str>) -> Result<Vec<Scenario>, String> {
+    let Some(only) = only else {
+        return Ok(scenarios);
+    };
+    let names: Vec<&str> = scenarios.iter().map(|(n, _)| n.as_str()).collect();
+    let mut keep = vec![false; names.len()];
+    for part in only.split(',') {
+        let hits = part_selects(part, &names);
+        if !hits.iter().any(|&h| h) {
+            let mut ids: Vec<&str> = names.iter().map(|n| scenario_id(n)).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            return Err(format!(
+                "--only: {part:?} selects no scenario (give a number, {}, or part of a name)",
+                ids.join(", ")
+            ));
+        }
+        keep.iter_mut().zip(hits).for_each(|(k, h)| *k |= h);
+    }
+    let mut keep = keep.into_iter();
+    Ok(scenarios
+        .into_iter()
+        .filter(|_| keep.next().unwrap_or(false))
+        .collect())
+}
+
+/// A scenario's number: the first word of its name (`9c`, `16e`, `last`).
+fn scenario_id(name: &str) -> &str {
+    name.split(' ').next().unwrap_or(name)
+}
+
+/// Which of `names` one `--only` part selects (see [`select`]).
+fn part_selects(part: &str, names: &[&str]) -> Vec<bool> {
+    let number = part.starts_with(|c: char| c.is_ascii_digit())
+        && part.chars().all(|c| c.is_ascii_alphanumeric());
+    if !number {
+        return names.iter().map(|n| n.contains(part)).collect();
+    }
+    let exact: Vec<bool> = names.iter().map(|n| scenario_id(n) == part).collect();
+    if exact.iter().any(|&e| e) {
+        return exact;
+    }
+    names
+        .iter()
+        .map(|n| {
+            scenario_id(n)
+                .strip_prefix(part)
+                .is_some_and(|rest| rest.len() == 1 && rest.chars().all(|c| c.is_ascii_lowercase()))
+        })
+        .collect()
 }
 
 /// Marks a scenario that boots two VMs at once: it runs while the other
@@ -573,15 +626,10 @@ pub const TWO_VMS: &str = "(two VMs)";
 /// VMs that may run at once.
 const VM_SLOTS: usize = 2;
 
-/// Runs scenarios (optionally only those whose name contains one of the
-/// comma-separated parts of `only`) on two
-/// workers; prints results; returns (passed, failed).
-pub fn run_all(fx: &Fixture, scenarios: Vec<Scenario>, only: Option<&str>) -> (usize, usize) {
+/// Runs scenarios (those [`select`] picked) on two workers; prints
+/// results; returns (passed, failed).
+pub fn run_all(fx: &Fixture, queue: Vec<Scenario>) -> (usize, usize) {
     let slots = Arc::new((Mutex::new(VM_SLOTS), std::sync::Condvar::new()));
-    let queue: Vec<Scenario> = scenarios
-        .into_iter()
-        .filter(|(n, _)| selected(n, only))
-        .collect();
     let queue = Arc::new(Mutex::new(queue.into_iter()));
     let results = Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|s| {
@@ -821,20 +869,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_selects_by_comma_separated_parts() {
-        let names: Vec<String> = suite(20, 1).into_iter().map(|(n, _)| n).collect();
+    fn only_selects_by_number_or_name() {
         let pick = |only| {
-            names
-                .iter()
-                .filter(|n| selected(n, Some(only)))
-                .map(|n| n.split(' ').next().unwrap().to_string())
-                .collect::<Vec<_>>()
+            select(suite(20, 1), Some(only)).map(|v| {
+                v.into_iter()
+                    .map(|(n, _)| scenario_id(&n).to_string())
+                    .collect::<Vec<_>>()
+            })
         };
-        assert_eq!(pick("12 ,13 "), ["12", "13"]);
-        assert_eq!(pick("9 "), ["9"]);
-        assert_eq!(pick("nothing"), Vec::<String>::new());
-        assert!(names.iter().all(|n| selected(n, None)));
+        // A number is that scenario; 5a is not 15a (once a substring match).
+        assert_eq!(pick("5a").unwrap(), ["5a"]);
+        assert_eq!(pick("9").unwrap(), ["9"]);
+        assert_eq!(pick("9c,1").unwrap(), ["9c", "1"]);
+        // No scenario 5 or 16: their lettered variants, in suite order.
+        assert_eq!(pick("5").unwrap(), ["5a", "5b"]);
+        assert_eq!(pick("16").unwrap(), ["16e", "16a", "16b", "16c", "16d"]);
+        // Anything else is part of a name.
+        assert_eq!(pick("12 ,13 ").unwrap(), ["12", "13"]);
+        assert_eq!(pick("9 ").unwrap(), ["9"]);
+        assert_eq!(pick("resort").unwrap(), ["last", "last"]);
+        // A part that selects nothing is an error naming it.
+        let e = pick("5a,nothing").unwrap_err();
+        assert!(e.contains("\"nothing\" selects no scenario"), "{e}");
+        assert!(pick("17").unwrap_err().contains("16e"));
+        assert_eq!(
+            select(suite(20, 1), None).unwrap().len(),
+            suite(20, 1).len()
+        );
         // The two-VM scenario runs last, and it is the only one.
+        let names: Vec<String> = suite(20, 1).into_iter().map(|(n, _)| n).collect();
         assert!(names.last().unwrap().contains(TWO_VMS));
         assert_eq!(names.iter().filter(|n| n.contains(TWO_VMS)).count(), 1);
     }

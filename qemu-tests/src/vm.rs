@@ -409,6 +409,10 @@ impl Vm {
                 tail,
             }
         } else {
+            // A silent console says nothing of where the guest is: the CPU
+            // may loop in the firmware, halt, or sit at the reset vector
+            // (scenario 9's clean-reboot hang, qemu-tests/README.md).
+            let tail = format!("{tail}\n{}", self.cpu_state());
             RigError::Timeout {
                 vm: self.name.clone(),
                 what: what.into(),
@@ -416,6 +420,50 @@ impl Vm {
                 tail,
             }
         }
+    }
+
+    /// Where the guest's CPU is, for a timed-out wait: QEMU's run state
+    /// and three samples of the first CPU's registers 200 ms apart (the
+    /// same RIP each time and HLT=0 is a tight loop; HLT=1 waits for an
+    /// interrupt). The full registers and the code at RIP go to
+    /// `cpu-state.txt` in the VM's directory; the summary is one line.
+    fn cpu_state(&self) -> String {
+        let path = self.dir.join("cpu-state.txt");
+        let mut q = match Qmp::connect(&self.qmp_path, Duration::from_secs(2)) {
+            Ok(q) => q,
+            Err(e) => return format!("CPU state: not read ({e})"),
+        };
+        let status = q
+            .execute("query-status", None)
+            .ok()
+            .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(String::from))
+            .unwrap_or_else(|| "unknown".into());
+        let mut full = format!("run state: {status}\n");
+        let mut samples = Vec::new();
+        for i in 0..3 {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            for cmd in ["info registers", "x/6i $pc"] {
+                let out = q
+                    .execute(
+                        "human-monitor-command",
+                        Some(serde_json::json!({ "command-line": cmd })),
+                    )
+                    .map(|v| v.as_str().unwrap_or_default().to_string())
+                    .unwrap_or_else(|e| format!("({e})"));
+                full += &format!("--- sample {} `{cmd}`\n{out}\n", i + 1);
+                if cmd == "info registers" {
+                    samples.push(register_summary(&out));
+                }
+            }
+        }
+        let _ = std::fs::write(&path, &full);
+        format!(
+            "CPU state: QEMU {status}; CPU 0 at {} (registers in {})",
+            samples.join(", "),
+            path.display()
+        )
     }
 
     /// Waits for a console line containing `needle` after the last match.
@@ -549,6 +597,32 @@ impl Vm {
     }
 }
 
+/// `RIP=… HLT=… SMM=…` (x86; EIP below 64-bit mode) or `PC=…` (aarch64) from HMP's `info registers`.
+fn register_summary(regs: &str) -> String {
+    let field = |name: &str| {
+        regs.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .map(str::to_string)
+    };
+    // x86 in 64-bit mode has RIP; in 32-bit and real mode (the firmware's
+    // first phases, the reset vector) EIP.
+    let ip = field("RIP=")
+        .map(|v| format!("RIP={v}"))
+        .or_else(|| field("EIP=").map(|v| format!("EIP={v}")));
+    match (ip, field("HLT="), field("PC=")) {
+        (Some(ip), Some(hlt), _) => {
+            let smm = field("SMM=").unwrap_or_else(|| "?".into());
+            format!("{ip} HLT={hlt} SMM={smm}")
+        }
+        (Some(ip), None, _) => ip,
+        (None, _, Some(pc)) => format!("PC={pc}"),
+        _ => {
+            let first: String = regs.lines().next().unwrap_or("").chars().take(80).collect();
+            format!("? (no registers: {first:?})")
+        }
+    }
+}
+
 impl Drop for Vm {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -587,6 +661,55 @@ mod tests {
         c.forwards = None;
         let (_, a) = c.command_line(Path::new("v"), Path::new("q"));
         assert!(a.join(" ").contains("-nic none"));
+    }
+
+    #[test]
+    fn register_summaries() {
+        let x86 = "RAX=0 RBX=1\nRIP=000000007fe1a2b3 RFL=00000246 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1\n";
+        assert_eq!(register_summary(x86), "RIP=000000007fe1a2b3 HLT=1 SMM=0");
+        let x86_32 =
+            "EAX=0 EBX=0\nEIP=fffffff0 EFL=00000002 [-------] CPL=0 II=0 A20=1 SMM=0 HLT=0\n";
+        assert_eq!(register_summary(x86_32), "EIP=fffffff0 HLT=0 SMM=0");
+        let arm = "PC=0000000040080000 X00=0000000000000000 X01=0\n";
+        assert_eq!(register_summary(arm), "PC=0000000040080000");
+        assert_eq!(register_summary(""), "? (no registers: \"\")");
+    }
+
+    /// A wait that times out says where the CPU is: a real QEMU whose
+    /// OVMF finds nothing to boot, and a marker that never comes.
+    #[test]
+    fn a_timeout_reports_the_cpu_state() {
+        let have = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").exists()
+            && Command::new("qemu-system-x86_64")
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success());
+        if !have {
+            assert!(
+                std::env::var("TANDEM_TEST_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                "needs qemu-system-x86_64 and OVMF (scripts/setup.sh installs them)"
+            );
+            eprintln!("SKIP a_timeout_reports_the_cpu_state: needs QEMU and OVMF");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = VmConfig::new("cpu-state", Arch::X86_64, dir.path());
+        let mut vm = Vm::start(&cfg).unwrap();
+        let e = vm
+            .expect("NEVER-PRINTED", Duration::from_secs(4))
+            .unwrap_err()
+            .to_string();
+        eprintln!("{e}");
+        assert!(e.contains("timed out after 4 s"), "{e}");
+        assert!(e.contains("CPU state: QEMU running; CPU 0 at "), "{e}");
+        assert!(!e.contains("no registers"), "{e}");
+        let full = std::fs::read_to_string(dir.path().join("cpu-state.txt")).unwrap();
+        assert!(full.starts_with("run state: running"), "{full}");
+        assert_eq!(full.matches("`info registers`").count(), 3, "{full}");
+        assert!(
+            full.contains("RIP=") && full.contains("`x/6i $pc`"),
+            "{full}"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Some("boot") if args.len() >= 2 => boot(&args[1..]),
         Some("demo") if args.len() >= 2 => demo(&args[1..]),
         Some("scenarios") if args.len() >= 2 => scenarios(&args[1..]),
-        _ => Err("usage: tandem-qemu demo IMAGES_DIR [--tandem PATH]\n       tandem-qemu scenarios IMAGES_DIR [--power-cuts N] [--only NAME] [--seed S] [--cut-phases N] [--tandem PATH]\n       tandem-qemu boot DISK.img [--expect MARKER] [--timeout SECONDS] [--arch x86_64|aarch64] [--uboot-env ENV.img]\n       tandem-qemu relay HOST:PORT".into()),
+        _ => Err("usage: tandem-qemu demo IMAGES_DIR [--tandem PATH]\n       tandem-qemu scenarios IMAGES_DIR [--power-cuts N] [--only NUMBER|NAME[,...]] [--seed S] [--cut-phases N] [--tandem PATH]\n       tandem-qemu boot DISK.img [--expect MARKER] [--timeout SECONDS] [--arch x86_64|aarch64] [--uboot-env ENV.img]\n       tandem-qemu relay HOST:PORT".into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -49,6 +49,11 @@ fn scenarios(args: &[String]) -> Result<(), String> {
             _ => return Err(format!("unknown option {a}")),
         }
     }
+    // Before any setup: a typo in --only fails at once.
+    let suite = tandem_qemu::scenarios::select(
+        tandem_qemu::scenarios::suite_with_phases(cuts, seed, phases),
+        only.as_deref(),
+    )?;
     let work = std::env::temp_dir().join(format!("tandem-scenarios-{}", std::process::id()));
     let mut fx = tandem_qemu::scenario::Fixture::new(&images, &work).map_err(|e| e.to_string())?;
     tandem_qemu::scenarios::make_hostile_bundles(&fx.images, &tandem).map_err(|e| e.to_string())?;
@@ -60,11 +65,7 @@ fn scenarios(args: &[String]) -> Result<(), String> {
         fx.accel
     );
     let start = std::time::Instant::now();
-    let (passed, failed) = tandem_qemu::scenarios::run_all(
-        &fx,
-        tandem_qemu::scenarios::suite_with_phases(cuts, seed, phases),
-        only.as_deref(),
-    );
+    let (passed, failed) = tandem_qemu::scenarios::run_all(&fx, suite);
     println!(
         "scenarios finished in {:.0} s",
         start.elapsed().as_secs_f64()
