@@ -384,3 +384,71 @@ fn bundle_diff_says_what_a_device_would_fetch() {
     );
     assert!(same.contains("in 1 request(s)"), "{same}");
 }
+
+/// `bundle diff` with per-group images: an install into b reuses the
+/// booted group's (a's) image and fetches only b's; `--into a` the other
+/// way round. Once, OLD's images of one class overwrote each other (the
+/// last one, b's, won) and both of NEW's counted.
+#[test]
+fn bundle_diff_counts_the_target_groups_image_against_the_booted_ones() {
+    let fx = cdc_fx();
+    let root = fs_image(1 << 20, 21);
+    let (uki_a, uki_b) = (fs_image(1 << 20, 22), fs_image(1 << 20, 23));
+    let old = fx.bundle(
+        "old.tnd",
+        "1.0.0",
+        &[
+            ("rootfs", &root, Compression::Zstd),
+            ("uki@a", &uki_a, Compression::Zstd),
+            ("uki@b", &uki_b, Compression::Zstd),
+        ],
+    );
+    // NEW's b is OLD's a byte for byte, and NEW's a is OLD's b.
+    let new = fx.bundle(
+        "new.tnd",
+        "1.1.0",
+        &[
+            ("rootfs", &root, Compression::Zstd),
+            ("uki@a", &uki_b, Compression::Zstd),
+            ("uki@b", &uki_a, Compression::Zstd),
+        ],
+    );
+    let run = |into: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["bundle", "diff"])
+            .arg(&old)
+            .arg(&new)
+            .args(into)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    for (args, target, other, booted) in [
+        (&[][..], "uki@b", "uki@a", "a"),
+        (&["--into", "b"][..], "uki@b", "uki@a", "a"),
+        (&["--into", "a"][..], "uki@a", "uki@b", "b"),
+    ] {
+        let out = run(args);
+        let line = |label: &str| {
+            out.lines()
+                .find(|l| l.contains(&format!("({label}):")))
+                .unwrap_or_else(|| panic!("no {label} in {out}"))
+                .to_string()
+        };
+        assert!(line(target).contains("holds it already"), "{args:?}: {out}");
+        assert!(
+            line(other).contains("for the other group"),
+            "{args:?}: {out}"
+        );
+        assert!(
+            line("rootfs").contains("holds it already"),
+            "{args:?}: {out}"
+        );
+        assert!(
+            out.contains(&format!("in group {booted}, installing into")),
+            "{args:?}: {out}"
+        );
+        assert!(out.contains("in 1 request(s)"), "{args:?}: {out}");
+    }
+}

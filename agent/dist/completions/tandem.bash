@@ -297,12 +297,16 @@ _tandem() {
             return 0
             ;;
         tandem__subcmd__bundle__subcmd__diff)
-            opts="-v -h --config --root --verbose --direct --help"
+            opts="-v -h --into --config --root --verbose --direct --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --into)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -103,6 +103,7 @@ complete -c tandem -n "__fish_tandem_using_subcommand bundle; and __fish_seen_su
 complete -c tandem -n "__fish_tandem_using_subcommand bundle; and __fish_seen_subcommand_from push" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'
 complete -c tandem -n "__fish_tandem_using_subcommand bundle; and __fish_seen_subcommand_from push" -l direct -d 'Work directly, even when the daemon runs (same as TANDEM_NO_DAEMON=1)'
 complete -c tandem -n "__fish_tandem_using_subcommand bundle; and __fish_seen_subcommand_from push" -s h -l help -d 'Print help'
+complete -c tandem -n "__fish_tandem_using_subcommand bundle; and __fish_seen_subcommand_from diff" -l into -d 'The group it installs into (it runs OLD in the other): decides which of a bundle\'s per-group images count' -r
 complete -c tandem -n "__fish_tandem_using_subcommand bundle; and __fish_seen_subcommand_from diff" -l config -d 'Main configuration file [default: ROOT/etc/tandem/tandem.toml]' -r -F
 complete -c tandem -n "__fish_tandem_using_subcommand bundle; and __fish_seen_subcommand_from diff" -l root -d 'Prefix for the configuration file and drop-in directories' -r -F
 complete -c tandem -n "__fish_tandem_using_subcommand bundle; and __fish_seen_subcommand_from diff" -s v -l verbose -d 'More log output (-v info, -vv debug); TANDEM_LOG overrides'

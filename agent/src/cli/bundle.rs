@@ -70,6 +70,10 @@ pub(super) enum BundleCmd {
         old: PathBuf,
         /// The bundle it would install
         new: PathBuf,
+        /// The group it installs into (it runs OLD in the other): decides
+        /// which of a bundle's per-group images count
+        #[arg(long, default_value = "b", value_name = "a|b")]
+        into: SlotGroup,
     },
     /// Print the manifest and signer key ids (not verified)
     Info {
@@ -184,7 +188,7 @@ pub(super) fn run(
             verify(&bundle, &ring, threshold, &net)
         }
         BundleCmd::Info { bundle, json } => info(&bundle, json, &Net::load(load)),
-        BundleCmd::Diff { old, new } => diff(&old, &new),
+        BundleCmd::Diff { old, new, into } => diff(&old, &new, into),
         BundleCmd::Push {
             bundle,
             reference,
@@ -449,7 +453,12 @@ fn push(bundle: &Path, reference: &str, plain_http: bool, net: &Net) -> Result<(
     Ok(())
 }
 
-fn diff(old: &Path, new: &Path) -> Result<(), Error> {
+/// `tandem bundle diff`: what an adaptive install into `into` would fetch
+/// of NEW on a device whose other group (the booted one, whose chunks it
+/// reuses) holds OLD. A per-group image counts only for its own group: of
+/// OLD the booted group's, of NEW the target's.
+fn diff(old: &Path, new: &Path, into: SlotGroup) -> Result<(), Error> {
+    let booted = into.other();
     use crate::install::adaptive::{self, SlotIndex};
     let open = |p: &Path| {
         std::fs::File::open(p).map_err(|e| Error::Other(format!("{}: {e}", p.display())))
@@ -472,13 +481,16 @@ fn diff(old: &Path, new: &Path) -> Result<(), Error> {
     let params = |class: &SlotClass| {
         tables
             .iter()
-            .find(|(i, _)| &i.slot_class == class)
+            .find(|(i, _)| &i.slot_class == class && i.applies_to(into))
             .and_then(|(i, _)| i.cdc.as_ref().map(|c| (c.params(), i.size)))
     };
     match UnverifiedBundle::open(std::io::BufReader::new(open(old)?)) {
         Ok(ob) => {
             let mut ob = ob.unchecked();
             while let Some(next) = ob.next_image()? {
+                if !next.image.applies_to(booted) {
+                    continue;
+                }
                 let Some((p, size)) = params(&next.image.slot_class) else {
                     continue;
                 };
@@ -489,10 +501,11 @@ fn diff(old: &Path, new: &Path) -> Result<(), Error> {
             }
         }
         Err(_) => {
-            // A slot image: for the first image of NEW.
+            // A slot image: for the first image of NEW that the install writes.
             let (img, _) = tables
-                .first()
-                .ok_or_else(|| Error::Other("NEW has no images".into()))?;
+                .iter()
+                .find(|(i, _)| i.applies_to(into))
+                .ok_or_else(|| Error::Other(format!("NEW has no images for group {into}")))?;
             if let Some((p, size)) = params(&img.slot_class) {
                 let r = std::io::BufReader::new(open(old)?);
                 have.insert(
@@ -507,13 +520,18 @@ fn diff(old: &Path, new: &Path) -> Result<(), Error> {
     let mut full_any = false;
     for (index, (img, table)) in tables.iter().enumerate() {
         let class = &img.slot_class;
+        let label = img.label();
+        if !img.applies_to(into) {
+            println!("image {index} ({label}): for the other group: not fetched by an install into {into}");
+            continue;
+        }
         let (Some(t), Some(_)) = (table.as_ref().filter(|t| t.is_table()), img.cdc.as_ref()) else {
-            println!("image {index} ({class}): no chunk table: a device streams the whole bundle");
+            println!("image {index} ({label}): no chunk table: a device streams the whole bundle");
             full_any = true;
             continue;
         };
         if have.get(class).is_some_and(|h| h.holds(img)) {
-            println!("image {index} ({class}): the device holds it already: nothing to fetch");
+            println!("image {index} ({label}): the device holds it already: nothing to fetch");
             continue;
         }
         total += 1024 + t.len() * crate::bundle::chunks::TABLE_ENTRY as u64;
@@ -530,7 +548,7 @@ fn diff(old: &Path, new: &Path) -> Result<(), Error> {
         total += fetch;
         requests += reqs;
         println!(
-            "image {index} ({class}): {} chunks; reuse {} of {} bytes ({:.1} %); fetch {} of {} payload bytes in {} range(s){}",
+            "image {index} ({label}): {} chunks; reuse {} of {} bytes ({:.1} %); fetch {} of {} payload bytes in {} range(s){}",
             t.len(),
             plan.reuse,
             img.size,
@@ -545,8 +563,13 @@ fn diff(old: &Path, new: &Path) -> Result<(), Error> {
         total = new_len;
         requests = 1;
     }
+    let groups = if tables.iter().any(|(i, _)| i.group.is_some()) {
+        format!(" in group {booted}, installing into {into},")
+    } else {
+        String::new()
+    };
     println!(
-        "a device running {} fetches {total} of {new_len} bytes ({:.2} %) in {requests} request(s)",
+        "a device running {}{groups} fetches {total} of {new_len} bytes ({:.2} %) in {requests} request(s)",
         old.display(),
         100.0 * total as f64 / new_len.max(1) as f64
     );
