@@ -16,16 +16,19 @@
 //! sockets. Extended attributes and ACLs are not copied.
 //!
 //! Power cuts: each file or symlink is created under a hidden temporary
-//! name, fsynced and renamed into place, then its directory is fsynced, so
-//! a file is either absent or whole. The stamp is written last (write,
-//! fsync, rename, fsync the directory); a cut before it repeats the
-//! seeding at the next boot, which finds the entries already copied and
-//! continues with the rest.
+//! name; once a batch of them is written, one `syncfs` makes them durable,
+//! they are renamed into place, and a second `syncfs` makes the renames
+//! durable, so a file is either absent or whole. The stamp is written last
+//! (write, fsync, rename, fsync the directory); a cut before it repeats
+//! the seeding at the next boot, which finds the entries already copied
+//! and continues with the rest. Two flushes of the filesystem per batch,
+//! not one fsync per file and directory: the debian image's 729 entries
+//! took 9 s under QEMU with one each (docs/disk-layout.md).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The stamp's name at the top of the data partition: the version of the
 /// image `/var` was last seeded from.
@@ -60,10 +63,49 @@ pub fn run(image: &Path, data: &Path, stamp: &Path, version: &str) -> io::Result
     let mut copied = 0;
     let mut skipped = Vec::new();
     if fs::symlink_metadata(image).is_ok_and(|m| m.is_dir()) {
-        fill(image, data, "", &mut copied, &mut skipped)?;
+        let mut batch = Batch {
+            fs: File::open(data)?,
+            pending: Vec::new(),
+        };
+        fill(image, data, "", &mut copied, &mut skipped, &mut batch)?;
+        batch.flush()?;
     }
     write_atomic(stamp, format!("{version}\n").as_bytes())?;
     Ok(Outcome::Seeded { copied, skipped })
+}
+
+/// Entries written under temporary names, not yet renamed into place.
+struct Batch {
+    /// Any file of the data filesystem, for `syncfs`.
+    fs: File,
+    /// (temporary name, final name)
+    pending: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Entries per batch: bounds the list (memory stays flat for any `/var`).
+const BATCH: usize = 1024;
+
+impl Batch {
+    fn add(&mut self, tmp: PathBuf, dst: PathBuf) -> io::Result<()> {
+        self.pending.push((tmp, dst));
+        if self.pending.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Durable contents, then the renames, then durable renames.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        rustix::fs::syncfs(&self.fs)?;
+        for (tmp, dst) in self.pending.drain(..) {
+            fs::rename(&tmp, &dst)?;
+        }
+        rustix::fs::syncfs(&self.fs)?;
+        Ok(())
+    }
 }
 
 /// Copies into `dst` each entry of `src` that `dst` lacks; descends into
@@ -74,12 +116,12 @@ fn fill(
     rel: &str,
     copied: &mut usize,
     skipped: &mut Vec<String>,
+    batch: &mut Batch,
 ) -> io::Result<()> {
     let mut names: Vec<_> = fs::read_dir(src)?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<Result<_, _>>()?;
     names.sort();
-    let mut added = false;
     for name in names {
         let (s, d) = (src.join(&name), dst.join(&name));
         let rel = format!("{rel}/{}", name.to_string_lossy());
@@ -90,7 +132,7 @@ fn fill(
         match fs::symlink_metadata(&d) {
             Ok(have) => {
                 if md.is_dir() && have.is_dir() {
-                    fill(&s, &d, &rel, copied, skipped)?;
+                    fill(&s, &d, &rel, copied, skipped, batch)?;
                 }
                 continue; // it exists: persistent data wins
             }
@@ -102,9 +144,8 @@ fn fill(
             fs::create_dir(&d)?;
             std::os::unix::fs::chown(&d, Some(md.uid()), Some(md.gid()))?;
             fs::set_permissions(&d, fs::Permissions::from_mode(md.mode() & 0o7777))?;
-            added = true;
             *copied += 1;
-            fill(&s, &d, &rel, copied, skipped)?;
+            fill(&s, &d, &rel, copied, skipped, batch)?;
         } else if t.is_file() || t.is_symlink() {
             let tmp = dst.join(format!("{TMP_PREFIX}{}", name.to_string_lossy()));
             let _ = fs::remove_file(&tmp); // a cut's leftover
@@ -114,20 +155,17 @@ fn fill(
                 std::os::unix::fs::symlink(fs::read_link(&s)?, &tmp)?;
                 std::os::unix::fs::lchown(&tmp, Some(md.uid()), Some(md.gid()))?;
             }
-            fs::rename(&tmp, &d)?;
-            added = true;
+            batch.add(tmp, d)?;
             *copied += 1;
         } else if t.is_block_device() || t.is_char_device() || t.is_fifo() || t.is_socket() {
             skipped.push(format!("/var{rel}"));
         }
     }
-    if added {
-        File::open(dst)?.sync_all()?;
-    }
     Ok(())
 }
 
-/// `src` to `tmp` with its owner, mode and modification time, fsynced.
+/// `src` to `tmp` with its owner, mode and modification time (made
+/// durable by the batch's `syncfs`).
 fn copy_file(src: &Path, tmp: &Path, md: &fs::Metadata) -> io::Result<()> {
     let mut from = File::open(src)?;
     let mut to = File::create(tmp)?;
@@ -135,8 +173,7 @@ fn copy_file(src: &Path, tmp: &Path, md: &fs::Metadata) -> io::Result<()> {
     // chown first: it clears set-user-ID bits that a chmod then restores.
     std::os::unix::fs::fchown(&to, Some(md.uid()), Some(md.gid()))?;
     to.set_permissions(fs::Permissions::from_mode(md.mode() & 0o7777))?;
-    to.set_modified(md.modified()?)?;
-    to.sync_all()
+    to.set_modified(md.modified()?)
 }
 
 /// Write, fsync, rename, fsync the directory.
@@ -282,6 +319,40 @@ mod tests {
         if ok {
             assert_eq!(skipped, vec!["/var/lib/fifo".to_string()]);
             assert!(!data.join("lib/fifo").exists());
+        }
+    }
+
+    /// More entries than a batch holds: several flushes, every file in
+    /// place and whole, no temporary name left.
+    #[test]
+    fn many_entries_go_in_batches() {
+        let t = tempfile::tempdir().unwrap();
+        let (img, data) = (t.path().join("img/var"), t.path().join("data/var"));
+        let n = 2 * BATCH + 100;
+        for i in 0..n {
+            let d = img.join(format!("d{}", i % 7));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join(format!("f{i}")), format!("{i}\n")).unwrap();
+        }
+        fs::create_dir_all(&data).unwrap();
+        let stamp = t.path().join("data").join(STAMP);
+        let out = run(&img, &data, &stamp, "1.0.0").unwrap();
+        assert_eq!(
+            out,
+            Outcome::Seeded {
+                copied: n + 7,
+                skipped: vec![]
+            }
+        );
+        for i in 0..n {
+            let f = data.join(format!("d{}/f{i}", i % 7));
+            assert_eq!(fs::read_to_string(&f).unwrap(), format!("{i}\n"), "{f:?}");
+        }
+        for d in 0..7 {
+            let names = fs::read_dir(data.join(format!("d{d}"))).unwrap();
+            assert!(names
+                .map(|e| e.unwrap().file_name())
+                .all(|n| !n.to_string_lossy().starts_with(TMP_PREFIX)));
         }
     }
 
