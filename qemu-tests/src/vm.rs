@@ -425,8 +425,9 @@ impl Vm {
     /// Where the guest's CPU is, for a timed-out wait: QEMU's run state
     /// and three samples of the first CPU's registers 200 ms apart (the
     /// same RIP each time and HLT=0 is a tight loop; HLT=1 waits for an
-    /// interrupt). The full registers and the code at RIP go to
-    /// `cpu-state.txt` in the VM's directory; the summary is one line.
+    /// interrupt). The full registers, the code at RIP, the local APIC and
+    /// the interrupt counts go to `cpu-state.txt` in the VM's directory;
+    /// the summary is one line.
     fn cpu_state(&self) -> String {
         let path = self.dir.join("cpu-state.txt");
         let mut q = match Qmp::connect(&self.qmp_path, Duration::from_secs(2)) {
@@ -445,17 +446,40 @@ impl Vm {
                 std::thread::sleep(Duration::from_millis(200));
             }
             for cmd in ["info registers", "x/6i $pc"] {
-                let out = q
-                    .execute(
-                        "human-monitor-command",
-                        Some(serde_json::json!({ "command-line": cmd })),
-                    )
-                    .map(|v| v.as_str().unwrap_or_default().to_string())
-                    .unwrap_or_else(|e| format!("({e})"));
+                let out = hmp(&mut q, cmd);
                 full += &format!("--- sample {} `{cmd}`\n{out}\n", i + 1);
                 if cmd == "info registers" {
                     samples.push(register_summary(&out));
                 }
+            }
+        }
+        // Twenty more, 50 ms apart, counted by where they found the CPU: a
+        // wait loop shows a few addresses over and over, an interrupt
+        // storm the handler's, a guest making progress many.
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(50));
+            let at = register_summary(&hmp(&mut q, "info registers"));
+            match seen.iter_mut().find(|(s, _)| *s == at) {
+                Some((_, n)) => *n += 1,
+                None => seen.push((at, 1)),
+            }
+        }
+        seen.sort_by_key(|s| std::cmp::Reverse(s.1));
+        full += "--- 20 more samples, 50 ms apart (count, where)\n";
+        for (at, n) in &seen {
+            full += &format!("{n:3} {at}\n");
+        }
+        // The interrupt side, twice a second apart: the local APIC's timer
+        // (mode, counts) and the interrupt lines' counts, whose growth tells
+        // an interrupt storm from a quiet wait. x86 only; elsewhere QEMU
+        // answers with an error, which is written as it is.
+        for round in 1..=2 {
+            if round > 1 {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            for cmd in ["info lapic", "info irq", "info pic"] {
+                full += &format!("--- round {round} `{cmd}`\n{}\n", hmp(&mut q, cmd));
             }
         }
         let _ = std::fs::write(&path, &full);
@@ -597,6 +621,16 @@ impl Vm {
     }
 }
 
+/// One HMP command's output over QMP, or the error in parentheses.
+fn hmp(q: &mut Qmp, cmd: &str) -> String {
+    q.execute(
+        "human-monitor-command",
+        Some(serde_json::json!({ "command-line": cmd })),
+    )
+    .map(|v| v.as_str().unwrap_or_default().to_string())
+    .unwrap_or_else(|e| format!("({e})"))
+}
+
 /// `RIP=… HLT=… SMM=…` (x86; EIP below 64-bit mode) or `PC=…` (aarch64) from HMP's `info registers`.
 fn register_summary(regs: &str) -> String {
     let field = |name: &str| {
@@ -706,10 +740,17 @@ mod tests {
         let full = std::fs::read_to_string(dir.path().join("cpu-state.txt")).unwrap();
         assert!(full.starts_with("run state: running"), "{full}");
         assert_eq!(full.matches("`info registers`").count(), 3, "{full}");
+        // RIP in 64-bit mode, EIP before it (a loaded host reaches 4 s
+        // still in the firmware's first phases).
         assert!(
-            full.contains("RIP=") && full.contains("`x/6i $pc`"),
+            (full.contains("RIP=") || full.contains("EIP=")) && full.contains("`x/6i $pc`"),
             "{full}"
         );
+        assert!(full.contains("--- 20 more samples"), "{full}");
+        // The local APIC's timer and the interrupt counts, twice.
+        assert_eq!(full.matches("`info lapic`").count(), 2, "{full}");
+        assert!(full.contains("Timer"), "{full}");
+        assert_eq!(full.matches("`info irq`").count(), 2, "{full}");
     }
 
     #[test]
