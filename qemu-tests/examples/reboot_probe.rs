@@ -1,11 +1,14 @@
 //! Probe for the clean-reboot hang once seen after an install
 //! (qemu-tests/README.md): boots the debian image, runs the `PRE` commands
-//! in the guest, then reboots with `REBOOT`, and says whether GRUB came up.
+//! in the guest, then reboots with `REBOOT`, and says whether GRUB came up;
+//! `ROUNDS` times in one QEMU process (scenario 9's hangs were on the
+//! second reboot), with the `PRE2` commands before the later reboots.
 //!
 //! Environment: `IMAGES` (the images directory, as for `tandem-qemu
-//! scenarios`), `PRE` (guest commands separated by `;`), `REBOOT` (default
-//! `systemctl reboot`), `NAME` and `WORK` (VM name and work directory, to
-//! run two at once). Exit status 0 when GRUB came up, 1 otherwise.
+//! scenarios`), `PRE` and `PRE2` (guest commands separated by `;`),
+//! `REBOOT` (default `systemctl reboot`), `ROUNDS` (default 1), `NAME` and
+//! `WORK` (VM name and work directory, to run two at once). Exit status 0
+//! when GRUB came up every time, 1 otherwise.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,23 +31,32 @@ fn probe() -> Result<bool, RigError> {
     let dfx = tandem_qemu::debian::fixture(&fx)?;
     let server = dfx.serve()?;
     let mut vm = Vm::start(&dfx.config(&name, dfx.fresh_disk(&name)?, Some(&server)))?;
-    let ready = vm.expect("TANDEM-READY slot=a", Duration::from_secs(180))?;
-    eprintln!("shell ready at {:.1} s", ready.at.as_secs_f64());
-    for cmd in var("PRE", "").split(';').filter(|c| !c.trim().is_empty()) {
-        let out = vm.output(cmd, Duration::from_secs(120))?;
-        eprintln!("$ {cmd}\n{out}");
-    }
-    vm.send(&var("REBOOT", "systemctl reboot"))?;
-    match vm.expect("Welcome to GRUB", Duration::from_secs(150)) {
-        Ok(l) => {
-            eprintln!("GRUB came up at {:.1} s", l.at.as_secs_f64());
-            Ok(true)
+    let rounds: usize = var("ROUNDS", "1").parse().unwrap_or(1);
+    for round in 1..=rounds {
+        let ready = vm.expect("TANDEM-READY slot=", Duration::from_secs(300))?;
+        eprintln!(
+            "round {round}: shell ready at {:.1} s",
+            ready.at.as_secs_f64()
+        );
+        let pre = if round == 1 {
+            var("PRE", "")
+        } else {
+            var("PRE2", "")
+        };
+        for cmd in pre.split(';').filter(|c| !c.trim().is_empty()) {
+            let out = vm.output(cmd, Duration::from_secs(120))?;
+            eprintln!("$ {cmd}\n{out}");
         }
-        Err(e) => {
-            eprintln!("GRUB did not come up: {e}");
-            Ok(false)
+        vm.send(&var("REBOOT", "systemctl reboot"))?;
+        match vm.expect("Welcome to GRUB", Duration::from_secs(150)) {
+            Ok(l) => eprintln!("round {round}: GRUB came up at {:.1} s", l.at.as_secs_f64()),
+            Err(e) => {
+                eprintln!("round {round}: GRUB did not come up: {e}");
+                return Ok(false);
+            }
         }
     }
+    Ok(true)
 }
 
 fn main() -> ExitCode {
