@@ -140,11 +140,15 @@ def main():
     # Every instruction pointer in the file (the register samples, the
     # 20 short ones), by the modules located above.
     counts = {}
-    for m in re.finditer(r"\b[RE]IP=([0-9a-f]+)", state):
-        ip = int(m.group(1), 16)
+    # `info registers` has one per sample; the short samples' lines are
+    # "COUNT RIP=… HLT=… SMM=…".
+    ips = [(int(m.group(1), 16), 1) for m in re.finditer(r"\b[RE]IP=([0-9a-f]+) [RE]FL=", state)]
+    ips += [(int(m.group(2), 16), int(m.group(1)))
+            for m in re.finditer(r"^\s*(\d+) [RE]IP=([0-9a-f]+) ", state, re.M)]
+    for ip, n in ips:
         name = next((f"{n}+{ip - b:#x}" for b, (n, size) in loaded.items() if b <= ip < b + size),
                     f"{ip:#x} (not in a module located here)")
-        counts[name] = counts.get(name, 0) + 1
+        counts[name] = counts.get(name, 0) + n
     print("instruction pointers sampled:")
     for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):
         print(f"{n:4} {name}")

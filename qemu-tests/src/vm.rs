@@ -751,6 +751,20 @@ mod tests {
         assert_eq!(full.matches("`info lapic`").count(), 2, "{full}");
         assert!(full.contains("Timer"), "{full}");
         assert_eq!(full.matches("`info irq`").count(), 2, "{full}");
+        // scripts/ovmf-where.py finds the sampled code in the firmware's
+        // modules (PEI or DXE, whichever 4 s reached).
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/ovmf-where.py");
+        let out = Command::new("python3")
+            .arg(&script)
+            .arg(dir.path().join("cpu-state.txt"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{text}");
+        assert_eq!(text.matches(": ").count(), 3, "a line per sample: {text}");
+        assert!(text.contains("+0x"), "no sample found in a module: {text}");
+        assert!(text.contains("instruction pointers sampled:"), "{text}");
     }
 
     #[test]
