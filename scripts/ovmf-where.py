@@ -2,11 +2,12 @@
 """Names the OVMF module a hung guest was in.
 
 The QEMU rig writes cpu-state.txt when a wait times out (qemu-tests/README.md):
-registers and `x/6i $pc` samples. A release OVMF prints no load addresses, so
-this looks the code bytes of each sample up in the firmware's own modules:
-it unpacks the LZMA-compressed firmware volumes of OVMF_CODE, walks their
-files and prints, for each sample, the module (its UI name) and the offset in
-it where those bytes are.
+registers, and the code at the instruction pointer (`x/6i $pc` in three full
+samples, `x/3i $pc` in twenty short ones). A release OVMF prints no load
+addresses, so this looks the code bytes of each sample up in the firmware's
+own modules: it unpacks the LZMA-compressed firmware volumes of OVMF_CODE,
+walks their files, and prints how many samples were in which module at which
+offset, and where each module was loaded.
 
     scripts/ovmf-where.py VMDIR/cpu-state.txt [/usr/share/OVMF/OVMF_CODE_4M.fd]
 
@@ -96,19 +97,22 @@ def image_size(pe):
 
 
 def samples(text):
-    """(pc, code bytes) of each `x/6i $pc` listing in cpu-state.txt."""
+    """(pc, code bytes, count) of each `x/Ni $pc` listing in cpu-state.txt:
+    the full samples count once, the short ones as often as they were seen."""
     out = []
     for block in re.split(r"^--- ", text, flags=re.M):
-        if not block.startswith("sample") or "x/6i" not in block.splitlines()[0]:
+        head = block.splitlines()[0] if block else ""
+        m = re.match(r"(?:sample \d+|short sample x(\d+)) `x/\d+i \$pc`", head)
+        if not m:
             continue
         pc, code = None, b""
         for line in block.splitlines()[1:]:
-            m = re.match(r"\s*(0x[0-9a-f]+):\s+((?:[0-9a-f]{2} )+)", line)
-            if m:
-                pc = pc or int(m.group(1), 16)
-                code += bytes.fromhex(m.group(2).replace(" ", ""))
+            ins = re.match(r"\s*(0x[0-9a-f]+):\s+((?:[0-9a-f]{2} )+)", line)
+            if ins:
+                pc = pc or int(ins.group(1), 16)
+                code += bytes.fromhex(ins.group(2).replace(" ", ""))
         if pc is not None:
-            out.append((pc, code))
+            out.append((pc, code, int(m.group(1) or 1)))
     return out
 
 
@@ -120,38 +124,34 @@ def main():
     mods = [m for blob in volumes(open(fd_path, "rb").read()) for m in modules(blob)]
     found = samples(state)
     if not found:
-        sys.exit(f"{sys.argv[1]}: no `x/6i $pc` samples with code bytes")
+        sys.exit(f"{sys.argv[1]}: no `x/Ni $pc` samples with code bytes")
+    # Library code is in several modules; the firmware loads images on page
+    # boundaries, so a module whose base comes out page-aligned is the one
+    # it was. A base found for one sample then places the others.
+    hits = {pc: [(n, rva(pe, pe.find(code)), pe) for n, pe in mods if code in pe]
+            for pc, code, _ in found}
     loaded = {}
-    for pc, code in found:
-        hits = [(name, rva(pe, pe.find(code))) for name, pe in mods if code in pe]
-        # Library code is in several modules; the firmware loads images on
-        # page boundaries, so the module whose base comes out page-aligned
-        # is the one it was.
-        aligned = [h for h in hits if (pc - h[1]) % 0x1000 == 0]
-        if aligned:
-            where = ", ".join(f"{n}+{o:#x} (loaded at {pc - o:#x})" for n, o in aligned)
-        elif hits:
-            where = "one of " + ", ".join(f"{n}+{o:#x}" for n, o in hits)
-        else:
-            where = f"in none of the {len(mods)} modules of {fd_path}"
-        print(f"{pc:#x}: {where}")
-        for n, o in aligned:
-            loaded[pc - o] = (n, image_size(dict(mods)[n]))
-    # Every instruction pointer in the file (the register samples, the
-    # 20 short ones), by the modules located above.
+    for pc, h in hits.items():
+        for n, off, pe in h:
+            if (pc - off) % 0x1000 == 0:
+                loaded[pc - off] = (n, image_size(pe))
+
+    def where(pc):
+        for base, (n, size) in loaded.items():
+            if base <= pc < base + size:
+                return f"{n}+{pc - base:#x}"
+        if hits.get(pc):
+            return "one of " + ", ".join(f"{n}+{o:#x}" for n, o, _ in hits[pc])
+        return f"{pc:#x}, in none of the {len(mods)} modules of {fd_path}"
+
     counts = {}
-    # `info registers` has one per sample; the short samples' lines are
-    # "COUNT RIP=… HLT=… SMM=…".
-    ips = [(int(m.group(1), 16), 1) for m in re.finditer(r"\b[RE]IP=([0-9a-f]+) [RE]FL=", state)]
-    ips += [(int(m.group(2), 16), int(m.group(1)))
-            for m in re.finditer(r"^\s*(\d+) [RE]IP=([0-9a-f]+) ", state, re.M)]
-    for ip, n in ips:
-        name = next((f"{n}+{ip - b:#x}" for b, (n, size) in loaded.items() if b <= ip < b + size),
-                    f"{ip:#x} (not in a module located here)")
-        counts[name] = counts.get(name, 0) + n
-    print("instruction pointers sampled:")
-    for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):
-        print(f"{n:4} {name}")
+    for pc, _, n in found:
+        counts[(pc, where(pc))] = counts.get((pc, where(pc)), 0) + n
+    print(f"{sum(n for *_, n in found)} samples of the code at the instruction pointer:")
+    for (pc, name), n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"{n:4}  {pc:#x}  {name}")
+    for base, (n, size) in sorted(loaded.items()):
+        print(f"{n} loaded at {base:#x} ({size} bytes)")
 
 
 if __name__ == "__main__":
