@@ -18,4 +18,4 @@ mkfs.ext4 -q -F "$work/fs.img"
 dev=$(losetup --find --show "$work/fs.img")
 mkdir "$work/mnt"
 mount "$dev" "$work/mnt"
-target/release/examples/varseed-bench "$work/mnt"
+"${CARGO_TARGET_DIR:-target}/release/examples/varseed-bench" "$work/mnt"

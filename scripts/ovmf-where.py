@@ -146,7 +146,8 @@ def main():
 
     counts = {}
     for pc, _, n in found:
-        counts[(pc, where(pc))] = counts.get((pc, where(pc)), 0) + n
+        key = (pc, where(pc))
+        counts[key] = counts.get(key, 0) + n
     print(f"{sum(n for *_, n in found)} samples of the code at the instruction pointer:")
     for (pc, name), n in sorted(counts.items(), key=lambda kv: -kv[1]):
         print(f"{n:4}  {pc:#x}  {name}")

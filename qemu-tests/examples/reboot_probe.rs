@@ -22,6 +22,12 @@ fn var(name: &str, default: &str) -> String {
 }
 
 fn probe() -> Result<bool, RigError> {
+    let rounds: usize = var("ROUNDS", "1").parse().map_err(|e| {
+        RigError::Setup(format!(
+            "ROUNDS={:?}: not a number of reboots: {e}",
+            var("ROUNDS", "")
+        ))
+    })?;
     let images = PathBuf::from(var("IMAGES", "work-out/images"));
     let work = PathBuf::from(var("WORK", "/var/tmp/reboot-probe"));
     std::fs::create_dir_all(&work)
@@ -31,7 +37,6 @@ fn probe() -> Result<bool, RigError> {
     let dfx = tandem_qemu::debian::fixture(&fx)?;
     let server = dfx.serve()?;
     let mut vm = Vm::start(&dfx.config(&name, dfx.fresh_disk(&name)?, Some(&server)))?;
-    let rounds: usize = var("ROUNDS", "1").parse().unwrap_or(1);
     for round in 1..=rounds {
         let ready = vm.expect("TANDEM-READY slot=", Duration::from_secs(300))?;
         eprintln!(

@@ -163,11 +163,8 @@ pub fn systemd_update_and_fallback(fx: &Fixture, t: &mut Timeline) -> Result<(),
     boot_complete(&mut vm)?;
     // The data partition's /var hides the image's: the initramfs seeded
     // it, so dpkg knows what the image holds.
-    let dpkg = vm.output(
-        "dpkg-query -W -f '${Status}' systemd",
-        Duration::from_secs(60),
-    )?;
-    if dpkg.trim() != "install ok installed" {
+    let dpkg = systemd_package_status(&mut vm)?;
+    if dpkg != INSTALLED {
         return Err(fail(format!(
             "dpkg-query on the first boot: {dpkg:?} (the image's /var/lib/dpkg was not seeded onto the data partition)"
         )));
@@ -206,10 +203,25 @@ pub fn systemd_update_and_fallback(fx: &Fixture, t: &mut Timeline) -> Result<(),
     Ok(())
 }
 
-/// Scenario 9c: scenario 5's power cuts (every phase in turn) on the debian
-/// image: systemd as PID 1, the CLI through the D-Bus daemon, the journal
-/// and dpkg's database on the data partition. Its 70 MB slot takes longer
-/// to write and systemd longer to boot, so the cut windows are 3× longer.
+/// What dpkg's database says of the systemd package: whether the image's
+/// `/var/lib/dpkg` reached the data partition's `/var`, which hides it.
+fn systemd_package_status(vm: &mut Vm) -> Result<String, RigError> {
+    let out = vm.output(
+        "dpkg-query -W -f='${Status}' systemd",
+        Duration::from_secs(60),
+    )?;
+    Ok(out.trim().to_string())
+}
+
+/// `dpkg-query`'s status of an installed package.
+const INSTALLED: &str = "install ok installed";
+
+/// Scenario 9c: first, cuts during the first boot's seeding of `/var`
+/// (`seeding_cuts`); then scenario 5's power cuts (every phase in turn) on
+/// the debian image: systemd as PID 1, the CLI through the D-Bus daemon,
+/// the journal and dpkg's database on the data partition. Its 70 MB slot
+/// takes longer to write and systemd longer to boot, so the cut windows
+/// are 3× longer.
 pub fn power_cuts(fx: &Fixture, t: &mut Timeline, cuts: usize, seed: u64) -> Result<(), RigError> {
     let dfx = fixture(fx)?;
     seeding_cuts(&dfx, t, (cuts / 10).max(3), seed)?;
@@ -286,12 +298,9 @@ fn seeding_cuts(dfx: &Fixture, t: &mut Timeline, cuts: usize, seed: u64) -> Resu
             )))
         }
     }
-    let dpkg = vm.output(
-        "dpkg-query -W -f='${Status}' systemd",
-        Duration::from_secs(60),
-    )?;
+    let dpkg = systemd_package_status(&mut vm)?;
     let stamp = vm.output("cat /data/.tandem-var-seeded", Duration::from_secs(30))?;
-    if dpkg.trim() != "install ok installed" || stamp.trim() != "1.0.0" {
+    if dpkg != INSTALLED || stamp.trim() != "1.0.0" {
         return Err(fail(format!(
             "after {cuts} seeding cuts: dpkg-query says {dpkg:?}, the stamp {stamp:?}"
         )));
